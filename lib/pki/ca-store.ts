@@ -1,0 +1,666 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { KeyObject, X509Certificate as NodeX509, createPublicKey } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
+import { x509, RSA_SHA256, toPem, fingerprint, CryptoKey } from './x509';
+import {
+  RsaKeySize,
+  assertKeySize,
+  generateRsaKey,
+  readRsaPrivateKey,
+  spkiOf,
+  exportPrivateKeyPem,
+  toSigningKey,
+} from './keys';
+import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, normalizeSerial } from './names';
+import { normalizeDeviceId } from '../device-id';
+import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
+import { CoalescingTask } from '../coalescing-task';
+import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
+
+export type CertificateKind = 'device' | 'server' | 'backend';
+
+/** RFC 5280 reasons that make sense for a fleet (no CA compromise, no reversible hold). */
+export const REVOCATION_REASONS = {
+  unspecified: x509.X509CrlReason.unspecified,
+  keyCompromise: x509.X509CrlReason.keyCompromise,
+  affiliationChanged: x509.X509CrlReason.affiliationChanged,
+  superseded: x509.X509CrlReason.superseded,
+  cessationOfOperation: x509.X509CrlReason.cessationOfOperation,
+  privilegeWithdrawn: x509.X509CrlReason.privilegeWithdrawn,
+} as const;
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+export interface IssuedRecord {
+  serial: string;
+  commonName: string;
+  kind: CertificateKind;
+  notBefore: string;
+  notAfter: string;
+  sha256: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  /** Where the key came from: made here, or the holder's own (CSR). */
+  keySource: 'generated' | 'csr';
+  renewedFrom?: string;
+  revokedAt?: string;
+  revocationReason?: RevocationReason;
+}
+
+interface StoreIndex {
+  version: 1;
+  nextSerial: number;
+  crlNumber: number;
+  certificates: IssuedRecord[];
+  /** Mosquitto config folders written by us, kept current on issue and revoke. */
+  mosquitto: { dir: string; listener: MosquittoListener }[];
+}
+
+export interface IssuedCertificate {
+  record: IssuedRecord;
+  certificatePem: string;
+  certificateDer: Buffer;
+  /** Present only when the key was generated here. */
+  privateKeyPem?: string;
+  caCertificatePem: string;
+  fingerprints: { sha1: string; sha256: string };
+  files: { certificate: string; privateKey?: string; ca?: string };
+  warnings: string[];
+}
+
+export interface CaStoreOptions {
+  /** The store folder; created with mode 0700. */
+  dir: string;
+  commonName?: string;
+  organization?: string;
+  keySize?: RsaKeySize;
+  validityDays?: number;
+  /** Encrypts the CA key at rest (PKCS#8, AES-256-CBC) when set. */
+  passphrase?: string;
+  /** Use this CA instead of creating one (only when the store holds no CA yet). */
+  importPem?: { certificate: string; privateKey: string; passphrase?: string };
+  /** How long each CRL is valid; it is re-signed when a third of that remains. */
+  crlValidityDays?: number;
+  /** Leaf defaults. */
+  leafKeySize?: RsaKeySize;
+  leafValidityDays?: number;
+}
+
+export interface MosquittoSetup {
+  dir: string;
+  confFile: string;
+  aclFile: string;
+  crlFile: string;
+  server: IssuedCertificate | IssuedRecord;
+  backend: IssuedCertificate | IssuedRecord;
+}
+
+const DAY_MS = 86_400_000;
+/** Leaves start a little in the past: a device's NTP clock may lag the server's. */
+const BACKDATE_MS = 10 * 60_000;
+const FIRST_LEAF_SERIAL = 0x1000;
+
+const FILES = {
+  caCert: 'ca.crt',
+  caKey: 'ca.key',
+  index: 'index.json',
+  crl: 'crl.pem',
+  issued: 'issued',
+  devices: 'devices',
+  servers: 'servers',
+  backends: 'backends',
+} as const;
+
+class CaStoreError extends Error {}
+
+/**
+ * A private CA kept in one folder. Everything that changes is written atomically; the index
+ * (with the serial counter) is written before any certificate leaves the store, so a serial
+ * that was ever handed out is never used again, even after a crash.
+ */
+export class CaStore {
+  private readonly indexWriter = new CoalescingTask(() => this.writeIndex());
+  private readonly crlWriter = new CoalescingTask(() => this.writeCrl());
+  private crlNextUpdate: Date | undefined;
+
+  private constructor(
+    readonly dir: string,
+    private readonly caCert: x509.X509Certificate,
+    private readonly signingKey: CryptoKey,
+    private readonly index: StoreIndex,
+    private readonly options: Required<Pick<CaStoreOptions, 'crlValidityDays' | 'leafKeySize' | 'leafValidityDays'>>,
+  ) {}
+
+  /** Opens the store in `options.dir`, creating (or importing) the CA only when none is there. */
+  static async open(options: CaStoreOptions): Promise<CaStore> {
+    const dir = path.resolve(options.dir);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const settings = {
+      crlValidityDays: assertValidityDays(options.crlValidityDays, 180),
+      leafKeySize: assertKeySize(options.leafKeySize ?? 2048),
+      leafValidityDays: assertValidityDays(options.leafValidityDays, 825),
+    };
+    const certPem = await readFileIfExists(path.join(dir, FILES.caCert));
+    let caKey: KeyObject;
+    let caPem: string;
+    if (certPem !== undefined) {
+      ({ caKey, caPem } = await loadExistingCa(dir, certPem, options));
+    } else if (options.importPem) {
+      ({ caKey, caPem } = await importCa(dir, options.importPem, options.passphrase));
+    } else {
+      ({ caKey, caPem } = await createCa(dir, options));
+    }
+    const index = (await readIndex(dir)) ?? (await rebuildIndex(dir));
+    const store = new CaStore(dir, new x509.X509Certificate(caPem), await toSigningKey(caKey), index, settings);
+    await store.indexWriter.request();
+    await store.refreshCrlIfDue();
+    return store;
+  }
+
+  /** Settles once every pending index and CRL write has reached the disk. */
+  async idle(): Promise<void> {
+    await this.crlWriter.idle();
+    await this.indexWriter.idle();
+  }
+
+  get caCertificatePem(): string {
+    return this.caCert.toString('pem');
+  }
+
+  get caSubject(): string {
+    return this.caCert.subject;
+  }
+
+  get caNotAfter(): Date {
+    return this.caCert.notAfter;
+  }
+
+  get crlFile(): string {
+    return path.join(this.dir, FILES.crl);
+  }
+
+  /** The files devices download over the update server: `ca.crt`, `<id>.crt`, `<id>.key`. */
+  get deviceFilesDir(): string {
+    return path.join(this.dir, FILES.devices);
+  }
+
+  get crlNextUpdateAt(): Date | undefined {
+    return this.crlNextUpdate;
+  }
+
+  // ---- issuing -------------------------------------------------------------------------
+
+  async issueDevice(idInput: unknown, opts: { validityDays?: unknown } = {}): Promise<IssuedCertificate> {
+    const id = normalizeDeviceId(idInput);
+    const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
+    const key = await generateRsaKey(this.options.leafKeySize);
+    return this.issueAndSave({ kind: 'device', commonName: id, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
+  }
+
+  async issueServer(opts: { commonName: unknown; dnsNames?: unknown; ipAddresses?: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
+    const commonName = assertDnsName(opts.commonName);
+    const dnsNames = [commonName, ...asList(opts.dnsNames, 'dnsNames').map(assertDnsName)];
+    const ipAddresses = asList(opts.ipAddresses, 'ipAddresses').map(assertIpAddress);
+    const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
+    const key = await generateRsaKey(this.options.leafKeySize);
+    return this.issueAndSave(
+      { kind: 'server', commonName, spki: key.publicKeySpki, validityDays, keySource: 'generated', dnsNames: [...new Set(dnsNames)], ipAddresses },
+      key.privateKeyPem,
+    );
+  }
+
+  async issueBackend(opts: { commonName?: unknown; validityDays?: unknown } = {}): Promise<IssuedCertificate> {
+    const commonName = assertBackendName(opts.commonName ?? 'node-red');
+    const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
+    const key = await generateRsaKey(this.options.leafKeySize);
+    return this.issueAndSave({ kind: 'backend', commonName, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
+  }
+
+  /** Signs a device's CSR after checking its self-signature and that its CN is the expected id. */
+  async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
+    const expected = normalizeDeviceId(opts.deviceId);
+    const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
+    if (typeof csrPem !== 'string' || !csrPem.includes('CERTIFICATE REQUEST')) {
+      throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
+    }
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrPem);
+    } catch (err) {
+      throw new CaStoreError(`cannot parse the CSR: ${(err as Error).message}`);
+    }
+    if (!(await csr.verify().catch(() => false))) throw new CaStoreError('the CSR signature does not verify');
+    const cn = csr.subjectName.getField('CN')[0];
+    if (cn !== expected) throw new CaStoreError(`the CSR is for CN ${JSON.stringify(cn ?? '')}, expected device ${expected}`);
+    const spki = Buffer.from(csr.publicKey.rawData);
+    assertRsaSpki(spki);
+    return this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' });
+  }
+
+  /**
+   * A new certificate for an identity we issued before: same key (taken from the old
+   * certificate) or a fresh one. The old one stays valid unless `revokeOld` is set, so a
+   * device can still fetch its new files with the old certificate.
+   */
+  async renew(opts: { serial?: unknown; commonName?: unknown; newKey?: boolean; validityDays?: unknown; revokeOld?: boolean }): Promise<IssuedCertificate> {
+    const old = this.findForRenewal(opts);
+    const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
+    const base = { kind: old.kind, commonName: old.commonName, validityDays, dnsNames: old.dnsNames, ipAddresses: old.ipAddresses, renewedFrom: old.serial };
+    let issued: IssuedCertificate;
+    if (opts.newKey) {
+      const key = await generateRsaKey(this.options.leafKeySize);
+      issued = await this.issueAndSave({ ...base, spki: key.publicKeySpki, keySource: 'generated' }, key.privateKeyPem);
+    } else {
+      const oldPem = await fs.readFile(this.issuedFile(old.serial), 'utf8');
+      const spki = new NodeX509(oldPem).publicKey.export({ type: 'spki', format: 'der' });
+      issued = await this.issueAndSave({ ...base, spki, keySource: old.keySource });
+    }
+    if (opts.revokeOld) await this.revoke(old.serial, 'superseded');
+    return issued;
+  }
+
+  private findForRenewal(opts: { serial?: unknown; commonName?: unknown }): IssuedRecord {
+    if (opts.serial !== undefined && opts.serial !== '') {
+      const record = this.findBySerial(normalizeSerial(opts.serial));
+      if (record.revokedAt) throw new CaStoreError(`certificate ${record.serial} is revoked; issue a new one instead of renewing`);
+      return record;
+    }
+    if (typeof opts.commonName !== 'string' || !opts.commonName) throw new CaStoreError('renew needs a serial or a commonName');
+    let cn = opts.commonName;
+    try {
+      cn = normalizeDeviceId(cn);
+    } catch {
+      // not a device: server and backend names are matched as given
+    }
+    const candidates = this.index.certificates.filter((r) => r.commonName === cn && !r.revokedAt);
+    if (candidates.length === 0) throw new CaStoreError(`no valid certificate for ${JSON.stringify(cn)} to renew`);
+    return candidates.reduce((a, b) => (a.notAfter >= b.notAfter ? a : b));
+  }
+
+  // ---- revocation ----------------------------------------------------------------------
+
+  async revoke(serialInput: unknown, reasonInput: unknown = 'unspecified'): Promise<IssuedRecord> {
+    const serial = normalizeSerial(serialInput);
+    const reason = (reasonInput ?? 'unspecified') as RevocationReason;
+    if (!(reason in REVOCATION_REASONS)) {
+      throw new CaStoreError(`unknown revocation reason ${JSON.stringify(reasonInput)}: one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
+    }
+    const record = this.findBySerial(serial);
+    if (record.revokedAt) throw new CaStoreError(`certificate ${serial} is already revoked (${record.revokedAt})`);
+    record.revokedAt = new Date().toISOString();
+    record.revocationReason = reason;
+    await this.indexWriter.request();
+    await this.crlWriter.request();
+    await this.updateMosquittoDirs();
+    return { ...record };
+  }
+
+  /** Re-signs the CRL when it is missing or has less than a third of its validity left. */
+  async refreshCrlIfDue(now = new Date()): Promise<boolean> {
+    const due = !this.crlNextUpdate || this.crlNextUpdate.getTime() - now.getTime() < (this.options.crlValidityDays * DAY_MS) / 3;
+    if (!due) {
+      const onDisk = await readFileIfExists(this.crlFile);
+      if (onDisk !== undefined) return false;
+    }
+    await this.crlWriter.request();
+    await this.updateMosquittoDirs();
+    return true;
+  }
+
+  async crlPem(): Promise<string> {
+    await this.crlWriter.idle();
+    return fs.readFile(this.crlFile, 'utf8');
+  }
+
+  // ---- queries -------------------------------------------------------------------------
+
+  list(filter: { kind?: CertificateKind; includeRevoked?: boolean } = {}): IssuedRecord[] {
+    return this.index.certificates
+      .filter((r) => (filter.kind ? r.kind === filter.kind : true) && (filter.includeRevoked ? true : !r.revokedAt))
+      .map((r) => ({ ...r }));
+  }
+
+  /** Valid (not revoked, not yet expired) certificates that expire within `days`. */
+  expiring(days: unknown, now = new Date()): IssuedRecord[] {
+    const n = Number(days);
+    if (!Number.isFinite(n) || n < 0) throw new CaStoreError(`invalid number of days ${JSON.stringify(days)}`);
+    const until = now.getTime() + n * DAY_MS;
+    return this.list()
+      .filter((r) => {
+        const t = Date.parse(r.notAfter);
+        return t > now.getTime() && t <= until;
+      })
+      .sort((a, b) => a.notAfter.localeCompare(b.notAfter));
+  }
+
+  get issuedCount(): number {
+    return this.index.certificates.length;
+  }
+
+  findBySerial(serial: string): IssuedRecord {
+    const record = this.index.certificates.find((r) => r.serial === serial);
+    if (!record) throw new CaStoreError(`no certificate with serial ${serial} was issued by this CA`);
+    return record;
+  }
+
+  // ---- mosquitto -----------------------------------------------------------------------
+
+  /**
+   * Writes a Mosquitto config folder: TLS listener with client certificates required, the
+   * CRL, and a per-identity ACL. Issues the broker's server identity and the backend identity
+   * if they do not exist yet. The folder is kept current on every later issue and revoke.
+   */
+  async writeMosquittoConfig(opts: { dir?: unknown; serverName?: unknown; backendName?: unknown; port?: unknown; bindAddress?: unknown }): Promise<MosquittoSetup> {
+    const dir = path.resolve(typeof opts.dir === 'string' && opts.dir ? opts.dir : path.join(this.dir, 'mosquitto'));
+    const serverName = assertDnsName(opts.serverName ?? 'localhost');
+    const backendName = assertBackendName(opts.backendName ?? 'node-red');
+    const port = Number(opts.port ?? 8883);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CaStoreError(`invalid port ${JSON.stringify(opts.port)}`);
+    const bindAddress = opts.bindAddress ? assertIpAddress(opts.bindAddress) : undefined;
+
+    const server = this.latestValid('server', serverName) ?? (await this.issueServer({ commonName: serverName }));
+    const backend = this.latestValid('backend', backendName) ?? (await this.issueBackend({ commonName: backendName }));
+    const serverRecord = 'record' in server ? server.record : server;
+
+    const listener: MosquittoListener = { port, bindAddress };
+    const files = mosquittoFilesIn(dir);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(files.caFile, this.caCertificatePem);
+    await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'crt')));
+    await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'key')), PRIVATE_FILE_MODE);
+    await writeFileAtomic(files.crlFile, await this.crlPem());
+    await writeFileAtomic(files.aclFile, this.renderAcl());
+    const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
+    await writeFileAtomic(confFile, renderMosquittoConf(files, listener));
+
+    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener });
+    await this.indexWriter.request();
+    return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
+  }
+
+  private latestValid(kind: CertificateKind, commonName: string): IssuedRecord | undefined {
+    const now = new Date().toISOString();
+    return this.index.certificates
+      .filter((r) => r.kind === kind && r.commonName === commonName && !r.revokedAt && r.notAfter > now)
+      .sort((a, b) => b.notAfter.localeCompare(a.notAfter))[0];
+  }
+
+  private renderAcl(): string {
+    const valid = this.list();
+    return renderMosquittoAcl(
+      valid.filter((r) => r.kind === 'device').map((r) => r.commonName),
+      valid.filter((r) => r.kind === 'backend').map((r) => r.commonName),
+    );
+  }
+
+  private async updateMosquittoDirs(): Promise<void> {
+    if (this.index.mosquitto.length === 0) return;
+    const crl = await this.crlPem();
+    const acl = this.renderAcl();
+    for (const { dir } of this.index.mosquitto) {
+      const files = mosquittoFilesIn(dir);
+      await writeFileAtomic(files.crlFile, crl);
+      await writeFileAtomic(files.aclFile, acl);
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private issuedFile(serial: string): string {
+    return path.join(this.dir, FILES.issued, `${serial}.crt`);
+  }
+
+  private identityFile(kind: CertificateKind, commonName: string, ext: 'crt' | 'key'): string {
+    const folder = kind === 'device' ? FILES.devices : kind === 'server' ? FILES.servers : FILES.backends;
+    return path.join(this.dir, folder, `${commonName}.${ext}`);
+  }
+
+  private async issueAndSave(
+    spec: {
+      kind: CertificateKind;
+      commonName: string;
+      spki: Buffer;
+      validityDays: number;
+      keySource: IssuedRecord['keySource'];
+      dnsNames?: string[];
+      ipAddresses?: string[];
+      renewedFrom?: string;
+    },
+    privateKeyPem?: string,
+  ): Promise<IssuedCertificate> {
+    // Allocated synchronously: concurrent issuances can never draw the same number.
+    const serial = normalizeSerial((this.index.nextSerial++).toString(16));
+    const now = Date.now();
+    const notBefore = new Date(now - BACKDATE_MS);
+    const notAfter = new Date(Math.min(now + spec.validityDays * DAY_MS, this.caCert.notAfter.getTime()));
+    const warnings: string[] = [];
+    if (notAfter.getTime() < now + spec.validityDays * DAY_MS) warnings.push(`validity shortened to the CA's expiry (${this.caCert.notAfter.toISOString()})`);
+    if (spec.ipAddresses?.length) warnings.push('ESP TLS stacks match DNS names, not IP addresses: devices should connect by host name');
+
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject: [{ CN: [spec.commonName] }],
+      issuer: this.caCert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: Uint8Array.from(spec.spki),
+      signingKey: this.signingKey,
+      signingAlgorithm: RSA_SHA256,
+      extensions: await leafExtensions(spec, this.caCert),
+    });
+    const der = Buffer.from(cert.rawData);
+    const certificatePem = toPem('CERTIFICATE', der);
+    const record: IssuedRecord = {
+      serial,
+      commonName: spec.commonName,
+      kind: spec.kind,
+      notBefore: notBefore.toISOString(),
+      notAfter: notAfter.toISOString(),
+      sha256: fingerprint(der, 'sha256'),
+      keySource: spec.keySource,
+      ...(spec.dnsNames?.length ? { dnsNames: spec.dnsNames } : {}),
+      ...(spec.ipAddresses?.length ? { ipAddresses: spec.ipAddresses } : {}),
+      ...(spec.renewedFrom ? { renewedFrom: spec.renewedFrom } : {}),
+    };
+
+    await writeFileAtomic(this.issuedFile(serial), certificatePem);
+    this.index.certificates.push(record);
+    await this.indexWriter.request();
+
+    const files: IssuedCertificate['files'] = { certificate: this.identityFile(spec.kind, spec.commonName, 'crt') };
+    await writeFileAtomic(files.certificate, certificatePem);
+    if (privateKeyPem) {
+      files.privateKey = this.identityFile(spec.kind, spec.commonName, 'key');
+      await writeFileAtomic(files.privateKey, privateKeyPem, PRIVATE_FILE_MODE);
+    }
+    if (spec.kind === 'device') {
+      files.ca = path.join(this.deviceFilesDir, 'ca.crt');
+      await writeFileAtomic(files.ca, this.caCertificatePem);
+    }
+    if (spec.kind !== 'server') await this.updateMosquittoDirs();
+
+    return {
+      record: { ...record },
+      certificatePem,
+      certificateDer: der,
+      privateKeyPem,
+      caCertificatePem: this.caCertificatePem,
+      fingerprints: { sha1: fingerprint(der, 'sha1'), sha256: record.sha256 },
+      files,
+      warnings,
+    };
+  }
+
+  private async writeIndex(): Promise<void> {
+    await writeFileAtomic(path.join(this.dir, FILES.index), JSON.stringify(this.index, null, 1));
+  }
+
+  private async writeCrl(): Promise<void> {
+    this.index.crlNumber += 1;
+    const thisUpdate = new Date(Date.now() - BACKDATE_MS);
+    const nextUpdate = new Date(Date.now() + this.options.crlValidityDays * DAY_MS);
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: this.caCert.subjectName,
+      thisUpdate,
+      nextUpdate,
+      signingKey: this.signingKey,
+      signingAlgorithm: RSA_SHA256,
+      entries: this.index.certificates
+        .filter((r) => r.revokedAt)
+        .map((r) => ({
+          serialNumber: r.serial,
+          revocationDate: new Date(r.revokedAt!),
+          reason: REVOCATION_REASONS[r.revocationReason ?? 'unspecified'],
+        })),
+      extensions: [
+        await x509.AuthorityKeyIdentifierExtension.create(this.caCert.publicKey, false),
+        new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(this.index.crlNumber))),
+      ],
+    });
+    await this.indexWriter.request();
+    await writeFileAtomic(this.crlFile, toPem('X509 CRL', crl.rawData));
+    this.crlNextUpdate = nextUpdate;
+  }
+}
+
+// ---- CA creation and loading -----------------------------------------------------------
+
+async function createCa(dir: string, options: CaStoreOptions): Promise<{ caKey: KeyObject; caPem: string }> {
+  const keySize = assertKeySize(options.keySize ?? 2048);
+  const validityDays = assertValidityDays(options.validityDays, 3650);
+  const commonName = options.commonName?.trim() || 'ESP Fleet CA';
+  const subject: Record<string, string[]> = { CN: [commonName] };
+  if (options.organization?.trim()) subject.O = [options.organization.trim()];
+
+  const material = await generateRsaKey(keySize);
+  const caKey = readRsaPrivateKey(material.privateKeyPem);
+  const now = Date.now();
+  const publicKey = await x509.PublicKey.create(Uint8Array.from(material.publicKeySpki));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '01',
+    subject: [subject],
+    issuer: [subject],
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(now + validityDays * DAY_MS),
+    publicKey,
+    signingKey: await toSigningKey(caKey),
+    signingAlgorithm: RSA_SHA256,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+    ],
+  });
+  const caPem = toPem('CERTIFICATE', cert.rawData);
+  // Key first, certificate last: a store counts as created only once ca.crt exists.
+  await writeFileAtomic(path.join(dir, FILES.caKey), exportPrivateKeyPem(caKey, options.passphrase), PRIVATE_FILE_MODE);
+  await writeFileAtomic(path.join(dir, FILES.caCert), caPem);
+  return { caKey, caPem };
+}
+
+async function importCa(
+  dir: string,
+  imported: NonNullable<CaStoreOptions['importPem']>,
+  passphrase: string | undefined,
+): Promise<{ caKey: KeyObject; caPem: string }> {
+  let cert: NodeX509;
+  try {
+    cert = new NodeX509(imported.certificate);
+  } catch (err) {
+    throw new CaStoreError(`cannot read the CA certificate to import: ${(err as Error).message}`);
+  }
+  if (!cert.ca) throw new CaStoreError('the certificate to import is not a CA certificate (basicConstraints CA:TRUE missing)');
+  const caKey = readRsaPrivateKey(imported.privateKey, imported.passphrase ?? passphrase);
+  if (!spkiOf(caKey).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw new CaStoreError('the private key does not belong to the CA certificate');
+  }
+  const caPem = cert.toString();
+  await writeFileAtomic(path.join(dir, FILES.caKey), exportPrivateKeyPem(caKey, passphrase), PRIVATE_FILE_MODE);
+  await writeFileAtomic(path.join(dir, FILES.caCert), caPem);
+  return { caKey, caPem };
+}
+
+async function loadExistingCa(dir: string, caPem: string, options: CaStoreOptions): Promise<{ caKey: KeyObject; caPem: string }> {
+  const keyPem = await readFileIfExists(path.join(dir, FILES.caKey));
+  if (keyPem === undefined) throw new CaStoreError(`the CA in ${dir} has no ca.key; restore it from a backup (a CA is never regenerated)`);
+  const caKey = readRsaPrivateKey(keyPem, options.passphrase);
+  if (!spkiOf(caKey).equals(new NodeX509(caPem).publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw new CaStoreError(`ca.key in ${dir} does not belong to ca.crt`);
+  }
+  if (options.importPem && new NodeX509(options.importPem.certificate).fingerprint256 !== new NodeX509(caPem).fingerprint256) {
+    throw new CaStoreError(`${dir} already holds another CA; choose an empty folder to import into`);
+  }
+  // A passphrase set after the store was created: encrypt the key at rest from now on.
+  if (options.passphrase && !keyPem.includes('ENCRYPTED')) {
+    await writeFileAtomic(path.join(dir, FILES.caKey), exportPrivateKeyPem(caKey, options.passphrase), PRIVATE_FILE_MODE);
+  }
+  return { caKey, caPem };
+}
+
+async function readIndex(dir: string): Promise<StoreIndex | undefined> {
+  const text = await readFileIfExists(path.join(dir, FILES.index));
+  if (text === undefined) return undefined;
+  const parsed = JSON.parse(text) as StoreIndex;
+  if (parsed.version !== 1 || !Array.isArray(parsed.certificates)) throw new CaStoreError(`${dir}/index.json is not an index of this package`);
+  parsed.mosquitto ??= [];
+  return parsed;
+}
+
+/** An index lost before its first write: rebuild it from the issued certificates on disk. */
+async function rebuildIndex(dir: string): Promise<StoreIndex> {
+  const index: StoreIndex = { version: 1, nextSerial: FIRST_LEAF_SERIAL, crlNumber: 0, certificates: [], mosquitto: [] };
+  const names = await fs.readdir(path.join(dir, FILES.issued)).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.endsWith('.crt'))) {
+    const cert = new NodeX509(await fs.readFile(path.join(dir, FILES.issued, name)));
+    const serial = normalizeSerial(cert.serialNumber);
+    index.nextSerial = Math.max(index.nextSerial, parseInt(serial, 16) + 1);
+    const cn = /CN=([^\n,]+)/.exec(cert.subject)?.[1] ?? '';
+    const kind: CertificateKind = cert.keyUsage?.includes('1.3.6.1.5.5.7.3.1') ? 'server' : /^[0-9a-f]{12}$/.test(cn) ? 'device' : 'backend';
+    index.certificates.push({
+      serial,
+      commonName: cn,
+      kind,
+      notBefore: new Date(cert.validFrom).toISOString(),
+      notAfter: new Date(cert.validTo).toISOString(),
+      sha256: cert.fingerprint256,
+      keySource: 'generated',
+    });
+  }
+  return index;
+}
+
+async function leafExtensions(
+  spec: { kind: CertificateKind; spki: Buffer; dnsNames?: string[]; ipAddresses?: string[] },
+  ca: x509.X509Certificate,
+): Promise<x509.Extension[]> {
+  const eku = spec.kind === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth;
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+    new x509.ExtendedKeyUsageExtension([eku], false),
+    await x509.SubjectKeyIdentifierExtension.create(Uint8Array.from(spec.spki)),
+    await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey, false),
+  ];
+  const names = [
+    ...(spec.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(spec.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  return extensions;
+}
+
+function asList(value: unknown, name: string): string[] {
+  if (value === undefined || value === null || value === '') return [];
+  if (typeof value === 'string') return value.split(/[\s,]+/).filter(Boolean);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
+  throw new CaStoreError(`${name} must be a list of strings or a comma-separated string`);
+}
+
+function assertRsaSpki(spki: Buffer): void {
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType !== 'rsa') throw new CaStoreError(`the CSR key is ${key.asymmetricKeyType ?? 'unknown'}; ESP8266 devices use RSA keys`);
+  if (bits < 2048 || bits > 4096) throw new CaStoreError(`the CSR key has ${bits} bits; use 2048 to 4096`);
+}
+

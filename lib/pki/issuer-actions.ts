@@ -1,0 +1,160 @@
+import { createPrivateKey } from 'node:crypto';
+import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
+
+/** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
+export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl'] as const;
+export type IssuerAction = (typeof ISSUER_ACTIONS)[number];
+
+export interface IssuerDefaults {
+  validityDays?: number;
+  /** Put the private key into the output msg (off: a Debug node would show it in the editor). */
+  includePrivateKey?: boolean;
+  serverName?: string;
+  backendName?: string;
+  mosquittoDir?: string;
+  mosquittoPort?: number;
+}
+
+export interface IssuedOutput {
+  action: IssuerAction;
+  kind: CertificateKind;
+  commonName: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  fingerprints: { sha1: string; sha256: string };
+  certificate: { pem: string; der: Buffer };
+  ca: { pem: string };
+  privateKey?: { pem: string; der: Buffer };
+  files: IssuedCertificate['files'];
+  warnings: string[];
+  renewedFrom?: string;
+}
+
+export type IssuerResult =
+  | IssuedOutput
+  | { action: 'revoke'; revoked: IssuedRecord; crlFile: string; crlNextUpdate?: string }
+  | { action: 'list' | 'expiring'; certificates: IssuedRecord[]; count: number; days?: number }
+  | { action: 'mosquitto'; dir: string; confFile: string; aclFile: string; crlFile: string; serverSerial: string; backendSerial: string; hint: string }
+  | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number };
+
+type Args = Record<string, unknown>;
+
+export function parseAction(value: unknown): IssuerAction {
+  if (typeof value === 'string' && (ISSUER_ACTIONS as readonly string[]).includes(value)) return value as IssuerAction;
+  throw new Error(`unknown action ${JSON.stringify(value)}: set msg.topic to one of ${ISSUER_ACTIONS.join(', ')}`);
+}
+
+/** A bare string or number payload stands for the action's main argument. */
+function argsOf(payload: unknown, mainArg: string): Args {
+  if (payload === undefined || payload === null || payload === '') return {};
+  if (typeof payload === 'string' || typeof payload === 'number') return { [mainArg]: payload };
+  if (typeof payload === 'object' && !Array.isArray(payload) && !Buffer.isBuffer(payload)) return payload as Args;
+  throw new Error('msg.payload must be an object with the action arguments (or a string for the main one)');
+}
+
+export async function runIssuerAction(store: CaStore, action: IssuerAction, payload: unknown, defaults: IssuerDefaults = {}): Promise<IssuerResult> {
+  const validity = (a: Args): unknown => a.validityDays ?? defaults.validityDays;
+  switch (action) {
+    case 'device': {
+      const a = argsOf(payload, 'id');
+      return shape(action, await store.issueDevice(a.id ?? a.mac ?? a.deviceId, { validityDays: validity(a) }), defaults);
+    }
+    case 'server': {
+      const a = argsOf(payload, 'commonName');
+      const commonName = a.commonName ?? defaults.serverName;
+      return shape(action, await store.issueServer({ commonName, dnsNames: a.dnsNames, ipAddresses: a.ipAddresses, validityDays: validity(a) }), defaults);
+    }
+    case 'backend': {
+      const a = argsOf(payload, 'commonName');
+      return shape(action, await store.issueBackend({ commonName: a.commonName ?? defaults.backendName, validityDays: validity(a) }), defaults);
+    }
+    case 'csr': {
+      const a = argsOf(payload, 'csr');
+      return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a) }), defaults);
+    }
+    case 'renew': {
+      const a = argsOf(payload, 'serial');
+      const issued = await store.renew({
+        serial: a.serial,
+        commonName: a.commonName ?? a.id,
+        newKey: a.newKey === true,
+        revokeOld: a.revokeOld === true,
+        validityDays: validity(a),
+      });
+      return shape(action, issued, defaults);
+    }
+    case 'revoke': {
+      const a = argsOf(payload, 'serial');
+      const revoked = await store.revoke(a.serial, a.reason ?? 'unspecified');
+      return { action, revoked, crlFile: store.crlFile, crlNextUpdate: store.crlNextUpdateAt?.toISOString() };
+    }
+    case 'list': {
+      const a = argsOf(payload, 'kind');
+      const kind = a.kind as CertificateKind | undefined;
+      if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${JSON.stringify(kind)}: device, server or backend`);
+      const certificates = store.list({ kind, includeRevoked: a.includeRevoked === true });
+      return { action, certificates, count: certificates.length };
+    }
+    case 'expiring': {
+      const a = argsOf(payload, 'days');
+      const days = Number(a.days ?? 30);
+      const certificates = store.expiring(days);
+      return { action, certificates, count: certificates.length, days };
+    }
+    case 'mosquitto': {
+      const a = argsOf(payload, 'dir');
+      const setup = await store.writeMosquittoConfig({
+        dir: a.dir ?? defaults.mosquittoDir,
+        serverName: a.serverName ?? defaults.serverName,
+        backendName: a.backendName ?? defaults.backendName,
+        port: a.port ?? defaults.mosquittoPort,
+        bindAddress: a.bindAddress,
+      });
+      const serial = (x: IssuedCertificate | IssuedRecord): string => ('record' in x ? x.record.serial : x.serial);
+      return {
+        action,
+        dir: setup.dir,
+        confFile: setup.confFile,
+        aclFile: setup.aclFile,
+        crlFile: setup.crlFile,
+        serverSerial: serial(setup.server),
+        backendSerial: serial(setup.backend),
+        hint: `start with: mosquitto -c ${setup.confFile} (as a user that can read ${setup.dir}); send it SIGHUP after issuing or revoking`,
+      };
+    }
+    case 'crl': {
+      return {
+        action,
+        pem: await store.crlPem(),
+        nextUpdate: store.crlNextUpdateAt?.toISOString(),
+        revokedCount: store.list({ includeRevoked: true }).filter((r) => r.revokedAt).length,
+      };
+    }
+  }
+}
+
+function shape(action: IssuerAction, issued: IssuedCertificate, defaults: IssuerDefaults): IssuedOutput {
+  const { record } = issued;
+  const out: IssuedOutput = {
+    action,
+    kind: record.kind,
+    commonName: record.commonName,
+    serial: record.serial,
+    notBefore: record.notBefore,
+    notAfter: record.notAfter,
+    fingerprints: issued.fingerprints,
+    certificate: { pem: issued.certificatePem, der: issued.certificateDer },
+    ca: { pem: issued.caCertificatePem },
+    files: issued.files,
+    warnings: issued.warnings,
+    ...(record.renewedFrom ? { renewedFrom: record.renewedFrom } : {}),
+  };
+  if (defaults.includePrivateKey && issued.privateKeyPem) {
+    const der = createPrivateKey(issued.privateKeyPem).export({ type: 'pkcs8', format: 'der' });
+    out.privateKey = { pem: issued.privateKeyPem, der };
+  }
+  return out;
+}
+
+export { REVOCATION_REASONS };

@@ -1,0 +1,14 @@
+import type { Node } from 'node-red';
+import type { CaStore } from '../../lib/pki/ca-store';
+
+export interface EspCaCredentials {
+  passphrase?: string;
+  importKey?: string;
+}
+
+/** What other nodes may use of an `esp-ca` config node. */
+export interface EspCaNode extends Node<EspCaCredentials> {
+  folder: string;
+  /** The opened store; rejects with the reason when it cannot be opened. */
+  store(): Promise<CaStore>;
+}

@@ -1,0 +1,65 @@
+import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
+import { runIssuerAction, parseAction, IssuerDefaults } from '../../lib/pki/issuer-actions';
+import type { CaStore } from '../../lib/pki/ca-store';
+import type { EspCaNode } from '../esp-ca/types';
+import { errorText, shortText, optionalNumber } from '../shared/settings';
+
+interface EspCertIssuerDef extends NodeDef {
+  ca: string;
+  action: string;
+  validityDays: string;
+  includePrivateKey: boolean;
+  serverName: string;
+  backendName: string;
+  mosquittoDir: string;
+  mosquittoPort: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function EspCertIssuer(this: Node, config: EspCertIssuerDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
+    const defaults: IssuerDefaults = {
+      validityDays: optionalNumber(config.validityDays),
+      includePrivateKey: config.includePrivateKey === true,
+      serverName: config.serverName || undefined,
+      backendName: config.backendName || undefined,
+      mosquittoDir: config.mosquittoDir || undefined,
+      mosquittoPort: optionalNumber(config.mosquittoPort),
+    };
+
+    const showSummary = (store: CaStore): void => {
+      const until = store.caNotAfter.toISOString().slice(0, 10);
+      node.status({ fill: 'green', shape: 'dot', text: `${store.issuedCount} issued · CA until ${until}` });
+    };
+
+    if (!caNode) {
+      node.status({ fill: 'red', shape: 'ring', text: 'no CA configured' });
+    } else {
+      node.status({ fill: 'yellow', shape: 'ring', text: 'opening CA…' });
+      caNode.store().then(showSummary, (err) => node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) }));
+    }
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      (async () => {
+        if (!caNode) throw new Error('no esp-ca node is configured for this issuer');
+        const action = parseAction(msg.topic || config.action);
+        const store = await caNode.store();
+        const result = await runIssuerAction(store, action, msg.payload, defaults);
+        for (const warning of 'warnings' in result ? result.warnings : []) node.warn(warning);
+        showSummary(store);
+        send({ ...msg, topic: action, payload: result });
+      })().then(
+        () => done(),
+        (err: unknown) => {
+          node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+          // done(err) reports through node.error(err, msg), so Catch nodes see it.
+          done(err instanceof Error ? err : new Error(errorText(err)));
+        },
+      );
+    });
+  }
+
+  RED.nodes.registerType('esp-cert-issuer', EspCertIssuer);
+};
