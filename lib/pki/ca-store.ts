@@ -165,7 +165,7 @@ export class CaStore {
   }
 
   get caCertificatePem(): string {
-    return this.caCert.toString('pem');
+    return toPem('CERTIFICATE', this.caCert.rawData);
   }
 
   get caSubject(): string {
@@ -530,8 +530,9 @@ async function createCa(dir: string, options: CaStoreOptions): Promise<{ caKey: 
   const keySize = assertKeySize(options.keySize ?? 2048);
   const validityDays = assertValidityDays(options.validityDays, 3650);
   const commonName = options.commonName?.trim() || 'ESP Fleet CA';
-  const subject: Record<string, string[]> = { CN: [commonName] };
-  if (options.organization?.trim()) subject.O = [options.organization.trim()];
+  // One attribute per RDN (O, then CN), as openssl writes names.
+  const subject: Record<string, string[]>[] = [{ CN: [commonName] }];
+  if (options.organization?.trim()) subject.unshift({ O: [options.organization.trim()] });
 
   const material = await generateRsaKey(keySize);
   const caKey = readRsaPrivateKey(material.privateKeyPem);
@@ -539,8 +540,8 @@ async function createCa(dir: string, options: CaStoreOptions): Promise<{ caKey: 
   const publicKey = await x509.PublicKey.create(Uint8Array.from(material.publicKeySpki));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: '01',
-    subject: [subject],
-    issuer: [subject],
+    subject,
+    issuer: subject,
     notBefore: new Date(now - BACKDATE_MS),
     notAfter: new Date(now + validityDays * DAY_MS),
     publicKey,

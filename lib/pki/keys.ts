@@ -39,7 +39,7 @@ export function readRsaPrivateKey(pem: string, passphrase?: string): KeyObject {
     key = createPrivateKey({ key: pem, format: 'pem', passphrase: passphrase || undefined });
   } catch (err) {
     const msg = (err as Error).message;
-    if (/passphrase|decrypt|bad decrypt/i.test(msg)) throw new Error('cannot read the CA private key: wrong or missing passphrase');
+    if (/passphrase|decrypt|interrupted or cancelled/i.test(msg)) throw new Error('cannot read the CA private key: wrong or missing passphrase');
     throw new Error(`cannot read the private key: ${msg}`);
   }
   if (key.asymmetricKeyType !== 'rsa') throw new Error(`the private key is ${key.asymmetricKeyType ?? 'unknown'}, expected RSA`);
