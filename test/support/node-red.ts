@@ -1,0 +1,42 @@
+import helper from 'node-red-node-test-helper';
+
+helper.init(require.resolve('node-red'));
+
+/** Node-RED core nodes that our flows wire to, loaded from the real runtime. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const catchNode = require('@node-red/nodes/core/common/25-catch.js') as (RED: never) => void;
+
+export { helper };
+
+/** Resolves with the next msg a helper node receives. */
+export function nextMessage(nodeId: string, ms = 15_000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no msg at ${nodeId} within ${ms} ms`)), ms);
+    helper.getNode(nodeId).once('input', (msg: Record<string, unknown>) => {
+      clearTimeout(timer);
+      resolve(msg);
+    });
+  });
+}
+
+/** Resolves with whichever of the given helper nodes receives a msg first. */
+export function firstMessage(nodeIds: string[], ms = 15_000): Promise<{ nodeId: string; msg: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const listeners = nodeIds.map((nodeId) => {
+      const listener = (msg: Record<string, unknown>): void => {
+        cleanup();
+        resolve({ nodeId, msg });
+      };
+      helper.getNode(nodeId).on('input', listener);
+      return { nodeId, listener };
+    });
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no msg at ${nodeIds.join(' or ')} within ${ms} ms`));
+    }, ms);
+    function cleanup(): void {
+      clearTimeout(timer);
+      for (const { nodeId, listener } of listeners) helper.getNode(nodeId).removeListener('input', listener);
+    }
+  });
+}
