@@ -54,7 +54,7 @@ interface StoreIndex {
   crlNumber: number;
   certificates: IssuedRecord[];
   /** Mosquitto config folders written by us, kept current on issue and revoke. */
-  mosquitto: { dir: string; listener: MosquittoListener }[];
+  mosquitto: { dir: string; listener: MosquittoListener; serverName?: string }[];
 }
 
 export interface IssuedCertificate {
@@ -153,6 +153,7 @@ export class CaStore {
     }
     const index = (await readIndex(dir)) ?? (await rebuildIndex(dir));
     const store = new CaStore(dir, new x509.X509Certificate(caPem), await toSigningKey(caKey), index, settings);
+    store.crlNextUpdate = await readCrlNextUpdate(path.join(dir, FILES.crl));
     await store.indexWriter.request();
     await store.refreshCrlIfDue();
     return store;
@@ -374,7 +375,7 @@ export class CaStore {
     const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
     await writeFileAtomic(confFile, renderMosquittoConf(files, listener));
 
-    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener });
+    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener, serverName: serverRecord.commonName });
     await this.indexWriter.request();
     return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
   }
@@ -394,14 +395,19 @@ export class CaStore {
     );
   }
 
-  private async updateMosquittoDirs(): Promise<void> {
+  /** Keeps every Mosquitto folder we wrote current: CRL, ACL and the broker's own identity. */
+  private async updateMosquittoDirs(renewedServer?: string): Promise<void> {
     if (this.index.mosquitto.length === 0) return;
     const crl = await this.crlPem();
     const acl = this.renderAcl();
-    for (const { dir } of this.index.mosquitto) {
+    for (const { dir, serverName } of this.index.mosquitto) {
       const files = mosquittoFilesIn(dir);
       await writeFileAtomic(files.crlFile, crl);
       await writeFileAtomic(files.aclFile, acl);
+      if (serverName && serverName === renewedServer) {
+        await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverName, 'crt')));
+        await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverName, 'key')), PRIVATE_FILE_MODE);
+      }
     }
   }
 
@@ -473,12 +479,15 @@ export class CaStore {
     if (privateKeyPem) {
       files.privateKey = this.identityFile(spec.kind, spec.commonName, 'key');
       await writeFileAtomic(files.privateKey, privateKeyPem, PRIVATE_FILE_MODE);
+    } else if (spec.keySource === 'csr') {
+      // The holder keeps its own key: a key made here earlier no longer matches, so never serve it.
+      await fs.rm(this.identityFile(spec.kind, spec.commonName, 'key'), { force: true });
     }
     if (spec.kind === 'device') {
       files.ca = path.join(this.deviceFilesDir, 'ca.crt');
       await writeFileAtomic(files.ca, this.caCertificatePem);
     }
-    if (spec.kind !== 'server') await this.updateMosquittoDirs();
+    await this.updateMosquittoDirs(spec.kind === 'server' ? spec.commonName : undefined);
 
     return {
       record: { ...record },
@@ -499,7 +508,8 @@ export class CaStore {
   private async writeCrl(): Promise<void> {
     this.index.crlNumber += 1;
     const thisUpdate = new Date(Date.now() - BACKDATE_MS);
-    const nextUpdate = new Date(Date.now() + this.options.crlValidityDays * DAY_MS);
+    // Whole seconds: what the CRL can hold, so the time read back after a restart is the same.
+    const nextUpdate = new Date(Math.floor((Date.now() + this.options.crlValidityDays * DAY_MS) / 1000) * 1000);
     const crl = await x509.X509CrlGenerator.create({
       issuer: this.caCert.subjectName,
       thisUpdate,
@@ -597,6 +607,17 @@ async function loadExistingCa(dir: string, caPem: string, options: CaStoreOption
     await writeFileAtomic(path.join(dir, FILES.caKey), exportPrivateKeyPem(caKey, options.passphrase), PRIVATE_FILE_MODE);
   }
   return { caKey, caPem };
+}
+
+/** The CRL already on disk, so a restart does not re-sign a CRL that is still fresh. */
+async function readCrlNextUpdate(file: string): Promise<Date | undefined> {
+  const pem = await readFileIfExists(file);
+  if (pem === undefined) return undefined;
+  try {
+    return new x509.X509Crl(pem.replace(/X509 CRL/g, 'CRL')).nextUpdate;
+  } catch {
+    return undefined; // unreadable: treat as missing and re-sign
+  }
 }
 
 async function readIndex(dir: string): Promise<StoreIndex | undefined> {

@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
+import { normalizeDeviceId } from '../device-id';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
 export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl'] as const;
@@ -74,7 +75,8 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a) }), defaults);
     }
     case 'renew': {
-      const a = argsOf(payload, 'serial');
+      // A bare device id names the identity; any other bare string is a serial.
+      const a = typeof payload === 'string' && isDeviceIdLike(payload) ? { commonName: payload } : argsOf(payload, 'serial');
       const issued = await store.renew({
         serial: a.serial,
         commonName: a.commonName ?? a.id,
@@ -90,7 +92,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       return { action, revoked, crlFile: store.crlFile, crlNextUpdate: store.crlNextUpdateAt?.toISOString() };
     }
     case 'list': {
-      const a = argsOf(payload, 'kind');
+      const a = argsOf(ignoreTrigger(payload), 'kind');
       const kind = a.kind as CertificateKind | undefined;
       if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${JSON.stringify(kind)}: device, server or backend`);
       const certificates = store.list({ kind, includeRevoked: a.includeRevoked === true });
@@ -99,6 +101,9 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     case 'expiring': {
       const a = argsOf(payload, 'days');
       const days = Number(a.days ?? 30);
+      if (!Number.isFinite(days) || days < 0 || days > 3650) {
+        throw new Error(`expiring needs a number of days from 0 to 3650, got ${JSON.stringify(a.days)} (an inject's timestamp? set its payload to the days)`);
+      }
       const certificates = store.expiring(days);
       return { action, certificates, count: certificates.length, days };
     }
@@ -132,6 +137,20 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       };
     }
   }
+}
+
+function isDeviceIdLike(value: string): boolean {
+  try {
+    normalizeDeviceId(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An inject's default timestamp or an empty trigger carries no arguments. */
+function ignoreTrigger(payload: unknown): unknown {
+  return typeof payload === 'number' || typeof payload === 'boolean' ? undefined : payload;
 }
 
 function shape(action: IssuerAction, issued: IssuedCertificate, defaults: IssuerDefaults): IssuedOutput {

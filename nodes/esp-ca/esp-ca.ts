@@ -24,8 +24,13 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     node.folder = folderInUserDir(RED, config.folder, 'esp-fleet-ca');
     const creds = node.credentials ?? {};
-    const opening = (async () =>
-      CaStore.open({
+    const importCert = config.importCertificate?.trim();
+    const opening = (async () => {
+      // Half an import must not silently create a new CA instead.
+      if (Boolean(importCert) !== Boolean(creds.importKey)) {
+        throw new Error('to import a CA, paste both its certificate and its private key');
+      }
+      return CaStore.open({
         dir: node.folder,
         commonName: config.commonName,
         organization: config.organization,
@@ -34,8 +39,9 @@ export = function register(RED: NodeAPI): void {
         leafValidityDays: optionalNumber(config.leafValidityDays),
         crlValidityDays: optionalNumber(config.crlValidityDays),
         passphrase: creds.passphrase || undefined,
-        importPem: config.importCertificate?.trim() && creds.importKey ? { certificate: config.importCertificate, privateKey: creds.importKey } : undefined,
-      }))();
+        importPem: importCert && creds.importKey ? { certificate: importCert, privateKey: creds.importKey } : undefined,
+      });
+    })();
     opening.then(
       (store) => node.log(`CA "${store.caSubject}" in ${node.folder}, ${store.issuedCount} certificates issued`),
       (err) => node.error(`cannot open the CA in ${node.folder}: ${errorText(err)}`),

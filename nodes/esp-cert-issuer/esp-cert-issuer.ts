@@ -2,7 +2,7 @@ import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
 import { runIssuerAction, parseAction, IssuerDefaults } from '../../lib/pki/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
-import { errorText, shortText, optionalNumber } from '../shared/settings';
+import { errorText, shortText, optionalNumber, folderInUserDir } from '../shared/settings';
 
 interface EspCertIssuerDef extends NodeDef {
   ca: string;
@@ -25,7 +25,7 @@ export = function register(RED: NodeAPI): void {
       includePrivateKey: config.includePrivateKey === true,
       serverName: config.serverName || undefined,
       backendName: config.backendName || undefined,
-      mosquittoDir: config.mosquittoDir || undefined,
+      mosquittoDir: config.mosquittoDir?.trim() ? folderInUserDir(RED, config.mosquittoDir, '') : undefined,
       mosquittoPort: optionalNumber(config.mosquittoPort),
     };
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { promises as fs, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { CaStore } from '../../lib/pki/ca-store';
@@ -214,6 +214,15 @@ describe('CaStore', function () {
       assert.equal(certKey, csrKey);
     });
 
+    it('removes a key made here earlier when the device switches to its own key (CSR)', async () => {
+      const id = 'a0b1c2d3e4f7';
+      const made = await store.issueDevice(id);
+      assert.ok(readFileSync(made.files.privateKey!));
+      const issued = await store.signCsr(csr('switch', `/CN=${id}`), { deviceId: id });
+      assert.equal(existsSync(path.join(dir, 'devices', `${id}.key`)), false, 'a stale key must never be served');
+      assert.equal(readFileSync(path.join(dir, 'devices', `${id}.crt`), 'utf8'), issued.certificatePem);
+    });
+
     it('refuses a CSR for another CN, a tampered CSR, an EC key and non-CSR text; nothing changes', async () => {
       const wrongCn = csr('wrong', '/CN=a0b1c2d3e4f6');
       const ec = csr('ec', '/CN=a0b1c2d3e4f5', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
@@ -290,6 +299,13 @@ describe('CaStore', function () {
       assert.equal(number(), before + 1);
     });
 
+    it('does not re-sign a fresh CRL when the store is opened again', async () => {
+      const crl = readFileSync(path.join(dir, 'crl.pem'), 'utf8');
+      const reopened = await CaStore.open({ dir });
+      assert.equal(readFileSync(path.join(dir, 'crl.pem'), 'utf8'), crl);
+      assert.equal(reopened.crlNextUpdateAt?.getTime(), store.crlNextUpdateAt?.getTime());
+    });
+
     it('rejects revoking an unknown serial, twice, or with an unknown reason; nothing changes', async () => {
       const target = store.list({ kind: 'device' })[0];
       await store.revoke(target.serial, 'cessationOfOperation');
@@ -299,6 +315,24 @@ describe('CaStore', function () {
       await assert.rejects(store.revoke(store.list()[0].serial, 'becauseISaidSo'), /unknown revocation reason/);
       await assert.rejects(store.revoke('xyz'), /invalid serial/);
       assert.equal(snapshot(dir), before);
+    });
+  });
+
+  describe('mosquitto folder', () => {
+    it('keeps the broker identity, ACL and CRL of a written folder current', async () => {
+      const mdir = path.join(tmp.path, 'mosq-current');
+      const setup = await store.writeMosquittoConfig({ dir: mdir, serverName: 'mqtt.example.test', port: 8884 });
+      const serverCrt = readFileSync(path.join(mdir, 'server.crt'), 'utf8');
+      assert.equal(statSync(path.join(mdir, 'server.key')).mode & 0o777, 0o600);
+      const renewed = await store.renew({ commonName: 'mqtt.example.test', newKey: true });
+      assert.notEqual(readFileSync(path.join(mdir, 'server.crt'), 'utf8'), serverCrt);
+      assert.equal(readFileSync(path.join(mdir, 'server.crt'), 'utf8'), renewed.certificatePem);
+      assert.equal(readFileSync(path.join(mdir, 'server.key'), 'utf8'), renewed.privateKeyPem);
+      const newDevice = await store.issueDevice('0d0000000001');
+      assert.match(readFileSync(setup.aclFile, 'utf8'), /^user 0d0000000001\ntopic write \/status\/0d0000000001\ntopic write \/will\/0d0000000001\/will\ntopic read \/command\/0d0000000001\/#$/m);
+      await store.revoke(newDevice.record.serial, 'cessationOfOperation');
+      assert.doesNotMatch(readFileSync(setup.aclFile, 'utf8'), /0d0000000001/);
+      assert.equal(readFileSync(setup.crlFile, 'utf8'), readFileSync(path.join(dir, 'crl.pem'), 'utf8'));
     });
   });
 

@@ -102,6 +102,7 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
     ['a CSR that is not PEM', { topic: 'csr', payload: { csr: 'garbage', deviceId: '84f3ebaabb03' } }, /PEM certificate request/],
     ['revoking an unknown serial', { topic: 'revoke', payload: 'DEADBEEF' }, /no certificate with serial DEADBEEF/],
     ['a payload of the wrong type', { topic: 'device', payload: [1, 2] }, /msg.payload must be an object/],
+    ['an inject timestamp as days for expiring', { topic: 'expiring', payload: 1795239171000 }, /expiring needs a number of days from 0 to 3650/],
     ['path traversal in a server name', { topic: 'server', payload: { commonName: '../../x' } }, /invalid DNS name/],
   ];
   for (const [what, msg, error] of badInputs) {
@@ -119,6 +120,23 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
       assert.equal(statuses[statuses.length - 1].fill, 'red');
     });
   }
+
+  it('takes a bare device id for renew and ignores an inject timestamp for list', async () => {
+    await helper.load(nodes, flow());
+    const { out } = await send({ topic: 'renew', payload: '84:f3:eb:aa:bb:01' });
+    assert.equal((out!.payload as { commonName: string }).commonName, '84f3ebaabb01');
+    const listed = await send({ topic: 'list', payload: Date.now() });
+    assert.ok((listed.out!.payload as { count: number }).count > 0);
+  });
+
+  it('refuses half an import instead of creating a new CA', async () => {
+    const halfFolder = path.join(tmp.path, 'half-import');
+    const half = flow().map((n) => (n.id === 'ca1' ? { ...n, folder: halfFolder, importCertificate: readFileSync(path.join(folder, 'ca.crt'), 'utf8') } : n));
+    await helper.load(nodes, half);
+    const { caught } = await send({ topic: 'device', payload: '84f3ebaabb07' });
+    assert.match((caught!.error as { message: string }).message, /paste both its certificate and its private key/);
+    assert.equal(existsSync(path.join(halfFolder, 'ca.crt')), false);
+  });
 
   it('keeps working after bad input', async () => {
     await helper.load(nodes, flow());
