@@ -417,6 +417,11 @@ export class CaStore {
     return path.join(this.dir, FILES.issued, `${serial}.crt`);
   }
 
+  /** Where the current certificate and key of an identity live in the store. */
+  identityFiles(kind: CertificateKind, commonName: string): { certificate: string; privateKey: string } {
+    return { certificate: this.identityFile(kind, commonName, 'crt'), privateKey: this.identityFile(kind, commonName, 'key') };
+  }
+
   private identityFile(kind: CertificateKind, commonName: string, ext: 'crt' | 'key'): string {
     const folder = kind === 'device' ? FILES.devices : kind === 'server' ? FILES.servers : FILES.backends;
     return path.join(this.dir, folder, `${commonName}.${ext}`);

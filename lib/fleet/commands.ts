@@ -1,0 +1,266 @@
+import { normalizeDeviceId } from '../device-id';
+import { CommandSet } from './topic-scheme';
+import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
+
+/**
+ * How an outcome is seen without any agent on the device: `image` — its status reports a
+ * different image; `restart` — its uptime starts over or it comes back after going offline.
+ */
+export type Tracking = 'image' | 'restart' | 'none';
+
+interface CommandSpec {
+  tracking: Tracking;
+  /** Turns the msg's argument into the MQTT payload, or throws why it cannot. */
+  payload(arg: unknown): string;
+}
+
+const noArgument = (): string => '';
+
+export const COMMANDS: Record<CommandSet, Record<string, CommandSpec>> = {
+  esp8266: {
+    firmware: { tracking: 'image', payload: noArgument },
+    flash: { tracking: 'image', payload: noArgument },
+    reboot: { tracking: 'restart', payload: noArgument },
+    ca: { tracking: 'none', payload: noArgument },
+    cert: { tracking: 'none', payload: noArgument },
+    key: { tracking: 'none', payload: noArgument },
+  },
+  esp32: {
+    'update/url': { tracking: 'none', payload: httpsUrl },
+    'update/use_url': { tracking: 'none', payload: zeroOrOne },
+    'update/interval': { tracking: 'none', payload: intervalSeconds },
+    'update/run': { tracking: 'image', payload: noArgument },
+    restart: { tracking: 'restart', payload: noArgument },
+  },
+};
+
+export interface BuiltCommand {
+  command: string;
+  payload: string;
+  tracking: Tracking;
+}
+
+export function buildCommand(set: CommandSet, command: unknown, arg?: unknown): BuiltCommand {
+  const spec = typeof command === 'string' ? COMMANDS[set][command] : undefined;
+  if (!spec || typeof command !== 'string') {
+    throw new Error(`unknown command ${JSON.stringify(command)}: one of ${Object.keys(COMMANDS[set]).join(', ')}`);
+  }
+  return { command, payload: spec.payload(arg), tracking: spec.tracking };
+}
+
+function httpsUrl(arg: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof arg === 'string' ? new URL(arg) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || url.protocol !== 'https:') throw new Error(`update/url needs an https:// URL, got ${JSON.stringify(arg)}`);
+  return url.toString();
+}
+
+function zeroOrOne(arg: unknown): string {
+  const s = String(arg);
+  if (s !== '0' && s !== '1') throw new Error(`update/use_url takes 0 or 1, got ${JSON.stringify(arg)}`);
+  return s;
+}
+
+function intervalSeconds(arg: unknown): string {
+  const n = Number(arg);
+  if (arg === '' || arg === null || !Number.isInteger(n) || n < 300 || n > 9_999_999) {
+    throw new Error(`update/interval takes whole seconds from 300 to 9999999, got ${JSON.stringify(arg)}`);
+  }
+  return String(n);
+}
+
+/** `*` means every known device (optionally only the online ones); otherwise one id/MAC or a list. */
+export function resolveTargets(devices: unknown, registry: DeviceRegistry, options: { onlineOnly?: boolean } = {}): string[] {
+  if (devices === '*') return registry.ids({ onlineOnly: options.onlineOnly });
+  const list = Array.isArray(devices) ? devices : [devices];
+  if (list.length === 0 || devices === undefined || devices === null || devices === '') {
+    throw new Error('msg.device must name a device id/MAC, a list of them, or "*" for all known devices');
+  }
+  const bad: string[] = [];
+  const ids = new Set<string>();
+  for (const d of list) {
+    try {
+      ids.add(normalizeDeviceId(d));
+    } catch {
+      bad.push(JSON.stringify(d));
+    }
+  }
+  if (bad.length) throw new Error(`invalid device id${bad.length > 1 ? 's' : ''} ${bad.slice(0, 5).join(', ')}: expected MAC addresses such as 84f3eb012345`);
+  return [...ids];
+}
+
+export type OutcomeKind = 'success' | 'failed' | 'timeout' | 'sent';
+
+export interface CommandOutcome {
+  device: string;
+  command: string;
+  outcome: OutcomeKind;
+  elapsedMs: number;
+  image?: string;
+  previousImage?: string;
+  error?: string;
+}
+
+/** What the dispatcher listens to: the fleet's status reports and presence changes. */
+export interface FleetObservations {
+  on(event: 'status', listener: (id: string, update: StatusUpdate) => void): unknown;
+  on(event: 'presence', listener: (change: PresenceChange) => void): unknown;
+  off(event: 'status', listener: (id: string, update: StatusUpdate) => void): unknown;
+  off(event: 'presence', listener: (change: PresenceChange) => void): unknown;
+}
+
+export interface DispatchOptions {
+  /** Devices with a tracked command under way at once (many ESP8266s updating together overload Wi-Fi). */
+  maxInFlight: number;
+  outcomeTimeoutMs: number;
+}
+
+interface Pending {
+  id: string;
+  built: BuiltCommand;
+  sentAt: number;
+  image?: string;
+  uptimeMs?: number;
+  error?: string;
+  wentOffline: boolean;
+  timer: NodeJS.Timeout;
+  finish(outcome: CommandOutcome): void;
+}
+
+/**
+ * Sends one command to many devices with at most `maxInFlight` tracked at once, and reports
+ * each device's outcome from what the fleet observes afterwards.
+ */
+export class CommandDispatcher {
+  private readonly pending = new Map<string, Pending>();
+  private slotsTaken = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly onStatus = (id: string, update: StatusUpdate): void => this.observeStatus(id, update);
+  private readonly onPresence = (change: PresenceChange): void => this.observePresence(change);
+
+  constructor(
+    private readonly publish: (id: string, command: BuiltCommand) => Promise<void>,
+    private readonly registry: DeviceRegistry,
+    private readonly fleet: FleetObservations,
+    private readonly options: DispatchOptions,
+  ) {
+    fleet.on('status', this.onStatus);
+    fleet.on('presence', this.onPresence);
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Resolves when every device has an outcome; `onSent`/`onOutcome` report as it goes. The
+   * cap holds across overlapping dispatches: they queue for the same slots, first come first served.
+   */
+  async dispatch(ids: string[], built: BuiltCommand, report: { onSent?(id: string): void; onOutcome?(o: CommandOutcome): void } = {}): Promise<CommandOutcome[]> {
+    const tracked = built.tracking !== 'none';
+    return Promise.all(
+      ids.map(async (id) => {
+        if (tracked) await this.acquireSlot();
+        let outcome: CommandOutcome;
+        try {
+          outcome = await this.runOne(id, built, () => report.onSent?.(id));
+        } finally {
+          if (tracked) this.releaseSlot();
+        }
+        report.onOutcome?.(outcome);
+        return outcome;
+      }),
+    );
+  }
+
+  private acquireSlot(): Promise<void> {
+    if (this.slotsTaken < Math.max(1, this.options.maxInFlight)) {
+      this.slotsTaken++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Hands the slot straight to the next waiter, or frees it. */
+  private releaseSlot(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.slotsTaken--;
+  }
+
+  /** Stops watching; outstanding commands end as `timeout` now. */
+  close(): void {
+    this.fleet.off('status', this.onStatus);
+    this.fleet.off('presence', this.onPresence);
+    for (const p of [...this.pending.values()]) p.finish(this.outcome(p, 'timeout', { error: 'stopped before an outcome was seen' }));
+  }
+
+  private runOne(id: string, built: BuiltCommand, sent: () => void): Promise<CommandOutcome> {
+    return new Promise((resolve) => {
+      const before = this.registry.get(id);
+      const startedAt = Date.now();
+      const finishEarly = (outcome: OutcomeKind, error?: string): void =>
+        resolve({ device: id, command: built.command, outcome, elapsedMs: Date.now() - startedAt, image: before?.image, ...(error ? { error } : {}) });
+      if (this.pending.has(id)) return finishEarly('failed', `a ${this.pending.get(id)!.built.command} command to ${id} is still awaiting its outcome`);
+      const pending: Pending = {
+        id,
+        built,
+        sentAt: startedAt,
+        image: before?.image,
+        uptimeMs: before?.uptimeMs,
+        error: before?.lastStatus?.errormessage,
+        wentOffline: false,
+        timer: setTimeout(() => pending.finish(this.outcome(pending, 'timeout')), this.options.outcomeTimeoutMs),
+        finish: (outcome) => {
+          clearTimeout(pending.timer);
+          if (this.pending.get(id) === pending) this.pending.delete(id);
+          resolve(outcome);
+        },
+      };
+      if (built.tracking !== 'none') this.pending.set(id, pending);
+      this.publish(id, built).then(
+        () => {
+          sent();
+          if (built.tracking === 'none') pending.finish(this.outcome(pending, 'sent'));
+        },
+        (err: Error) => pending.finish(this.outcome(pending, 'failed', { error: `publish failed: ${err.message}` })),
+      );
+    });
+  }
+
+  private observeStatus(id: string, update: StatusUpdate): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    const status = update.entry.lastStatus!;
+    if (status.errormessage && status.errormessage !== p.error) {
+      p.finish(this.outcome(p, 'failed', { error: status.errormessage, image: status.espimage }));
+    } else if (p.built.tracking === 'image' && status.espimage !== p.image) {
+      p.finish(this.outcome(p, 'success', { image: status.espimage }));
+    } else if (p.built.tracking === 'restart' && (p.wentOffline || (p.uptimeMs !== undefined && status.uptimemillis < p.uptimeMs))) {
+      p.finish(this.outcome(p, 'success', { image: status.espimage }));
+    }
+  }
+
+  private observePresence(change: PresenceChange): void {
+    const p = this.pending.get(change.id);
+    if (!p) return;
+    if (!change.online) p.wentOffline = true;
+    else if (p.wentOffline && p.built.tracking === 'restart') p.finish(this.outcome(p, 'success'));
+  }
+
+  private outcome(p: Pending, outcome: OutcomeKind, extra: { error?: string; image?: string } = {}): CommandOutcome {
+    return {
+      device: p.id,
+      command: p.built.command,
+      outcome,
+      elapsedMs: Date.now() - p.sentAt,
+      image: extra.image ?? this.registry.get(p.id)?.image,
+      ...(p.image !== undefined ? { previousImage: p.image } : {}),
+      ...(extra.error ? { error: extra.error } : {}),
+    };
+  }
+}

@@ -1,0 +1,186 @@
+import { EventEmitter } from 'node:events';
+import mqtt, { MqttClient, IClientOptions } from 'mqtt';
+import { TopicScheme } from './topic-scheme';
+import { parseStatus, isBirthMessage, MAX_STATUS_BYTES } from './telemetry';
+import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
+import { BuiltCommand } from './commands';
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'closed';
+
+export interface FleetClientOptions {
+  /** `mqtts://host:8883` (mutual TLS) or `mqtt://host:1883` (plain, not recommended). */
+  url: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  clientId?: string;
+  scheme: TopicScheme;
+  registry: DeviceRegistry;
+  /** Called after the registry changed, so its file can be written (throttled by the caller). */
+  onRegistryChange?: () => void;
+  sweepIntervalMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+}
+
+export interface RejectedMessage {
+  topic: string;
+  reason: string;
+  bytes: number;
+  count: number;
+}
+
+export interface FleetClientEvents {
+  state: [ConnectionState, string | undefined];
+  status: [string, StatusUpdate];
+  presence: [PresenceChange];
+  'device-error': [string, string];
+  log: [string, string];
+  rejected: [RejectedMessage];
+}
+
+/**
+ * One MQTT connection for the whole fleet: subscribes to the scheme's inbound topics, turns
+ * messages into registry updates and events, publishes commands, and reconnects with
+ * exponential backoff (mqtt.js resubscribes after each reconnect).
+ */
+export class FleetClient extends EventEmitter<FleetClientEvents> {
+  private client: MqttClient | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private backoffMs: number;
+  private rejectedCount = 0;
+  private currentState: ConnectionState = 'closed';
+  private lastError: string | undefined;
+
+  constructor(private readonly options: FleetClientOptions) {
+    super();
+    this.backoffMs = options.reconnectMinMs ?? 1_000;
+    const url = new URL(options.url);
+    if (url.protocol !== 'mqtts:' && url.protocol !== 'mqtt:') throw new Error(`broker URL must start with mqtts:// (or mqtt://), got ${options.url}`);
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  get registry(): DeviceRegistry {
+    return this.options.registry;
+  }
+
+  get scheme(): TopicScheme {
+    return this.options.scheme;
+  }
+
+  get secure(): boolean {
+    return this.options.url.startsWith('mqtts:');
+  }
+
+  get rejected(): number {
+    return this.rejectedCount;
+  }
+
+  start(): void {
+    const { tls, clientId } = this.options;
+    const min = this.options.reconnectMinMs ?? 1_000;
+    const opts: IClientOptions = {
+      clientId: clientId ?? `esp-fleet-${Math.random().toString(16).slice(2, 10)}`,
+      clean: true,
+      reconnectPeriod: min,
+      connectTimeout: 10_000,
+      resubscribe: true,
+      ca: tls?.ca,
+      cert: tls?.cert,
+      key: tls?.key,
+      rejectUnauthorized: true,
+    };
+    this.setState('connecting');
+    const client = mqtt.connect(this.options.url, opts);
+    this.client = client;
+    client.on('connect', () => {
+      this.backoffMs = min;
+      client.options.reconnectPeriod = min;
+      this.lastError = undefined;
+      client.subscribe(this.options.scheme.subscriptions, { qos: 0 }, (err) => {
+        if (err) this.setState('offline', `subscribe failed: ${err.message}`);
+        else this.setState('connected');
+      });
+    });
+    client.on('reconnect', () => this.setState('reconnecting', this.lastError));
+    client.on('close', () => {
+      // Back off: 1 s, 2 s, 4 s … up to the maximum, reset on the next successful connect.
+      client.options.reconnectPeriod = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.reconnectMaxMs ?? 30_000);
+      if (this.currentState !== 'closed') this.setState('offline', this.lastError);
+    });
+    client.on('error', (err) => {
+      this.lastError = err.message;
+    });
+    client.on('message', (topic, payload) => this.handle(topic, payload));
+    this.sweepTimer = setInterval(() => this.sweep(), this.options.sweepIntervalMs ?? 1_000);
+    this.sweepTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const client = this.client;
+    this.client = undefined;
+    this.setState('closed');
+    if (client) await client.endAsync(true).catch(() => undefined);
+  }
+
+  /** Commands are never retained: a retained `reboot` would reboot the device at every connect. */
+  async publishCommand(id: string, command: BuiltCommand): Promise<void> {
+    const client = this.client;
+    if (!client || !client.connected) throw new Error(`not connected to the broker (${this.currentState})`);
+    await client.publishAsync(this.options.scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false });
+  }
+
+  private handle(topic: string, payload: Buffer): void {
+    const parsed = this.options.scheme.parse(topic);
+    if ('error' in parsed) return this.reject(topic, parsed.error, payload.length);
+    const { registry } = this.options;
+    switch (parsed.kind) {
+      case 'status': {
+        const result = parseStatus(payload);
+        if (!result.ok) return this.reject(topic, result.reason, payload.length);
+        const update = registry.recordStatus(parsed.id, result.value);
+        this.options.onRegistryChange?.();
+        if (update.presence) this.emit('presence', update.presence);
+        this.emit('status', parsed.id, update);
+        if (update.newError) this.emit('device-error', parsed.id, update.newError);
+        return;
+      }
+      case 'will': {
+        if (payload.length === 0) return; // a cleared retained message
+        if (payload.length > MAX_STATUS_BYTES) return this.reject(topic, `payload of ${payload.length} bytes exceeds ${MAX_STATUS_BYTES}`, payload.length);
+        const change = registry.recordWill(parsed.id, isBirthMessage(payload));
+        this.options.onRegistryChange?.();
+        if (change) this.emit('presence', change);
+        return;
+      }
+      case 'log': {
+        if (payload.length > MAX_STATUS_BYTES) return this.reject(topic, `payload of ${payload.length} bytes exceeds ${MAX_STATUS_BYTES}`, payload.length);
+        const change = registry.recordActivity(parsed.id);
+        this.options.onRegistryChange?.();
+        if (change) this.emit('presence', change);
+        this.emit('log', parsed.id, payload.toString('utf8'));
+        return;
+      }
+    }
+  }
+
+  private reject(topic: string, reason: string, bytes: number): void {
+    this.rejectedCount++;
+    this.emit('rejected', { topic: topic.slice(0, 200), reason, bytes, count: this.rejectedCount });
+  }
+
+  private sweep(): void {
+    const changes = this.options.registry.sweep();
+    if (changes.length) this.options.onRegistryChange?.();
+    for (const change of changes) this.emit('presence', change);
+  }
+
+  private setState(state: ConnectionState, detail?: string): void {
+    this.currentState = state;
+    this.emit('state', state, detail);
+  }
+}

@@ -1,0 +1,93 @@
+import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
+import type { EspFleetNode } from '../esp-fleet/types';
+import { connectionBadge } from '../esp-fleet/types';
+import type { FleetClient } from '../../lib/fleet/fleet-client';
+import { CommandDispatcher, CommandOutcome, buildCommand, resolveTargets } from '../../lib/fleet/commands';
+import { errorText, shortText, optionalNumber } from '../shared/settings';
+
+interface EspCommandDef extends NodeDef {
+  fleet: string;
+  command: string;
+  devices: string;
+  onlineOnly: boolean;
+  maxInFlight: string;
+  outcomeTimeout: string;
+}
+
+type CommandMsg = NodeMessageInFlow & { device?: unknown; argument?: unknown; command?: unknown };
+
+export = function register(RED: NodeAPI): void {
+  function EspCommand(this: Node, config: EspCommandDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const fleetNode = RED.nodes.getNode(config.fleet) as EspFleetNode | null;
+    let client: FleetClient | undefined;
+    let dispatcher: CommandDispatcher | undefined;
+    let done = 0;
+    const showProgress = (): void => {
+      if (!client || client.state !== 'connected') return;
+      const inFlight = dispatcher?.inFlight ?? 0;
+      node.status({ fill: inFlight ? 'blue' : 'green', shape: 'dot', text: `${inFlight} in flight · ${done} done` });
+    };
+    const onState = (state: FleetClient['state'], detail?: string): void => {
+      if (state === 'connected') showProgress();
+      else node.status(connectionBadge(state, detail));
+    };
+
+    const ready = fleetNode
+      ? fleetNode.fleet().then((c) => {
+          client = c;
+          dispatcher = new CommandDispatcher((id, built) => c.publishCommand(id, built), c.registry, c, {
+            maxInFlight: optionalNumber(config.maxInFlight) ?? 5,
+            outcomeTimeoutMs: (optionalNumber(config.outcomeTimeout) ?? 300) * 1000,
+          });
+          c.on('state', onState);
+          onState(c.state);
+          return { client: c, dispatcher };
+        })
+      : Promise.reject(new Error('no esp-fleet node is configured'));
+    ready.catch((err) => node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) }));
+
+    node.on('input', (msg: CommandMsg, send, finish) => {
+      (async () => {
+        const { client: c, dispatcher: d } = await ready;
+        // A string payload is the command; anything else (an inject's timestamp) uses the node's.
+        const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
+        const built = buildCommand(c.scheme.commandSet, command, msg.argument);
+        const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
+        if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
+        const startedAt = Date.now();
+        const outcomes = await d.dispatch(targets, built, {
+          onSent: (id) => {
+            showProgress();
+            send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() } }, null, null]);
+          },
+          onOutcome: (o: CommandOutcome) => {
+            done++;
+            showProgress();
+            send([null, { ...msg, topic: o.device, payload: o } as NodeMessage, null]);
+          },
+        });
+        const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
+        send([null, null, {
+          ...msg,
+          topic: built.command,
+          payload: { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes },
+        } as NodeMessage]);
+      })().then(
+        () => finish(),
+        (err: unknown) => {
+          node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+          finish(err instanceof Error ? err : new Error(errorText(err)));
+        },
+      );
+    });
+
+    node.on('close', () => {
+      client?.off('state', onState);
+      dispatcher?.close();
+    });
+  }
+
+  RED.nodes.registerType('esp-command', EspCommand);
+};

@@ -1,0 +1,120 @@
+import { promises as fs } from 'node:fs';
+import type { NodeAPI, NodeDef } from 'node-red';
+import type { EspFleetNode, EspFleetCredentials } from './types';
+import type { EspCaNode } from '../esp-ca/types';
+import { FleetClient } from '../../lib/fleet/fleet-client';
+import { RegistryFile } from '../../lib/fleet/registry-file';
+import { TopicScheme, CommandSet, SchemeName } from '../../lib/fleet/topic-scheme';
+import { backendIdentity, TlsMaterial } from '../../lib/fleet/backend-identity';
+import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
+
+interface EspFleetDef extends NodeDef {
+  broker: string;
+  tlsSource: 'esp-ca' | 'pem' | 'files' | 'none';
+  ca: string;
+  backendName: string;
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  scheme: SchemeName;
+  statusTemplate: string;
+  willTemplate: string;
+  commandTemplate: string;
+  logTemplate: string;
+  commandSet: CommandSet;
+  statusInterval: string;
+  registryFile: string;
+  clientId: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function EspFleet(this: EspFleetNode, config: EspFleetDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const creds: EspFleetCredentials = node.credentials ?? {};
+    let client: FleetClient | undefined;
+    let registryFile: RegistryFile | undefined;
+
+    const starting = (async () => {
+      const scheme = makeScheme(config);
+      const broker = config.broker?.trim() || 'mqtts://localhost:8883';
+      const secure = broker.startsWith('mqtts:');
+      if (!secure) node.warn(`${broker} is not encrypted: devices and commands travel in clear text. Use mqtts:// with the CA.`);
+      const tls = secure ? await tlsMaterial(config, creds) : undefined;
+      registryFile = await RegistryFile.open(folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), {
+        defaultStatusIntervalMs: optionalNumber(config.statusInterval) ?? 60_000,
+      });
+      const file = registryFile;
+      client = new FleetClient({
+        url: broker,
+        tls,
+        clientId: config.clientId?.trim() || undefined,
+        scheme,
+        registry: file.registry,
+        onRegistryChange: () => file.changed(),
+      });
+      client.setMaxListeners(0); // one listener set per user node and per dispatcher
+      client.on('state', (state, detail) => node.log(`broker ${broker}: ${state}${detail ? ` (${detail})` : ''}`));
+      client.start();
+      return client;
+    })();
+    starting.catch((err) => node.error(`esp-fleet cannot start: ${errorText(err)}`));
+    node.fleet = () => starting;
+
+    async function tlsMaterial(c: EspFleetDef, credentials: EspFleetCredentials): Promise<TlsMaterial> {
+      switch (c.tlsSource || 'esp-ca') {
+        case 'esp-ca': {
+          const caNode = RED.nodes.getNode(c.ca) as EspCaNode | null;
+          if (!caNode) throw new Error('choose the esp-ca node whose backend identity Node-RED uses, or give PEM/file TLS material');
+          const identity = await backendIdentity(await caNode.store(), c.backendName?.trim() || 'node-red');
+          if (identity.issued) node.log(`issued the backend identity "${c.backendName || 'node-red'}" from the CA`);
+          return identity;
+        }
+        case 'pem':
+          if (!credentials.caPem || !credentials.certPem || !credentials.keyPem) throw new Error('PEM TLS needs the CA certificate, the client certificate and its key');
+          return { ca: credentials.caPem, cert: credentials.certPem, key: credentials.keyPem };
+        case 'files': {
+          const [ca, cert, key] = await Promise.all([c.caFile, c.certFile, c.keyFile].map((f) => fs.readFile(f, 'utf8')));
+          return { ca, cert, key };
+        }
+        case 'none':
+          throw new Error('mqtts:// needs TLS material: pick the CA, PEM text or files');
+      }
+    }
+
+    node.on('close', (done: () => void) => {
+      starting
+        .catch(() => undefined)
+        .then(async () => {
+          await client?.close();
+          await registryFile?.flush();
+        })
+        .catch((err) => node.warn(`closing: ${errorText(err)}`))
+        .finally(done);
+    });
+  }
+
+  function makeScheme(c: EspFleetDef): TopicScheme {
+    if (c.scheme === 'custom') {
+      return new TopicScheme({ status: c.statusTemplate, will: c.willTemplate, command: c.commandTemplate, log: c.logTemplate || undefined }, c.commandSet === 'esp32' ? 'esp32' : 'esp8266');
+    }
+    return TopicScheme.named(c.scheme || 'secure-esp8266');
+  }
+
+  RED.nodes.registerType<EspFleetNode, EspFleetDef, object, EspFleetCredentials>('esp-fleet', EspFleet, {
+    credentials: {
+      caPem: { type: 'password' },
+      certPem: { type: 'password' },
+      keyPem: { type: 'password' },
+    },
+  });
+
+  RED.httpAdmin.get('/esp-fleet/fleet/:id/devices', RED.auth.needsPermission('esp-fleet.read'), (req, res) => {
+    const node = RED.nodes.getNode(String(req.params.id)) as EspFleetNode | null;
+    if (!node || typeof node.fleet !== 'function') return res.status(404).json({ error: 'deploy the esp-fleet node first' });
+    node
+      .fleet()
+      .then((client) => res.json({ state: client.state, counts: client.registry.counts(), devices: client.registry.list() }))
+      .catch((err) => res.status(500).json({ error: errorText(err) }));
+  });
+};
