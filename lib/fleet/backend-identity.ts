@@ -1,5 +1,7 @@
 import { promises as fs } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { CaStore } from '../pki/ca-store';
+import { normalizeSerial } from '../pki/names';
 
 export interface TlsMaterial {
   ca: string;
@@ -8,19 +10,31 @@ export interface TlsMaterial {
 }
 
 /**
- * Node-RED's own MQTT client identity from the CA: the newest valid backend certificate of
- * that name, issued on first use. This is the "one click" path of the fleet node.
+ * Node-RED's own MQTT client identity from the CA: the certificate on disk for that name if
+ * the CA still counts it valid (not revoked, not expiring within a day), otherwise a new one.
+ * This is the "one click" path of the fleet node.
  */
 export async function backendIdentity(store: CaStore, backendName: string): Promise<TlsMaterial & { issued: boolean }> {
-  const now = new Date().toISOString();
-  const existing = store.list({ kind: 'backend' }).find((r) => r.commonName === backendName && r.notAfter > now);
-  const { certificate: certFile, privateKey: keyFile } = store.identityFiles('backend', backendName);
-  let issued = false;
-  const haveFiles = await Promise.all([fs.access(certFile), fs.access(keyFile)]).then(() => true, () => false);
-  if (!existing || !haveFiles) {
-    await store.issueBackend({ commonName: backendName });
-    issued = true;
+  const files = store.identityFiles('backend', backendName);
+  const read = async (): Promise<{ cert: string; key: string } | undefined> => {
+    try {
+      const [cert, key] = await Promise.all([fs.readFile(files.certificate, 'utf8'), fs.readFile(files.privateKey, 'utf8')]);
+      return { cert, key };
+    } catch {
+      return undefined;
+    }
+  };
+  const onDisk = await read();
+  if (onDisk && isStillValid(store, onDisk.cert)) return { ca: store.caCertificatePem, ...onDisk, issued: false };
+  const issued = await store.issueBackend({ commonName: backendName });
+  return { ca: store.caCertificatePem, cert: issued.certificatePem, key: issued.privateKeyPem!, issued: true };
+}
+
+function isStillValid(store: CaStore, pem: string): boolean {
+  try {
+    const record = store.findBySerial(normalizeSerial(new X509Certificate(pem).serialNumber));
+    return !record.revokedAt && Date.parse(record.notAfter) > Date.now() + 86_400_000;
+  } catch {
+    return false;
   }
-  const [cert, key] = await Promise.all([fs.readFile(certFile, 'utf8'), fs.readFile(keyFile, 'utf8')]);
-  return { ca: store.caCertificatePem, cert, key, issued };
 }

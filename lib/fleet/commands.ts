@@ -75,8 +75,9 @@ function intervalSeconds(arg: unknown): string {
 
 /** `*` means every known device (optionally only the online ones); otherwise one id/MAC or a list. */
 export function resolveTargets(devices: unknown, registry: DeviceRegistry, options: { onlineOnly?: boolean } = {}): string[] {
-  if (devices === '*') return registry.ids({ onlineOnly: options.onlineOnly });
-  const list = Array.isArray(devices) ? devices : [devices];
+  if (typeof devices === 'string' && devices.trim() === '*') return registry.ids({ onlineOnly: options.onlineOnly });
+  // "a, b; c" from an editor field is a list too.
+  const list = Array.isArray(devices) ? devices : typeof devices === 'string' ? devices.split(/[\s,;]+/).filter(Boolean) : [devices];
   if (list.length === 0 || devices === undefined || devices === null || devices === '') {
     throw new Error('msg.device must name a device id/MAC, a list of them, or "*" for all known devices');
   }
@@ -93,7 +94,7 @@ export function resolveTargets(devices: unknown, registry: DeviceRegistry, optio
   return [...ids];
 }
 
-export type OutcomeKind = 'success' | 'failed' | 'timeout' | 'sent';
+export type OutcomeKind = 'success' | 'failed' | 'timeout' | 'sent' | 'superseded';
 
 export interface CommandOutcome {
   device: string;
@@ -139,6 +140,7 @@ export class CommandDispatcher {
   private readonly pending = new Map<string, Pending>();
   private slotsTaken = 0;
   private readonly waiting: (() => void)[] = [];
+  private closed = false;
   private readonly onStatus = (id: string, update: StatusUpdate): void => this.observeStatus(id, update);
   private readonly onPresence = (change: PresenceChange): void => this.observePresence(change);
 
@@ -192,11 +194,13 @@ export class CommandDispatcher {
     else this.slotsTaken--;
   }
 
-  /** Stops watching; outstanding commands end as `timeout` now. */
+  /** Stops watching: outstanding commands end as `timeout`, queued ones are never sent. */
   close(): void {
+    this.closed = true;
     this.fleet.off('status', this.onStatus);
     this.fleet.off('presence', this.onPresence);
     for (const p of [...this.pending.values()]) p.finish(this.outcome(p, 'timeout', { error: 'stopped before an outcome was seen' }));
+    for (const wake of this.waiting.splice(0)) wake();
   }
 
   private runOne(id: string, built: BuiltCommand, sent: () => void): Promise<CommandOutcome> {
@@ -205,7 +209,10 @@ export class CommandDispatcher {
       const startedAt = Date.now();
       const finishEarly = (outcome: OutcomeKind, error?: string): void =>
         resolve({ device: id, command: built.command, outcome, elapsedMs: Date.now() - startedAt, image: before?.image, ...(error ? { error } : {}) });
-      if (this.pending.has(id)) return finishEarly('failed', `a ${this.pending.get(id)!.built.command} command to ${id} is still awaiting its outcome`);
+      if (this.closed) return finishEarly('failed', 'not sent: the node was stopped');
+      // The newest command to a device is the one whose outcome counts (e.g. `flash` after `firmware`).
+      const earlier = this.pending.get(id);
+      if (earlier) earlier.finish(this.outcome(earlier, 'superseded', { error: `superseded by ${built.command}` }));
       const pending: Pending = {
         id,
         built,
@@ -236,6 +243,13 @@ export class CommandDispatcher {
     const p = this.pending.get(id);
     if (!p) return;
     const status = update.entry.lastStatus!;
+    if (p.image === undefined) {
+      // Nothing was known when the command left: this first report is the baseline, not a change.
+      p.image = status.espimage;
+      p.uptimeMs = status.uptimemillis;
+      p.error = status.errormessage;
+      return;
+    }
     if (status.errormessage && status.errormessage !== p.error) {
       p.finish(this.outcome(p, 'failed', { error: status.errormessage, image: status.espimage }));
     } else if (p.built.tracking === 'image' && status.espimage !== p.image) {

@@ -104,7 +104,8 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
       });
     });
     client.on('reconnect', () => this.setState('reconnecting', this.lastError));
-    client.on('close', () => {
+    // Prepended: mqtt.js schedules its reconnect in its own 'close' listener, which must see the new period.
+    client.prependListener('close', () => {
       // Back off: 1 s, 2 s, 4 s … up to the maximum, reset on the next successful connect.
       client.options.reconnectPeriod = this.backoffMs;
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.reconnectMaxMs ?? 30_000);

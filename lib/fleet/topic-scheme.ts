@@ -93,6 +93,10 @@ export class TopicScheme {
     return this.templates.will.replace('{id}', id);
   }
 
+  logTopic(id: string): string | undefined {
+    return this.templates.log?.replace('{id}', id);
+  }
+
   /** Every command to one device: what its ACL lets it read. */
   deviceCommandFilter(id: string): string {
     return this.templates.command.replace('{id}', id).replace('{command}', '#');

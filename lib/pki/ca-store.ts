@@ -17,9 +17,11 @@ import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, 
 import { normalizeDeviceId } from '../device-id';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
 import { CoalescingTask } from '../coalescing-task';
+import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
 import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
 
 export type CertificateKind = 'device' | 'server' | 'backend';
+type BuiltinSchemeName = keyof typeof BUILTIN_SCHEMES;
 
 /** RFC 5280 reasons that make sense for a fleet (no CA compromise, no reversible hold). */
 export const REVOCATION_REASONS = {
@@ -54,7 +56,7 @@ interface StoreIndex {
   crlNumber: number;
   certificates: IssuedRecord[];
   /** Mosquitto config folders written by us, kept current on issue and revoke. */
-  mosquitto: { dir: string; listener: MosquittoListener; serverName?: string }[];
+  mosquitto: { dir: string; listener: MosquittoListener; serverName?: string; scheme?: BuiltinSchemeName }[];
 }
 
 export interface IssuedCertificate {
@@ -352,13 +354,15 @@ export class CaStore {
    * CRL, and a per-identity ACL. Issues the broker's server identity and the backend identity
    * if they do not exist yet. The folder is kept current on every later issue and revoke.
    */
-  async writeMosquittoConfig(opts: { dir?: unknown; serverName?: unknown; backendName?: unknown; port?: unknown; bindAddress?: unknown }): Promise<MosquittoSetup> {
+  async writeMosquittoConfig(opts: { dir?: unknown; serverName?: unknown; backendName?: unknown; port?: unknown; bindAddress?: unknown; scheme?: unknown }): Promise<MosquittoSetup> {
     const dir = path.resolve(typeof opts.dir === 'string' && opts.dir ? opts.dir : path.join(this.dir, 'mosquitto'));
     const serverName = assertDnsName(opts.serverName ?? 'localhost');
     const backendName = assertBackendName(opts.backendName ?? 'node-red');
     const port = Number(opts.port ?? 8883);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CaStoreError(`invalid port ${JSON.stringify(opts.port)}`);
     const bindAddress = opts.bindAddress ? assertIpAddress(opts.bindAddress) : undefined;
+    const scheme = (opts.scheme ?? 'secure-esp8266') as BuiltinSchemeName;
+    if (!(scheme in BUILTIN_SCHEMES)) throw new CaStoreError(`unknown topic scheme ${JSON.stringify(opts.scheme)}: ${Object.keys(BUILTIN_SCHEMES).join(' or ')}`);
 
     const server = this.latestValid('server', serverName) ?? (await this.issueServer({ commonName: serverName }));
     const backend = this.latestValid('backend', backendName) ?? (await this.issueBackend({ commonName: backendName }));
@@ -371,11 +375,11 @@ export class CaStore {
     await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'crt')));
     await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'key')), PRIVATE_FILE_MODE);
     await writeFileAtomic(files.crlFile, await this.crlPem());
-    await writeFileAtomic(files.aclFile, this.renderAcl());
+    await writeFileAtomic(files.aclFile, this.renderAcl(scheme));
     const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
     await writeFileAtomic(confFile, renderMosquittoConf(files, listener));
 
-    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener, serverName: serverRecord.commonName });
+    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener, serverName: serverRecord.commonName, scheme });
     await this.indexWriter.request();
     return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
   }
@@ -387,11 +391,12 @@ export class CaStore {
       .sort((a, b) => b.notAfter.localeCompare(a.notAfter))[0];
   }
 
-  private renderAcl(): string {
+  private renderAcl(scheme: BuiltinSchemeName = 'secure-esp8266'): string {
     const valid = this.list();
     return renderMosquittoAcl(
       valid.filter((r) => r.kind === 'device').map((r) => r.commonName),
       valid.filter((r) => r.kind === 'backend').map((r) => r.commonName),
+      TopicScheme.named(scheme),
     );
   }
 
@@ -399,11 +404,10 @@ export class CaStore {
   private async updateMosquittoDirs(renewedServer?: string): Promise<void> {
     if (this.index.mosquitto.length === 0) return;
     const crl = await this.crlPem();
-    const acl = this.renderAcl();
-    for (const { dir, serverName } of this.index.mosquitto) {
+    for (const { dir, serverName, scheme } of this.index.mosquitto) {
       const files = mosquittoFilesIn(dir);
       await writeFileAtomic(files.crlFile, crl);
-      await writeFileAtomic(files.aclFile, acl);
+      await writeFileAtomic(files.aclFile, this.renderAcl(scheme));
       if (serverName && serverName === renewedServer) {
         await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverName, 'crt')));
         await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverName, 'key')), PRIVATE_FILE_MODE);

@@ -115,6 +115,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
         backendName: a.backendName ?? defaults.backendName,
         port: a.port ?? defaults.mosquittoPort,
         bindAddress: a.bindAddress,
+        scheme: a.scheme,
       });
       const serial = (x: IssuedCertificate | IssuedRecord): string => ('record' in x ? x.record.serial : x.serial);
       return {

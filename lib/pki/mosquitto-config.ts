@@ -70,6 +70,7 @@ export function renderMosquittoAcl(deviceIds: readonly string[], backendNames: r
   }
   for (const id of [...new Set(deviceIds)].sort()) {
     lines.push(`user ${id}`, `topic write ${scheme.statusTopic(id)}`, `topic write ${scheme.willTopic(id)}`);
+    if (scheme.logTopic(id)) lines.push(`topic write ${scheme.logTopic(id)}`);
     lines.push(`topic read ${scheme.deviceCommandFilter(id)}`, '');
   }
   return lines.join('\n');

@@ -3,7 +3,7 @@ import type { EspFleetNode } from '../esp-fleet/types';
 import { connectionBadge } from '../esp-fleet/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
 import { CommandDispatcher, CommandOutcome, buildCommand, resolveTargets } from '../../lib/fleet/commands';
-import { errorText, shortText, optionalNumber } from '../shared/settings';
+import { errorText, shortText, positive } from '../shared/settings';
 
 interface EspCommandDef extends NodeDef {
   fleet: string;
@@ -38,8 +38,8 @@ export = function register(RED: NodeAPI): void {
       ? fleetNode.fleet().then((c) => {
           client = c;
           dispatcher = new CommandDispatcher((id, built) => c.publishCommand(id, built), c.registry, c, {
-            maxInFlight: optionalNumber(config.maxInFlight) ?? 5,
-            outcomeTimeoutMs: (optionalNumber(config.outcomeTimeout) ?? 300) * 1000,
+            maxInFlight: positive(config.maxInFlight, 'devices at once') ?? 5,
+            outcomeTimeoutMs: (positive(config.outcomeTimeout, 'outcome timeout') ?? 300) * 1000,
           });
           c.on('state', onState);
           onState(c.state);
@@ -60,12 +60,12 @@ export = function register(RED: NodeAPI): void {
         const outcomes = await d.dispatch(targets, built, {
           onSent: (id) => {
             showProgress();
-            send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() } }, null, null]);
+            send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() }, device: c.registry.get(id) } as NodeMessage, null, null]);
           },
           onOutcome: (o: CommandOutcome) => {
             done++;
             showProgress();
-            send([null, { ...msg, topic: o.device, payload: o } as NodeMessage, null]);
+            send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device) } as NodeMessage, null]);
           },
         });
         const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;

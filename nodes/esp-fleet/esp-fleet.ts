@@ -6,7 +6,7 @@ import { FleetClient } from '../../lib/fleet/fleet-client';
 import { RegistryFile } from '../../lib/fleet/registry-file';
 import { TopicScheme, CommandSet, SchemeName } from '../../lib/fleet/topic-scheme';
 import { backendIdentity, TlsMaterial } from '../../lib/fleet/backend-identity';
-import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
+import { folderInUserDir, errorText, positive } from '../shared/settings';
 
 interface EspFleetDef extends NodeDef {
   broker: string;
@@ -42,7 +42,7 @@ export = function register(RED: NodeAPI): void {
       if (!secure) node.warn(`${broker} is not encrypted: devices and commands travel in clear text. Use mqtts:// with the CA.`);
       const tls = secure ? await tlsMaterial(config, creds) : undefined;
       registryFile = await RegistryFile.open(folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), {
-        defaultStatusIntervalMs: optionalNumber(config.statusInterval) ?? 60_000,
+        defaultStatusIntervalMs: positive(config.statusInterval, 'status interval') ?? 60_000,
       });
       const file = registryFile;
       client = new FleetClient({
@@ -74,7 +74,10 @@ export = function register(RED: NodeAPI): void {
           if (!credentials.caPem || !credentials.certPem || !credentials.keyPem) throw new Error('PEM TLS needs the CA certificate, the client certificate and its key');
           return { ca: credentials.caPem, cert: credentials.certPem, key: credentials.keyPem };
         case 'files': {
-          const [ca, cert, key] = await Promise.all([c.caFile, c.certFile, c.keyFile].map((f) => fs.readFile(f, 'utf8')));
+          // Relative paths are inside the Node-RED user directory, like every other path we take.
+          const read = (label: string, f: string): Promise<string> =>
+            f?.trim() ? fs.readFile(folderInUserDir(RED, f, ''), 'utf8') : Promise.reject(new Error(`the ${label} file is not set`));
+          const [ca, cert, key] = await Promise.all([read('CA certificate', c.caFile), read('client certificate', c.certFile), read('client key', c.keyFile)]);
           return { ca, cert, key };
         }
         case 'none':

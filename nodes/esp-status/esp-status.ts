@@ -58,6 +58,8 @@ export = function register(RED: NodeAPI): void {
     let warnWindow = 0;
     const listeners = {
       status: (id: string, update: StatusUpdate): void => {
+        // Under an image filter a new image can move a device in or out of the counts.
+        if (prefix) scheduleBadge();
         if (!wanted(id, update.entry)) return;
         const msg: NodeMessage & { device: DeviceEntry } = { topic: id, payload: update.entry.lastStatus, device: update.entry };
         node.send([msg, null, null]);

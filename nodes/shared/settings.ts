@@ -23,3 +23,12 @@ export function optionalNumber(value: unknown): number | undefined {
   const n = Number(value);
   return Number.isFinite(n) ? n : undefined;
 }
+
+/** An optional setting that must be a positive number when given. */
+export function positive(value: unknown, label: string): number | undefined {
+  const n = optionalNumber(value);
+  if (value !== undefined && value !== null && value !== '' && (n === undefined || n <= 0)) {
+    throw new Error(`${label} must be a positive number, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}

@@ -336,6 +336,21 @@ describe('CaStore', function () {
     });
   });
 
+  describe('ACL per topic scheme', () => {
+    it('lets ESP32-scheme devices write their status, will and log, and read their own prefix', async () => {
+      const mdir = path.join(tmp.path, 'mosq-esp32');
+      await store.issueDevice('0d0000000032');
+      const setup = await store.writeMosquittoConfig({ dir: mdir, serverName: 'mqtt32.example.test', scheme: 'secure-esp32' });
+      const acl = readFileSync(setup.aclFile, 'utf8');
+      assert.match(acl, /^user 0d0000000032\ntopic write \/esp\/0d0000000032\/status\ntopic write \/esp\/0d0000000032\/will\ntopic write \/esp\/0d0000000032\/log\ntopic read \/esp\/0d0000000032\/#$/m);
+      assert.match(acl, /^user node-red\ntopic read \/esp\/\+\/status\ntopic read \/esp\/\+\/will\ntopic read \/esp\/\+\/log\ntopic write \/esp\/\+\/#$/m);
+      await assert.rejects(store.writeMosquittoConfig({ dir: mdir, scheme: 'zigbee' }), /unknown topic scheme "zigbee"/);
+      // Later changes keep the folder's own scheme.
+      await store.issueDevice('0d0000000033');
+      assert.match(readFileSync(setup.aclFile, 'utf8'), /topic write \/esp\/0d0000000033\/log/);
+    });
+  });
+
   describe('queries', () => {
     it('lists valid certificates and those expiring within N days', async () => {
       const soon = await store.issueDevice('020000000005', { validityDays: 10 });

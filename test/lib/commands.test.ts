@@ -37,6 +37,8 @@ describe('commands', () => {
       assert.deepEqual(resolveTargets(['0e0000000001', '0e-00-00-00-00-01', '0e0000000009'], r), ['0e0000000001', '0e0000000009']);
       assert.deepEqual(resolveTargets('*', r).sort(), ['0e0000000001', '0e0000000002']);
       assert.deepEqual(resolveTargets('*', r, { onlineOnly: true }), ['0e0000000001']);
+      assert.deepEqual(resolveTargets('0e0000000001, 0e:00:00:00:00:03; 0e0000000004', r), ['0e0000000001', '0e0000000003', '0e0000000004']);
+      assert.equal(resolveTargets(' * ', r).length, 2);
       assert.throws(() => resolveTargets(['0e0000000001', 'bogus', 7], r), /invalid device ids "bogus", 7/);
       assert.throws(() => resolveTargets(undefined, r), /msg.device must name/);
       assert.throws(() => resolveTargets([], r), /msg.device must name/);
@@ -145,6 +147,43 @@ describe('commands', () => {
         dispatcher.dispatch(devices.slice(3), buildCommand('esp8266', 'reboot'), { onSent }),
       ]);
       assert.equal(peak, 2);
+    });
+
+    it('takes the first report of a device it knew nothing about as the baseline, not as a change', async () => {
+      setup(5, 200);
+      const [a] = ids(1);
+      const run = dispatcher.dispatch([a], buildCommand('esp8266', 'firmware'));
+      await new Promise((r) => setImmediate(r));
+      report(a, { espimage: 'P-1' });
+      report(a, { espimage: 'P-1' });
+      assert.equal((await run)[0].outcome, 'timeout');
+    });
+
+    it('a newer command to the same device supersedes the one awaiting its outcome', async () => {
+      setup(5);
+      const [a] = ids(1);
+      report(a, { espimage: 'P-1' });
+      const first = dispatcher.dispatch([a], buildCommand('esp8266', 'firmware'));
+      await new Promise((r) => setImmediate(r));
+      const second = dispatcher.dispatch([a], buildCommand('esp8266', 'flash'));
+      await new Promise((r) => setImmediate(r));
+      report(a, { espimage: 'P-2' });
+      assert.deepEqual((await first).map((o) => [o.outcome, o.error]), [['superseded', 'superseded by flash']]);
+      assert.deepEqual((await second).map((o) => o.outcome), ['success']);
+      assert.deepEqual(published.map((p) => p.command), ['firmware', 'flash']);
+    });
+
+    it('on close, queued devices are never sent to', async () => {
+      setup(1, 5_000);
+      const devices = ids(3);
+      for (const d of devices) report(d, { espimage: 'P-1' });
+      const run = dispatcher.dispatch(devices, buildCommand('esp8266', 'firmware'));
+      await new Promise((r) => setImmediate(r));
+      dispatcher.close();
+      const outcomes = await run;
+      assert.equal(published.length, 1);
+      assert.deepEqual(outcomes.map((o) => o.outcome), ['timeout', 'failed', 'failed']);
+      assert.match(outcomes[1].error!, /not sent: the node was stopped/);
     });
 
     it('untracked commands report "sent" and a publish failure reports "failed"', async () => {
