@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { KeyObject, X509Certificate as NodeX509, createPublicKey } from 'node:crypto';
+import { KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
 import { x509, RSA_SHA256, toPem, fingerprint, CryptoKey } from './x509';
@@ -17,6 +17,9 @@ import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, 
 import { normalizeDeviceId } from '../device-id';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
 import { CoalescingTask } from '../coalescing-task';
+import { AppendLog } from '../fs/append-log';
+import { buildTbsCertificate, signCertificate, subjectNameOf, keyIdentifier } from './leaf-certificate';
+import { readVerifiedCsr, VerifiedCsr } from './csr';
 import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
 import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
 
@@ -50,14 +53,28 @@ export interface IssuedRecord {
   revocationReason?: RevocationReason;
 }
 
+interface MosquittoEntry {
+  dir: string;
+  listener: MosquittoListener;
+  serverName?: string;
+  scheme?: BuiltinSchemeName;
+}
+
+/** The store's state, rebuilt at open by replaying the journal. */
 interface StoreIndex {
-  version: 1;
   nextSerial: number;
   crlNumber: number;
   certificates: IssuedRecord[];
   /** Mosquitto config folders written by us, kept current on issue and revoke. */
-  mosquitto: { dir: string; listener: MosquittoListener; serverName?: string; scheme?: BuiltinSchemeName }[];
+  mosquitto: MosquittoEntry[];
 }
+
+/** One line of `journal.jsonl`: every change to the store, appended and synced before it counts. */
+type JournalEntry =
+  | { t: 'cert'; r: IssuedRecord; der: string }
+  | { t: 'revoke'; serial: string; at: string; reason: RevocationReason }
+  | { t: 'mosquitto'; m: MosquittoEntry }
+  | { t: 'crl'; n: number };
 
 export interface IssuedCertificate {
   record: IssuedRecord;
@@ -106,9 +123,8 @@ const FIRST_LEAF_SERIAL = 0x1000;
 const FILES = {
   caCert: 'ca.crt',
   caKey: 'ca.key',
-  index: 'index.json',
+  journal: 'journal.jsonl',
   crl: 'crl.pem',
-  issued: 'issued',
   devices: 'devices',
   servers: 'servers',
   backends: 'backends',
@@ -122,17 +138,30 @@ class CaStoreError extends Error {}
  * that was ever handed out is never used again, even after a crash.
  */
 export class CaStore {
-  private readonly indexWriter = new CoalescingTask(() => this.writeIndex());
   private readonly crlWriter = new CoalescingTask(() => this.writeCrl());
+  private readonly mosquittoWriter = new CoalescingTask(() => this.writeMosquittoDirs());
+  private readonly renewedServers = new Set<string>();
   private crlNextUpdate: Date | undefined;
+  private caFileWritten = false;
+  /** Fixed for the CA's life, so computed once instead of per certificate. */
+  private readonly issuerName: Buffer;
+  private readonly authorityKeyId: Buffer;
 
   private constructor(
     readonly dir: string,
     private readonly caCert: x509.X509Certificate,
+    /** Native key for leaf certificates; the WebCrypto one signs CRLs through @peculiar/x509. */
+    private readonly caKey: KeyObject,
     private readonly signingKey: CryptoKey,
     private readonly index: StoreIndex,
+    private readonly journal: AppendLog<JournalEntry>,
     private readonly options: Required<Pick<CaStoreOptions, 'crlValidityDays' | 'leafKeySize' | 'leafValidityDays'>>,
-  ) {}
+  ) {
+    const der = Buffer.from(caCert.rawData);
+    this.issuerName = subjectNameOf(der);
+    const ski = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+    this.authorityKeyId = ski ? Buffer.from(ski, 'hex') : keyIdentifier(Buffer.from(caCert.publicKey.rawData));
+  }
 
   /** Opens the store in `options.dir`, creating (or importing) the CA only when none is there. */
   static async open(options: CaStoreOptions): Promise<CaStore> {
@@ -153,10 +182,15 @@ export class CaStore {
     } else {
       ({ caKey, caPem } = await createCa(dir, options));
     }
-    const index = (await readIndex(dir)) ?? (await rebuildIndex(dir));
-    const store = new CaStore(dir, new x509.X509Certificate(caPem), await toSigningKey(caKey), index, settings);
+    const opened = await AppendLog.open<JournalEntry>(path.join(dir, FILES.journal));
+    let entries = opened.entries;
+    if (entries.length === 0) {
+      // A journal lost after certificates were issued: rebuild what the identity folders show.
+      entries = await rebuildJournal(dir);
+      if (entries.length) await opened.log.rewrite(entries);
+    }
+    const store = new CaStore(dir, new x509.X509Certificate(caPem), caKey, await toSigningKey(caKey), replay(entries), opened.log, settings);
     store.crlNextUpdate = await readCrlNextUpdate(path.join(dir, FILES.crl));
-    await store.indexWriter.request();
     await store.refreshCrlIfDue();
     return store;
   }
@@ -164,7 +198,14 @@ export class CaStore {
   /** Settles once every pending index and CRL write has reached the disk. */
   async idle(): Promise<void> {
     await this.crlWriter.idle();
-    await this.indexWriter.idle();
+    await this.mosquittoWriter.idle();
+    await this.journal.idle();
+  }
+
+  /** Releases the journal's file handle; the store is unusable afterwards. */
+  async close(): Promise<void> {
+    await this.idle();
+    await this.journal.close();
   }
 
   get caCertificatePem(): string {
@@ -224,20 +265,16 @@ export class CaStore {
   async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
     const expected = normalizeDeviceId(opts.deviceId);
     const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
-    if (typeof csrPem !== 'string' || !csrPem.includes('CERTIFICATE REQUEST')) {
-      throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
-    }
-    let csr: x509.Pkcs10CertificateRequest;
+    if (typeof csrPem !== 'string') throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
+    let csr: VerifiedCsr;
     try {
-      csr = new x509.Pkcs10CertificateRequest(csrPem);
+      csr = readVerifiedCsr(csrPem);
     } catch (err) {
-      throw new CaStoreError(`cannot parse the CSR: ${(err as Error).message}`);
+      throw new CaStoreError((err as Error).message);
     }
-    if (!(await csr.verify().catch(() => false))) throw new CaStoreError('the CSR signature does not verify');
-    const cn = csr.subjectName.getField('CN')[0];
-    if (cn !== expected) throw new CaStoreError(`the CSR is for CN ${JSON.stringify(cn ?? '')}, expected device ${expected}`);
-    const spki = Buffer.from(csr.publicKey.rawData);
-    assertRsaSpki(spki);
+    if (csr.commonName !== expected) throw new CaStoreError(`the CSR is for CN ${JSON.stringify(csr.commonName ?? '')}, expected device ${expected}`);
+    assertRsaKey(csr.publicKey);
+    const spki = csr.spki;
     return this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' });
   }
 
@@ -255,8 +292,7 @@ export class CaStore {
       const key = await generateRsaKey(this.options.leafKeySize);
       issued = await this.issueAndSave({ ...base, spki: key.publicKeySpki, keySource: 'generated' }, key.privateKeyPem);
     } else {
-      const oldPem = await fs.readFile(this.issuedFile(old.serial), 'utf8');
-      const spki = new NodeX509(oldPem).publicKey.export({ type: 'spki', format: 'der' });
+      const spki = new NodeX509(await this.certificateDer(old.serial)).publicKey.export({ type: 'spki', format: 'der' });
       issued = await this.issueAndSave({ ...base, spki, keySource: old.keySource });
     }
     if (opts.revokeOld) await this.revoke(old.serial, 'superseded');
@@ -291,9 +327,17 @@ export class CaStore {
     }
     const record = this.findBySerial(serial);
     if (record.revokedAt) throw new CaStoreError(`certificate ${serial} is already revoked (${record.revokedAt})`);
-    record.revokedAt = new Date().toISOString();
+    // Marked at once so a concurrent revoke of the same serial is refused; undone if the journal fails.
+    const at = new Date().toISOString();
+    record.revokedAt = at;
     record.revocationReason = reason;
-    await this.indexWriter.request();
+    try {
+      await this.journal.append({ t: 'revoke', serial, at, reason });
+    } catch (err) {
+      delete record.revokedAt;
+      delete record.revocationReason;
+      throw err;
+    }
     await this.crlWriter.request();
     await this.updateMosquittoDirs();
     return { ...record };
@@ -379,8 +423,9 @@ export class CaStore {
     const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
     await writeFileAtomic(confFile, renderMosquittoConf(files, listener));
 
-    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat({ dir, listener, serverName: serverRecord.commonName, scheme });
-    await this.indexWriter.request();
+    const entry: MosquittoEntry = { dir, listener, serverName: serverRecord.commonName, scheme };
+    await this.journal.append({ t: 'mosquitto', m: entry });
+    this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat(entry);
     return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
   }
 
@@ -403,12 +448,20 @@ export class CaStore {
   /** Keeps every Mosquitto folder we wrote current: CRL, ACL and the broker's own identity. */
   private async updateMosquittoDirs(renewedServer?: string): Promise<void> {
     if (this.index.mosquitto.length === 0) return;
+    if (renewedServer) this.renewedServers.add(renewedServer);
+    // Coalesced: a burst of issuances rewrites each folder once, not once per certificate.
+    await this.mosquittoWriter.request();
+  }
+
+  private async writeMosquittoDirs(): Promise<void> {
+    const renewed = new Set(this.renewedServers);
+    this.renewedServers.clear();
     const crl = await this.crlPem();
     for (const { dir, serverName, scheme } of this.index.mosquitto) {
       const files = mosquittoFilesIn(dir);
       await writeFileAtomic(files.crlFile, crl);
       await writeFileAtomic(files.aclFile, this.renderAcl(scheme));
-      if (serverName && serverName === renewedServer) {
+      if (serverName && renewed.has(serverName)) {
         await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverName, 'crt')));
         await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverName, 'key')), PRIVATE_FILE_MODE);
       }
@@ -417,8 +470,16 @@ export class CaStore {
 
   // ---- internals -----------------------------------------------------------------------
 
-  private issuedFile(serial: string): string {
-    return path.join(this.dir, FILES.issued, `${serial}.crt`);
+  /** A certificate issued earlier, from the journal (only renewal needs one, so it is not kept in memory). */
+  private async certificateDer(serial: string): Promise<Buffer> {
+    await this.journal.idle();
+    const text = await fs.readFile(path.join(this.dir, FILES.journal), 'utf8');
+    for (const line of text.split('\n')) {
+      if (!line.includes(`"serial":"${serial}"`)) continue;
+      const entry = JSON.parse(line) as JournalEntry;
+      if (entry.t === 'cert' && entry.r.serial === serial) return Buffer.from(entry.der, 'base64');
+    }
+    throw new CaStoreError(`certificate ${serial} is not in the journal`);
   }
 
   /** Where the current certificate and key of an identity live in the store. */
@@ -453,18 +514,19 @@ export class CaStore {
     if (notAfter.getTime() < now + spec.validityDays * DAY_MS) warnings.push(`validity shortened to the CA's expiry (${this.caCert.notAfter.toISOString()})`);
     if (spec.ipAddresses?.length) warnings.push('ESP TLS stacks match DNS names, not IP addresses: devices should connect by host name');
 
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial,
-      subject: [{ CN: [spec.commonName] }],
-      issuer: this.caCert.subjectName,
+    const tbs = buildTbsCertificate({
+      serialHex: serial,
+      issuerName: this.issuerName,
+      authorityKeyId: this.authorityKeyId,
       notBefore,
       notAfter,
-      publicKey: Uint8Array.from(spec.spki),
-      signingKey: this.signingKey,
-      signingAlgorithm: RSA_SHA256,
-      extensions: await leafExtensions(spec, this.caCert),
+      commonName: spec.commonName,
+      spki: spec.spki,
+      usage: spec.kind === 'server' ? 'server' : 'client',
+      dnsNames: spec.dnsNames,
+      ipAddresses: spec.ipAddresses,
     });
-    const der = Buffer.from(cert.rawData);
+    const der = await signCertificate(tbs, this.caKey);
     const certificatePem = toPem('CERTIFICATE', der);
     const record: IssuedRecord = {
       serial,
@@ -479,9 +541,9 @@ export class CaStore {
       ...(spec.renewedFrom ? { renewedFrom: spec.renewedFrom } : {}),
     };
 
-    await writeFileAtomic(this.issuedFile(serial), certificatePem);
+    // On disk before anyone sees it: a certificate that was handed out is never lost or re-numbered.
+    await this.journal.append({ t: 'cert', r: record, der: der.toString('base64') });
     this.index.certificates.push(record);
-    await this.indexWriter.request();
 
     const files: IssuedCertificate['files'] = { certificate: this.identityFile(spec.kind, spec.commonName, 'crt') };
     await writeFileAtomic(files.certificate, certificatePem);
@@ -494,7 +556,11 @@ export class CaStore {
     }
     if (spec.kind === 'device') {
       files.ca = path.join(this.deviceFilesDir, 'ca.crt');
-      await writeFileAtomic(files.ca, this.caCertificatePem);
+      // The CA never changes while the store is open: write the device copy once.
+      if (!this.caFileWritten) {
+        await writeFileAtomic(files.ca, this.caCertificatePem);
+        this.caFileWritten = true;
+      }
     }
     await this.updateMosquittoDirs(spec.kind === 'server' ? spec.commonName : undefined);
 
@@ -508,10 +574,6 @@ export class CaStore {
       files,
       warnings,
     };
-  }
-
-  private async writeIndex(): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, FILES.index), JSON.stringify(this.index, null, 1));
   }
 
   private async writeCrl(): Promise<void> {
@@ -537,7 +599,7 @@ export class CaStore {
         new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(this.index.crlNumber))),
       ],
     });
-    await this.indexWriter.request();
+    await this.journal.append({ t: 'crl', n: this.index.crlNumber });
     await writeFileAtomic(this.crlFile, toPem('X509 CRL', crl.rawData));
     this.crlNextUpdate = nextUpdate;
   }
@@ -629,56 +691,61 @@ async function readCrlNextUpdate(file: string): Promise<Date | undefined> {
   }
 }
 
-async function readIndex(dir: string): Promise<StoreIndex | undefined> {
-  const text = await readFileIfExists(path.join(dir, FILES.index));
-  if (text === undefined) return undefined;
-  const parsed = JSON.parse(text) as StoreIndex;
-  if (parsed.version !== 1 || !Array.isArray(parsed.certificates)) throw new CaStoreError(`${dir}/index.json is not an index of this package`);
-  parsed.mosquitto ??= [];
-  return parsed;
-}
-
-/** An index lost before its first write: rebuild it from the issued certificates on disk. */
-async function rebuildIndex(dir: string): Promise<StoreIndex> {
-  const index: StoreIndex = { version: 1, nextSerial: FIRST_LEAF_SERIAL, crlNumber: 0, certificates: [], mosquitto: [] };
-  const names = await fs.readdir(path.join(dir, FILES.issued)).catch(() => [] as string[]);
-  for (const name of names.filter((n) => n.endsWith('.crt'))) {
-    const cert = new NodeX509(await fs.readFile(path.join(dir, FILES.issued, name)));
-    const serial = normalizeSerial(cert.serialNumber);
-    index.nextSerial = Math.max(index.nextSerial, parseInt(serial, 16) + 1);
-    const cn = /CN=([^\n,]+)/.exec(cert.subject)?.[1] ?? '';
-    const kind: CertificateKind = cert.keyUsage?.includes('1.3.6.1.5.5.7.3.1') ? 'server' : /^[0-9a-f]{12}$/.test(cn) ? 'device' : 'backend';
-    index.certificates.push({
-      serial,
-      commonName: cn,
-      kind,
-      notBefore: new Date(cert.validFrom).toISOString(),
-      notAfter: new Date(cert.validTo).toISOString(),
-      sha256: cert.fingerprint256,
-      keySource: 'generated',
-    });
+function replay(entries: JournalEntry[]): StoreIndex {
+  const index: StoreIndex = { nextSerial: FIRST_LEAF_SERIAL, crlNumber: 0, certificates: [], mosquitto: [] };
+  const bySerial = new Map<string, IssuedRecord>();
+  for (const e of entries) {
+    switch (e.t) {
+      case 'cert':
+        index.certificates.push(e.r);
+        bySerial.set(e.r.serial, e.r);
+        index.nextSerial = Math.max(index.nextSerial, parseInt(e.r.serial, 16) + 1);
+        break;
+      case 'revoke': {
+        const r = bySerial.get(e.serial);
+        if (r) Object.assign(r, { revokedAt: e.at, revocationReason: e.reason });
+        break;
+      }
+      case 'mosquitto':
+        index.mosquitto = index.mosquitto.filter((m) => m.dir !== e.m.dir).concat(e.m);
+        break;
+      case 'crl':
+        index.crlNumber = Math.max(index.crlNumber, e.n);
+        break;
+    }
   }
   return index;
 }
 
-async function leafExtensions(
-  spec: { kind: CertificateKind; spki: Buffer; dnsNames?: string[]; ipAddresses?: string[] },
-  ca: x509.X509Certificate,
-): Promise<x509.Extension[]> {
-  const eku = spec.kind === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth;
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-    new x509.ExtendedKeyUsageExtension([eku], false),
-    await x509.SubjectKeyIdentifierExtension.create(Uint8Array.from(spec.spki)),
-    await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey, false),
-  ];
-  const names = [
-    ...(spec.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-    ...(spec.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-  ];
-  if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
-  return extensions;
+/**
+ * The journal is gone but certificates were issued: recover the latest certificate of each
+ * identity from the folders devices download from, so their serials are never issued again.
+ */
+async function rebuildJournal(dir: string): Promise<JournalEntry[]> {
+  const entries: JournalEntry[] = [];
+  for (const folder of [FILES.devices, FILES.servers, FILES.backends]) {
+    const names = await fs.readdir(path.join(dir, folder)).catch(() => [] as string[]);
+    for (const name of names.filter((n) => n.endsWith('.crt') && n !== 'ca.crt')) {
+      const der = new NodeX509(await fs.readFile(path.join(dir, folder, name))).raw;
+      const cert = new NodeX509(der);
+      const cn = /CN=([^\n,]+)/.exec(cert.subject)?.[1] ?? '';
+      const kind: CertificateKind = folder === FILES.devices ? 'device' : folder === FILES.servers ? 'server' : 'backend';
+      entries.push({
+        t: 'cert',
+        der: der.toString('base64'),
+        r: {
+          serial: normalizeSerial(cert.serialNumber),
+          commonName: cn,
+          kind,
+          notBefore: new Date(cert.validFrom).toISOString(),
+          notAfter: new Date(cert.validTo).toISOString(),
+          sha256: cert.fingerprint256,
+          keySource: 'generated',
+        },
+      });
+    }
+  }
+  return entries;
 }
 
 function asList(value: unknown, name: string): string[] {
@@ -688,8 +755,7 @@ function asList(value: unknown, name: string): string[] {
   throw new CaStoreError(`${name} must be a list of strings or a comma-separated string`);
 }
 
-function assertRsaSpki(spki: Buffer): void {
-  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+function assertRsaKey(key: KeyObject): void {
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (key.asymmetricKeyType !== 'rsa') throw new CaStoreError(`the CSR key is ${key.asymmetricKeyType ?? 'unknown'}; ESP8266 devices use RSA keys`);
   if (bits < 2048 || bits > 4096) throw new CaStoreError(`the CSR key has ${bits} bits; use 2048 to 4096`);

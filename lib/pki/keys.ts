@@ -1,4 +1,5 @@
 import { generateKeyPair, createPrivateKey, createPublicKey, KeyObject, webcrypto } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { RSA_SHA256, CryptoKey } from './x509';
 
 export const RSA_KEY_SIZES = [2048, 3072, 4096] as const;
@@ -19,8 +20,29 @@ export function assertKeySize(bits: unknown): RsaKeySize {
   return n as RsaKeySize;
 }
 
-/** Native key generation in the libuv thread pool, so several run on all cores at once. */
-export function generateRsaKey(bits: RsaKeySize): Promise<RsaKeyMaterial> {
+/**
+ * Key generations under way at once: one per core keeps every core busy, and leaves the
+ * libuv pool's other threads free for the signatures and file writes of keys already made
+ * (so certificates come out steadily instead of in bursts).
+ */
+const MAX_PARALLEL_KEYGEN = Math.max(1, availableParallelism());
+let keygensRunning = 0;
+const keygenQueue: (() => void)[] = [];
+
+/** Native key generation in the libuv thread pool, at most one per core at a time. */
+export async function generateRsaKey(bits: RsaKeySize): Promise<RsaKeyMaterial> {
+  if (keygensRunning >= MAX_PARALLEL_KEYGEN) await new Promise<void>((resolve) => keygenQueue.push(resolve));
+  else keygensRunning++;
+  try {
+    return await generateRsaKeyNow(bits);
+  } finally {
+    const next = keygenQueue.shift();
+    if (next) next();
+    else keygensRunning--;
+  }
+}
+
+function generateRsaKeyNow(bits: RsaKeySize): Promise<RsaKeyMaterial> {
   return new Promise((resolve, reject) => {
     generateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001 }, (err, publicKey, privateKey) => {
       if (err) return reject(err);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { promises as fs, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { promises as fs, appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { CaStore } from '../../lib/pki/ca-store';
@@ -19,7 +19,7 @@ function snapshot(dir: string): string {
     }
   };
   walk(dir);
-  return JSON.stringify({ files, index: readFileSync(path.join(dir, 'index.json'), 'utf8'), crl: readFileSync(path.join(dir, 'crl.pem'), 'utf8') });
+  return JSON.stringify({ files, journal: readFileSync(path.join(dir, 'journal.jsonl'), 'utf8'), crl: readFileSync(path.join(dir, 'crl.pem'), 'utf8') });
 }
 
 function text(certFile: string): string {
@@ -152,10 +152,10 @@ describe('CaStore', function () {
     });
 
     it('issues a server certificate with serverAuth and DNS (+ IP, with a warning) SANs', async () => {
-      const issued = await store.issueServer({ commonName: 'broker.local', dnsNames: 'mqtt.home.arpa', ipAddresses: ['192.0.2.10'] });
+      const issued = await store.issueServer({ commonName: 'broker.local', dnsNames: 'mqtt.home.arpa', ipAddresses: ['192.0.2.10', '2001:db8::1'] });
       const t = text(issued.files.certificate);
       assert.match(t, /Extended Key Usage:\s+TLS Web Server Authentication\n/);
-      assert.match(t, /DNS:broker\.local, DNS:mqtt\.home\.arpa, IP Address:192\.0\.2\.10/);
+      assert.match(t, /DNS:broker\.local, DNS:mqtt\.home\.arpa, IP Address:192\.0\.2\.10, IP Address:2001:DB8:0:0:0:0:0:1\n/);
       assert.equal(verify(dir, issued.files.certificate).status, 0);
       assert.equal(opensslOk(['verify', '-CAfile', path.join(dir, 'ca.crt'), '-purpose', 'sslserver', '-verify_hostname', 'mqtt.home.arpa', issued.files.certificate]).trim(), `${issued.files.certificate}: OK`);
       assert.equal(issued.warnings.length, 1);
@@ -226,13 +226,15 @@ describe('CaStore', function () {
     it('refuses a CSR for another CN, a tampered CSR, an EC key and non-CSR text; nothing changes', async () => {
       const wrongCn = csr('wrong', '/CN=a0b1c2d3e4f6');
       const ec = csr('ec', '/CN=a0b1c2d3e4f5', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
-      // Flip one byte inside the signed part: the self-signature no longer verifies.
-      const der = Buffer.from(csr('tamper', '/CN=a0b1c2d3e4f5').replace(/-----[^-]+-----|\s/g, ''), 'base64');
-      der[40] ^= 0x01;
+      // Change the CN inside the signed part to the expected id: only the signature can tell.
+      const der = Buffer.from(csr('tamper', '/CN=a0b1c2d3e4f4').replace(/-----[^-]+-----|\s/g, ''), 'base64');
+      const at = der.indexOf('a0b1c2d3e4f4');
+      der.write('a0b1c2d3e4f5', at, 'latin1');
       const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
       const before = snapshot(dir);
       await assert.rejects(store.signCsr(wrongCn, { deviceId: 'a0b1c2d3e4f5' }), /CN "a0b1c2d3e4f6", expected device a0b1c2d3e4f5/);
-      await assert.rejects(store.signCsr(tampered, { deviceId: 'a0b1c2d3e4f5' }), /signature does not verify|cannot parse/);
+      await assert.rejects(store.signCsr(tampered, { deviceId: 'a0b1c2d3e4f5' }), /the CSR signature does not verify/);
+      await assert.rejects(store.signCsr(tampered.replace(/[A-Za-z0-9+/]{10}\n/, '!!!\n'), { deviceId: 'a0b1c2d3e4f5' }), /cannot parse the CSR|cannot read the CSR public key|does not verify/);
       await assert.rejects(store.signCsr(ec, { deviceId: 'a0b1c2d3e4f5' }), /ESP8266 devices use RSA keys/);
       await assert.rejects(store.signCsr('hello', { deviceId: 'a0b1c2d3e4f5' }), /PEM certificate request/);
       await assert.rejects(store.signCsr(wrongCn, { deviceId: 'nonsense' }), /invalid device id/);
@@ -259,7 +261,9 @@ describe('CaStore', function () {
       assert.notDeepEqual(renewed.certificatePem, first.certificatePem);
       assert.equal(readFileSync(renewed.files.privateKey!, 'utf8'), renewed.privateKeyPem);
       assert.equal(store.findBySerial(first.record.serial).revocationReason, 'superseded');
-      assert.notEqual(verify(dir, path.join(dir, 'issued', `${first.record.serial}.crt`), true).status, 0);
+      const oldFile = path.join(tmp.path, 'superseded.crt');
+      writeFileSync(oldFile, first.certificatePem);
+      assert.notEqual(verify(dir, oldFile, true).status, 0);
       assert.equal(verify(dir, renewed.files.certificate, true).status, 0);
     });
 
@@ -366,7 +370,10 @@ describe('CaStore', function () {
   });
 
   describe('concurrency and crashes', () => {
-    it('50 issuances at once get 50 distinct serials and a consistent index on disk', async () => {
+    const journalOf = (d: string): { t: string; r?: { serial: string } }[] =>
+      readFileSync(path.join(d, 'journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { t: string; r?: { serial: string } });
+
+    it('50 issuances at once get 50 distinct serials and a consistent journal on disk', async () => {
       const d = path.join(tmp.path, 'concurrent');
       const s = await CaStore.open({ dir: d });
       const ids = Array.from({ length: 50 }, (_, i) => `0a00000000${i.toString(16).padStart(2, '0')}`);
@@ -374,9 +381,9 @@ describe('CaStore', function () {
       const serials = new Set(issued.map((c) => c.record.serial));
       assert.equal(serials.size, 50);
       await s.idle();
-      const onDisk = JSON.parse(readFileSync(path.join(d, 'index.json'), 'utf8')) as { nextSerial: number; certificates: { serial: string }[] };
-      assert.deepEqual(new Set(onDisk.certificates.map((c) => c.serial)), serials);
-      assert.ok([...serials].every((sn) => parseInt(sn, 16) < onDisk.nextSerial));
+      const onDisk = journalOf(d).filter((e) => e.t === 'cert').map((e) => e.r!.serial);
+      assert.equal(onDisk.length, 50, 'each certificate is journalled exactly once');
+      assert.deepEqual(new Set(onDisk), serials);
       const reopened = await CaStore.open({ dir: d });
       assert.equal(reopened.list().length, 50);
       const next = await reopened.issueDevice('0b0000000001');
@@ -384,18 +391,41 @@ describe('CaStore', function () {
       assert.equal(readdirSync(d).filter((n) => n.endsWith('.tmp')).length, 0);
     });
 
-    it('a store with a torn temp file and a lost index still opens and never reuses a serial', async () => {
-      const d = path.join(tmp.path, 'crashed');
+    it('drops a journal line torn by a crash, keeps the rest, and never reuses a serial', async () => {
+      const d = path.join(tmp.path, 'torn');
       const s = await CaStore.open({ dir: d });
       const a = await s.issueDevice('0c0000000001');
-      const b = await s.issueDevice('0c0000000002');
-      await s.idle();
-      // What a crash can leave: a half-written temp file, and (worst case) no index.
-      writeFileSync(path.join(d, '.index.json.deadbeef.tmp'), '{"version":1,"nextSer');
-      await fs.rm(path.join(d, 'index.json'));
+      await s.close();
+      // A crash mid-append leaves the start of a line; that issuance was never answered.
+      appendFileSync(path.join(d, 'journal.jsonl'), '{"t":"cert","r":{"serial":"10');
+      writeFileSync(path.join(d, '.ca.key.deadbeef.tmp'), 'half a key');
       const reopened = await CaStore.open({ dir: d });
-      assert.deepEqual(reopened.list().map((r) => r.serial).sort(), [a.record.serial, b.record.serial].sort());
-      const c = await reopened.issueDevice('0c0000000003');
+      assert.deepEqual(reopened.list().map((r) => r.serial), [a.record.serial]);
+      const b = await reopened.issueDevice('0c0000000002');
+      assert.ok(parseInt(b.record.serial, 16) > parseInt(a.record.serial, 16));
+      assert.equal(journalOf(d).filter((e) => e.t === 'cert').length, 2);
+    });
+
+    it('refuses to open a journal damaged anywhere but its last line', async () => {
+      const d = path.join(tmp.path, 'damaged');
+      const s = await CaStore.open({ dir: d });
+      await s.issueDevice('0c0000000005');
+      await s.close();
+      const file = path.join(d, 'journal.jsonl');
+      writeFileSync(file, `garbage\n${readFileSync(file, 'utf8')}`);
+      await assert.rejects(CaStore.open({ dir: d }), /line 1 is not JSON: restore it from a backup/);
+    });
+
+    it('rebuilds from the identity folders when the journal is lost, and never reuses a serial', async () => {
+      const d = path.join(tmp.path, 'lost');
+      const s = await CaStore.open({ dir: d });
+      const a = await s.issueDevice('0c0000000003');
+      const b = await s.issueServer({ commonName: 'lost.example.test' });
+      await s.close();
+      await fs.rm(path.join(d, 'journal.jsonl'));
+      const reopened = await CaStore.open({ dir: d });
+      assert.deepEqual(reopened.list().map((r) => [r.serial, r.kind]).sort(), [[a.record.serial, 'device'], [b.record.serial, 'server']].sort());
+      const c = await reopened.issueDevice('0c0000000004');
       assert.ok(parseInt(c.record.serial, 16) > parseInt(b.record.serial, 16));
     });
   });

@@ -111,12 +111,12 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
       const statuses: Status[] = [];
       helper.getNode('iss').on('call:status', (call: { args: Status[] }) => statuses.push(call.args[0]));
       await (helper.getNode('ca1') as unknown as EspCaNode).store();
-      const index = readFileSync(path.join(folder, 'index.json'), 'utf8');
+      const index = readFileSync(path.join(folder, 'journal.jsonl'), 'utf8');
       const { caught, out } = await send({ ...msg, _marker: 'bad' });
       assert.equal(out, undefined);
       assert.equal(caught!._marker, 'bad', 'the Catch node gets the original msg');
       assert.match((caught!.error as { message: string }).message, error);
-      assert.equal(readFileSync(path.join(folder, 'index.json'), 'utf8'), index);
+      assert.equal(readFileSync(path.join(folder, 'journal.jsonl'), 'utf8'), index);
       assert.equal(statuses[statuses.length - 1].fill, 'red');
     });
   }
