@@ -92,16 +92,21 @@ export = function register(RED: NodeAPI): void {
       },
     };
 
+    /** Attaches or detaches every listener at once, so the two lists cannot drift apart. */
+    const wire = (c: FleetClient, method: 'on' | 'off'): void => {
+      c[method]('status', listeners.status);
+      c[method]('presence', listeners.presence);
+      c[method]('device-error', listeners.deviceError);
+      c[method]('log', listeners.log);
+      c[method]('rejected', listeners.rejected);
+      c[method]('state', listeners.state);
+    };
+
     node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
     fleetNode.fleet().then(
       (c) => {
         client = c;
-        c.on('status', listeners.status);
-        c.on('presence', listeners.presence);
-        c.on('device-error', listeners.deviceError);
-        c.on('log', listeners.log);
-        c.on('rejected', listeners.rejected);
-        c.on('state', listeners.state);
+        wire(c, 'on');
         listeners.state(c.state);
       },
       (err) => node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) }),
@@ -109,13 +114,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', () => {
       if (badgeTimer) clearTimeout(badgeTimer);
-      if (!client) return;
-      client.off('status', listeners.status);
-      client.off('presence', listeners.presence);
-      client.off('device-error', listeners.deviceError);
-      client.off('log', listeners.log);
-      client.off('rejected', listeners.rejected);
-      client.off('state', listeners.state);
+      if (client) wire(client, 'off');
     });
   }
 
