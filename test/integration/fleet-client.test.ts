@@ -1,0 +1,59 @@
+import { strict as assert } from 'node:assert';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import mqtt from 'mqtt';
+import { FleetClient, RejectedMessage } from '../../lib/fleet/fleet-client';
+import { DeviceRegistry } from '../../lib/fleet/registry';
+import { TopicScheme } from '../../lib/fleet/topic-scheme';
+import { tempDir } from '../support/temp-dir';
+import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
+import { BASE_STATUS } from '../support/fake-device';
+
+/**
+ * Messages our ACL would never let through (topics without a device id), on a plain local
+ * broker that allows anything: the client must still refuse them without touching the registry.
+ */
+describe('FleetClient on a permissive plain-MQTT broker', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('plain');
+  let broker: RunningMosquitto;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    writeFileSync(path.join(tmp.path, 'plain.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\n`);
+    broker = await startMosquitto(tmp.path);
+  });
+  after(async () => {
+    await broker.stop();
+    tmp.remove();
+  });
+
+  it('refuses topics that carry no device id, with the reason, and leaves the registry untouched', async () => {
+    const registry = new DeviceRegistry();
+    const client = new FleetClient({ url: `mqtt://127.0.0.1:${port}`, scheme: TopicScheme.named('secure-esp8266'), registry });
+    const rejected: RejectedMessage[] = [];
+    client.on('rejected', (r) => rejected.push(r));
+    const connected = new Promise<void>((resolve) => client.on('state', (s) => s === 'connected' && resolve()));
+    client.start();
+    await connected;
+    const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
+    const status = JSON.stringify(BASE_STATUS);
+    await publisher.publishAsync('/status/not-a-device', status);
+    await publisher.publishAsync('/status/84F3EB012345', status);
+    await publisher.publishAsync('/will/zzzzzzzzzzzz/will', 'offline');
+    await publisher.publishAsync('/status/84f3eb012345', status);
+    const deadline = Date.now() + 5_000;
+    while (!registry.has('84f3eb012345')) {
+      if (Date.now() > deadline) throw new Error('the valid status never arrived');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await publisher.endAsync();
+    await client.close();
+    assert.deepEqual(rejected.map((r) => r.topic), ['/status/not-a-device', '/status/84F3EB012345', '/will/zzzzzzzzzzzz/will']);
+    assert.ok(rejected.every((r) => /does not carry a device id/.test(r.reason)));
+    assert.deepEqual(rejected.map((r) => r.count), [1, 2, 3]);
+    assert.deepEqual(registry.ids(), ['84f3eb012345']);
+    assert.equal(client.secure, false);
+  });
+});
