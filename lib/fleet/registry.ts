@@ -89,7 +89,7 @@ export class DeviceRegistry {
     const presence = entry.online ? undefined : this.setPresence(entry, true, 'status', when);
     this.devices.set(id, entry);
     this.changes++;
-    return { entry: { ...entry }, presence, newError };
+    return { entry: snapshot(entry), presence, newError };
   }
 
   /** The will topic: a birth message puts the device online, anything else is its LWT. */
@@ -133,7 +133,7 @@ export class DeviceRegistry {
 
   get(id: string): DeviceEntry | undefined {
     const e = this.devices.get(id);
-    return e && { ...e };
+    return e && snapshot(e);
   }
 
   has(id: string): boolean {
@@ -141,7 +141,7 @@ export class DeviceRegistry {
   }
 
   list(): DeviceEntry[] {
-    return [...this.devices.values()].map((e) => ({ ...e }));
+    return [...this.devices.values()].map(snapshot);
   }
 
   ids(filter: { onlineOnly?: boolean } = {}): string[] {
@@ -174,4 +174,9 @@ export class DeviceRegistry {
     const sorted = [...gaps].sort((a, b) => a - b);
     entry.statusIntervalMs = Math.max(sorted[Math.floor(sorted.length / 2)], 1_000);
   }
+}
+
+/** A copy a flow may change freely: msgs must never alias the registry's own state. */
+function snapshot(entry: DeviceEntry): DeviceEntry {
+  return entry.lastStatus ? { ...entry, lastStatus: { ...entry.lastStatus } } : { ...entry };
 }

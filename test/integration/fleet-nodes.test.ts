@@ -55,10 +55,10 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     { id: 'tab', type: 'tab', label: 'fleet' },
     { id: 'ca', type: 'esp-ca', folder: store.dir },
     { id: 'fleet', type: 'esp-fleet', broker: `mqtts://localhost:${port}`, tlsSource: 'esp-ca', ca: 'ca', backendName: 'node-red', scheme: 'secure-esp8266', statusInterval: String(statusInterval), registryFile: path.join(tmp.path, 'registry.json') },
-    { id: 'status', z: 'tab', type: 'esp-status', fleet: 'fleet', wires: [['s1'], ['s2'], ['s3']] },
-    { id: 'cmd', z: 'tab', type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: false, maxInFlight: '3', outcomeTimeout: '3', wires: [['c1'], ['c2'], ['c3']] },
-    { id: 'catcher', z: 'tab', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
-    ...['s1', 's2', 's3', 'c1', 'c2', 'c3', 'caught'].map((id) => ({ id, z: 'tab', type: 'helper' })),
+    { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [['s1'], ['s2'], ['s3']] },
+    { id: 'cmd', z: 'tab', x: 100, y: 100, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: false, maxInFlight: '3', outcomeTimeout: '3', wires: [['c1'], ['c2'], ['c3']] },
+    { id: 'catcher', z: 'tab', x: 100, y: 100, type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+    ...['s1', 's2', 's3', 'c1', 'c2', 'c3', 'caught'].map((id) => ({ id, z: 'tab', x: 100, y: 100, type: 'helper' })),
   ];
 
   async function deploy(statusInterval?: number): Promise<FleetClient> {

@@ -22,6 +22,17 @@ describe('device registry', () => {
     assert.deepEqual(r.counts(), { online: 1, offline: 0 });
   });
 
+  it('hands out copies: changing a msg payload never changes the registry', () => {
+    const r = new DeviceRegistry();
+    const u = r.recordStatus(ID, { ...SEED_STATUS }, T0);
+    u.entry.lastStatus!.espimage = 'changed by a flow';
+    u.entry.image = 'changed by a flow';
+    r.get(ID)!.lastStatus!.rssi = 0;
+    assert.equal(r.get(ID)!.lastStatus!.espimage, SEED_STATUS.espimage);
+    assert.equal(r.get(ID)!.image, SEED_STATUS.espimage);
+    assert.equal(r.list()[0].lastStatus!.rssi, SEED_STATUS.rssi);
+  });
+
   it('reports an error message once, when it is new', () => {
     const r = new DeviceRegistry();
     assert.equal(r.recordStatus(ID, { ...SEED_STATUS, errormessage: '' }, T0).newError, undefined);

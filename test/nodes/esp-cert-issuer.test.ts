@@ -24,10 +24,10 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
   const flow = (issuer: Record<string, unknown> = {}): Record<string, unknown>[] => [
     { id: 'f1', type: 'tab', label: 'test' },
     { id: 'ca1', type: 'esp-ca', name: 'test CA', folder, commonName: 'Node Test CA', keySize: '2048', validityYears: '10' },
-    { id: 'iss', z: 'f1', type: 'esp-cert-issuer', ca: 'ca1', action: 'device', wires: [['out']], ...issuer },
-    { id: 'catcher', z: 'f1', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
-    { id: 'out', z: 'f1', type: 'helper' },
-    { id: 'caught', z: 'f1', type: 'helper' },
+    { id: 'iss', z: 'f1', x: 100, y: 100, type: 'esp-cert-issuer', ca: 'ca1', action: 'device', wires: [['out']], ...issuer },
+    { id: 'catcher', z: 'f1', x: 100, y: 100, type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+    { id: 'out', z: 'f1', x: 100, y: 100, type: 'helper' },
+    { id: 'caught', z: 'f1', x: 100, y: 100, type: 'helper' },
   ];
 
   /** Sends a msg and resolves with the output msg or the msg a Catch node received. */

@@ -1,0 +1,77 @@
+// CPU time of named processes and of the whole machine from /proc (Linux), so a benchmark
+// that spreads its work over several processes (broker, load generator, Node-RED) can say
+// who used the cores, and how much was used by anything else.
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+const HZ = 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux
+
+/** utime + stime of one process, all threads, in ticks; undefined when it is gone or not Linux. */
+export function processTicks(pid: number | 'self'): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy ticks of the whole machine (user nice system irq softirq steal). */
+export function machineTicks(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = f as number[];
+    return user! + nice! + system! + irq! + softirq! + steal!;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident set size of a process in bytes. */
+export function processRss(pid: number | 'self'): number | undefined {
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface CpuSnapshot {
+  at: number;
+  machine?: number;
+  procs: Record<string, number | undefined>;
+}
+
+export function snapshot(pids: Record<string, number | 'self'>): CpuSnapshot {
+  const procs: Record<string, number | undefined> = {};
+  for (const [name, pid] of Object.entries(pids)) procs[name] = processTicks(pid);
+  return { at: performance.now(), machine: machineTicks(), procs };
+}
+
+export interface CpuUse {
+  /** Cores used by each named process between the snapshots. */
+  cores: Record<string, number>;
+  /** Cores used by every other process on the machine (incl. steal). */
+  otherCores: number;
+  /** The whole machine. */
+  machineCores: number;
+  seconds: number;
+}
+
+export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot): CpuUse | undefined {
+  const seconds = (b.at - a.at) / 1000;
+  if (!(seconds > 0) || a.machine === undefined || b.machine === undefined) return undefined;
+  const cores: Record<string, number> = {};
+  let named = 0;
+  for (const name of Object.keys(a.procs)) {
+    const x = a.procs[name];
+    const y = b.procs[name];
+    if (x === undefined || y === undefined) continue;
+    cores[name] = (y - x) / HZ / seconds;
+    named += y - x;
+  }
+  const machine = b.machine - a.machine;
+  return { cores, otherCores: Math.max(0, (machine - named) / HZ / seconds), machineCores: machine / HZ / seconds, seconds };
+}
