@@ -1,5 +1,4 @@
 import { promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { CoalescingTask } from '../coalescing-task';
 import { writeFileAtomic } from './atomic-file';
@@ -16,7 +15,7 @@ export class AppendLog<T> {
 
   private constructor(
     readonly file: string,
-    private handle: FileHandle,
+    private readonly mode: number,
   ) {}
 
   static async open<T>(file: string, mode = 0o600): Promise<{ log: AppendLog<T>; entries: T[]; tornLines: number }> {
@@ -40,8 +39,7 @@ export class AppendLog<T> {
       }
     });
     if (tornLines) await writeFileAtomic(file, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), mode);
-    const handle = await fs.open(file, 'a', mode);
-    return { log: new AppendLog<T>(file, handle), entries, tornLines };
+    return { log: new AppendLog<T>(file, mode), entries, tornLines };
   }
 
   append(entry: T): Promise<void> {
@@ -50,27 +48,29 @@ export class AppendLog<T> {
   }
 
   /** Replaces the journal with `entries` (compaction), atomically. */
-  async rewrite(entries: T[], mode = 0o600): Promise<void> {
+  async rewrite(entries: T[]): Promise<void> {
     await this.flusher.idle();
-    await writeFileAtomic(this.file, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), mode);
-    await this.handle.close();
-    this.handle = await fs.open(this.file, 'a', mode);
+    await writeFileAtomic(this.file, entries.map((e) => `${JSON.stringify(e)}\n`).join(''), this.mode);
   }
 
   async idle(): Promise<void> {
     await this.flusher.idle();
   }
 
-  async close(): Promise<void> {
-    await this.flusher.idle();
-    await this.handle.close();
-  }
-
+  /**
+   * Opened per batch rather than held: with group commit that is one open per batch, and a
+   * journal whose owner is dropped without closing leaks no file descriptor.
+   */
   private async flush(): Promise<void> {
     if (this.queued.length === 0) return;
     const batch = this.queued.join('');
     this.queued = [];
-    await this.handle.write(batch);
-    await this.handle.datasync();
+    const handle = await fs.open(this.file, 'a', this.mode);
+    try {
+      await handle.write(batch);
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
   }
 }

@@ -202,10 +202,9 @@ export class CaStore {
     await this.journal.idle();
   }
 
-  /** Releases the journal's file handle; the store is unusable afterwards. */
+  /** Finishes pending writes; call before dropping the store (Node-RED: on close). */
   async close(): Promise<void> {
     await this.idle();
-    await this.journal.close();
   }
 
   get caCertificatePem(): string {
