@@ -1,0 +1,304 @@
+import { createReadStream, promises as fs } from 'node:fs';
+import * as https from 'node:https';
+import * as path from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import express, { Request, Response } from 'express';
+import { normalizeDeviceId, isDeviceId } from '../device-id';
+import type { ImageKind } from './types';
+
+/** What the server asks for: the next image a device may install (the catalogue answers). */
+export interface ImageRequest {
+  currentImage: string;
+  deviceId?: string;
+  kind: ImageKind;
+  freeSpace?: number;
+}
+
+export interface ImageOffer {
+  name: string;
+  size: number;
+  sha256: string;
+  md5: string;
+  /** Absolute path of the signed image file. */
+  path: string;
+}
+
+/** `status` lets the source say why there is nothing: 304 none newer, 400 malformed, 404 unknown, 413 too large. */
+export type ImageAnswer = { offer: ImageOffer } | { none: string; status: 304 | 400 | 404 | 413 };
+
+export interface ImageSource {
+  next(request: ImageRequest): ImageAnswer | Promise<ImageAnswer>;
+}
+
+export type UpdateEventType = 'check' | 'not-modified' | 'download-start' | 'download-complete' | 'download-aborted' | 'rejected' | 'file';
+
+export interface UpdateEvent {
+  type: UpdateEventType;
+  at: string;
+  deviceId?: string;
+  /** Serial of the client certificate, when one was presented. */
+  certificateSerial?: string;
+  path: string;
+  status: number;
+  image?: string;
+  sha256?: string;
+  bytes?: number;
+  ms?: number;
+  reason?: string;
+  remoteAddress?: string;
+}
+
+export interface UpdateServerOptions {
+  tls: { key: string; cert: string; ca: string; crl?: string };
+  /** `required`: only devices with a certificate of the CA; `optional`: others get the public endpoints. */
+  clientCertificates: 'required' | 'optional';
+  /** URL prefix of the downloads, e.g. `/fw` (DESIGN.md: https://host:port/<downloadpath>). */
+  downloadPath: string;
+  /** Where `ca.crt`, `<id>.crt` and `<id>.key` are (the CA store's devices/ folder). */
+  deviceFilesDir: string;
+  /** config.json for a device: defaults merged with its overrides. */
+  deviceConfig(deviceId: string | undefined): Record<string, unknown>;
+  images: ImageSource;
+  maxConcurrentDownloads?: number;
+  retryAfterSeconds?: number;
+  onEvent?(event: UpdateEvent): void;
+}
+
+const DEVICE_FILE = /^\/([0-9a-f]{12})\.(crt|key)$/;
+
+/** Normalises a download path: one leading slash, no trailing slash, safe characters only. */
+export function normalizeDownloadPath(p: string): string {
+  const trimmed = `/${p.trim().replace(/^\/+|\/+$/g, '')}`;
+  if (!/^\/[A-Za-z0-9._~/-]*$/.test(trimmed) || trimmed.split('/').some((s) => s === '..' || s === '.')) {
+    throw new Error(`invalid download path ${JSON.stringify(p)}: letters, digits and / . _ ~ - only`);
+  }
+  return trimmed === '/' ? '' : trimmed;
+}
+
+interface Client {
+  deviceId?: string;
+  certificateSerial?: string;
+  /** Identified by a verified certificate (not only by a header). */
+  authenticated: boolean;
+}
+
+/**
+ * The express app of the update server (DESIGN.md, Update server): config.json, the
+ * device's certificate files, and the next signed image or 304, for ESP8266httpUpdate and
+ * ESP32 HTTPUpdate clients. Images stream from disk with constant memory per request.
+ */
+export function createUpdateApp(options: UpdateServerOptions): express.Express {
+  const base = normalizeDownloadPath(options.downloadPath);
+  const cap = options.maxConcurrentDownloads ?? 20;
+  let downloads = 0;
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+
+  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'remoteAddress'>): void => {
+    options.onEvent?.({
+      at: new Date().toISOString(),
+      path: req.path.slice(0, 200),
+      deviceId: client.deviceId,
+      certificateSerial: client.certificateSerial,
+      remoteAddress: req.socket.remoteAddress,
+      ...e,
+    });
+  };
+  const refuse = (req: Request, res: Response, client: Client, status: number, reason: string): void => {
+    emit(req, client, { type: 'rejected', status, reason });
+    res.status(status).type('text/plain').send(`${reason}\n`);
+  };
+
+  app.use((req, res, next) => {
+    const client = identify(req);
+    res.locals.client = client;
+    const socket = req.socket as TLSSocket;
+    if (socket.getPeerCertificate && !socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0) {
+      // A certificate that does not verify is an error, never a fallback to anonymous.
+      return refuse(req, res, client, 403, `client certificate refused: ${String(socket.authorizationError)}`);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(req, res, client, 405, 'only GET and HEAD');
+    next();
+  });
+
+  const locals = (res: Response): Client => res.locals.client as Client;
+
+  app.get(`${base}/config.json`, (req, res) => {
+    const client = locals(res);
+    // Per-device overrides only to the device itself; defaults to anyone the TLS layer admitted.
+    const config = options.deviceConfig(client.authenticated ? client.deviceId : undefined);
+    emit(req, client, { type: 'file', status: 200 });
+    res.type('application/json').send(JSON.stringify(config));
+  });
+
+  app.get(`${base}/ca.crt`, (req, res) => sendDeviceFile(req, res, 'ca.crt'));
+
+  app.get(`${base}/firmware.bin`, (req, res) => {
+    const cur = req.query.curimage;
+    serveImage(req, res, typeof cur === 'string' ? cur : '').catch((err: Error) => refuse(req, res, locals(res), 500, `internal error: ${err.message}`));
+  });
+
+  // Seed 001 style: the current version travels in a header.
+  app.get('/update', (req, res) => {
+    const cur = req.get('x-ESP8266-version') ?? req.get('x-ESP32-version') ?? '';
+    serveImage(req, res, cur).catch((err: Error) => refuse(req, res, locals(res), 500, `internal error: ${err.message}`));
+  });
+
+  app.get(`${base}/*file`, (req, res) => {
+    const client = locals(res);
+    const m = DEVICE_FILE.exec(req.path.slice(base.length));
+    if (!m) return refuse(req, res, client, 404, 'not found');
+    if (!client.authenticated || client.deviceId !== m[1]) {
+      return refuse(req, res, client, 403, `the files of ${m[1]} are only for the device whose certificate says so`);
+    }
+    sendDeviceFile(req, res, `${m[1]}.${m[2]}`);
+  });
+
+  app.use((req, res) => refuse(req, res, locals(res), 404, 'not found'));
+
+  function sendDeviceFile(req: Request, res: Response, name: string): void {
+    const client = locals(res);
+    const file = path.join(options.deviceFilesDir, name);
+    fs.readFile(file).then(
+      (data) => {
+        emit(req, client, { type: 'file', status: 200, bytes: data.length });
+        res.type(name.endsWith('.key') ? 'application/x-pem-file' : 'application/x-x509-ca-cert').send(data);
+      },
+      () => refuse(req, res, client, 404, `${name} has not been issued`),
+    );
+  }
+
+  async function serveImage(req: Request, res: Response, currentImage: string): Promise<void> {
+    const client = locals(res);
+    const kind: ImageKind = (req.get('x-ESP8266-mode') ?? req.get('x-ESP32-mode')) === 'spiffs' ? 'spiffs' : 'app';
+    const freeHeader = req.get('x-ESP8266-free-space') ?? req.get('x-ESP32-free-space');
+    const freeSpace = freeHeader !== undefined && /^\d+$/.test(freeHeader) ? Number(freeHeader) : undefined;
+    emit(req, client, { type: 'check', status: 0, image: currentImage.slice(0, 100) });
+    if (!currentImage) return refuse(req, res, client, 400, 'curimage (or x-ESP8266-version) is required');
+    const answer = await options.images.next({ currentImage, deviceId: client.deviceId, kind, freeSpace });
+    if ('none' in answer) {
+      if (answer.status === 304) {
+        emit(req, client, { type: 'not-modified', status: 304, image: currentImage, reason: answer.none });
+        res.status(304).end();
+        return;
+      }
+      return refuse(req, res, client, answer.status, answer.none);
+    }
+    const { offer } = answer;
+    // An ESP8266 already running these exact bytes has nothing to install.
+    const runningMd5 = req.get('x-ESP8266-sketch-md5');
+    if (runningMd5 && runningMd5.toLowerCase() === offer.md5) {
+      emit(req, client, { type: 'not-modified', status: 304, image: offer.name, reason: 'already running this image' });
+      res.status(304).end();
+      return;
+    }
+    if (downloads >= cap) {
+      res.set('Retry-After', String(options.retryAfterSeconds ?? 60));
+      return refuse(req, res, client, 503, `${downloads} downloads under way (limit ${cap}); retry later`);
+    }
+    downloads++;
+    const started = Date.now();
+    let sent = 0;
+    let finished = false;
+    const release = (): void => {
+      if (finished) return;
+      finished = true;
+      downloads--;
+    };
+    // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
+    res.status(200).set({
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(offer.size),
+      'Content-Disposition': `attachment; filename="${offer.name}.bin"`,
+      'x-MD5': offer.md5,
+    });
+    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
+    if (req.method === 'HEAD') {
+      release();
+      res.end();
+      return;
+    }
+    const stream = createReadStream(offer.path, { highWaterMark: 16 * 1024 });
+    stream.on('data', (chunk) => (sent += chunk.length));
+    stream.on('error', (err) => {
+      release();
+      emit(req, client, { type: 'download-aborted', status: 500, image: offer.name, sha256: offer.sha256, bytes: sent, reason: err.message });
+      res.destroy();
+    });
+    res.on('close', () => {
+      const complete = res.writableFinished;
+      release();
+      stream.destroy();
+      emit(req, client, {
+        type: complete ? 'download-complete' : 'download-aborted',
+        status: 200,
+        image: offer.name,
+        sha256: offer.sha256,
+        bytes: sent,
+        ms: Date.now() - started,
+        ...(complete ? {} : { reason: 'the client went away' }),
+      });
+    });
+    stream.pipe(res);
+  }
+
+  function identify(req: Request): Client {
+    const socket = req.socket as TLSSocket;
+    const cert = socket.authorized ? socket.getPeerCertificate() : undefined;
+    const cn = cert?.subject?.CN;
+    if (typeof cn === 'string' && isDeviceId(cn)) {
+      return { deviceId: cn, certificateSerial: cert!.serialNumber, authenticated: true };
+    }
+    // Without a certificate (optional mode): the MAC the update client reports, for assignments only.
+    const mac = req.get('x-ESP8266-STA-MAC') ?? req.get('x-ESP32-STA-MAC');
+    try {
+      return { deviceId: mac ? normalizeDeviceId(mac) : undefined, certificateSerial: cert?.serialNumber, authenticated: false };
+    } catch {
+      return { authenticated: false, certificateSerial: cert?.serialNumber };
+    }
+  }
+
+  return app;
+}
+
+export interface RunningUpdateServer {
+  port: number;
+  server: https.Server;
+  close(): Promise<void>;
+}
+
+/** Starts the app on HTTPS with client certificates checked against the CA (and its CRL). */
+export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
+  const server = https.createServer(
+    {
+      key: options.tls.key,
+      cert: options.tls.cert,
+      ca: options.tls.ca,
+      crl: options.tls.crl,
+      requestCert: true,
+      rejectUnauthorized: options.clientCertificates === 'required',
+      // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
+      minVersion: 'TLSv1.2',
+      maxHeaderSize: 8 * 1024,
+    },
+    createUpdateApp(options),
+  );
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 120_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,70 @@
+import * as tls from 'node:tls';
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  /** The header block as sent, to check framing (e.g. no chunked encoding). */
+  head: string;
+}
+
+export interface ClientIdentity {
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * Sends exactly the bytes given over TLS and reads until the server closes, the way an
+ * ESP8266 running ESP8266httpUpdate does (HTTP/1.0, one request per connection).
+ */
+export function rawRequest(port: number, id: ClientIdentity, request: string, options: { maxVersion?: tls.SecureVersion; onData?: (socket: tls.TLSSocket, received: number) => void } = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: 'localhost', port, ca: id.ca, cert: id.cert, key: id.key, servername: 'localhost', maxVersion: options.maxVersion });
+    const chunks: Buffer[] = [];
+    let received = 0;
+    socket.on('secureConnect', () => socket.write(request));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      received += c.length;
+      options.onData?.(socket, received);
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const all = Buffer.concat(chunks);
+      const split = all.indexOf('\r\n\r\n');
+      if (split < 0) return reject(new Error(`no HTTP response (${all.length} bytes)`));
+      const head = all.subarray(0, split).toString('latin1');
+      const [statusLine, ...lines] = head.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const i = line.indexOf(':');
+        headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: all.subarray(split + 4), head });
+    });
+  });
+}
+
+/** The request ESP8266httpUpdate sends (esp8266/Arduino ESP8266httpUpdate.cpp), for a device. */
+export function esp8266UpdateRequest(pathAndQuery: string, device: { mac: string; version?: string; freeSpace?: number; sketchMd5?: string; mode?: 'sketch' | 'spiffs' }): string {
+  const lines = [
+    `GET ${pathAndQuery} HTTP/1.0`,
+    'Host: localhost',
+    'User-Agent: ESP8266-http-Update',
+    'x-ESP8266-Chip-ID: 1234567',
+    `x-ESP8266-STA-MAC: ${device.mac}`,
+    'x-ESP8266-AP-MAC: 86:F3:EB:01:23:45',
+    `x-ESP8266-free-space: ${device.freeSpace ?? 2_000_000}`,
+    'x-ESP8266-sketch-size: 400000',
+    `x-ESP8266-sketch-md5: ${device.sketchMd5 ?? '00000000000000000000000000000000'}`,
+    'x-ESP8266-chip-size: 4194304',
+    'x-ESP8266-sdk-version: 2.2.2-dev(38a443e)',
+    `x-ESP8266-mode: ${device.mode ?? 'sketch'}`,
+    ...(device.version ? [`x-ESP8266-version: ${device.version}`] : []),
+    'Connection: close',
+    '',
+    '',
+  ];
+  return lines.join('\r\n');
+}
