@@ -1,0 +1,119 @@
+import { createPublicKey } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { FirmwareCatalogue } from './catalogue';
+import { SigningKeyring } from './keyring';
+import { looksSignedEsp8266, verifyImage } from './signing';
+import { checkMagic, readAppDescriptor } from './app-descriptor';
+import type { ImageSource, ImageAnswer } from './update-server';
+import type { CatalogueEntry, ImageKind, Platform, SignatureScheme } from './types';
+
+export interface PublishInput {
+  /** The build output: a Buffer, or a file path (absolute, or inside `baseDir`). */
+  data?: Buffer;
+  file?: string;
+  platform: Platform;
+  kind?: ImageKind;
+  /** `<PRODUCT>-<VERSION>`, or product and version; ESP32 apps may leave both to their descriptor. */
+  name?: string;
+  product?: string;
+  version?: string;
+  channel?: string;
+  /** ESP32 only: `esp32-ecdsa-v1` (default) or `esp32-sbv2-rsa`. */
+  scheme?: SignatureScheme;
+  /** Key to sign with (default: the scheme's current key). A bridge image is signed with the OLD key. */
+  signWith?: string;
+  /** Keys the image carries for the next update (default: the key it is signed with). */
+  trusts?: string[];
+}
+
+export interface PublishResult {
+  entry: CatalogueEntry;
+  /** `signed` here, or `verified` when the build arrived already signed by one of our keys. */
+  signature: 'signed' | 'verified';
+}
+
+/**
+ * The update server's domain: a keyring and a catalogue in one folder. Publishing checks the
+ * image (magic byte, ESP32 descriptor), signs it with the keyring, or verifies a signature it
+ * already carries and refuses a bad one, then stores it; nothing is stored when any step fails.
+ */
+export class FirmwareService {
+  private constructor(
+    readonly dir: string,
+    readonly keyring: SigningKeyring,
+    readonly catalogue: FirmwareCatalogue,
+  ) {}
+
+  static async open(dir: string, options: { maxImageSize?: number } = {}): Promise<FirmwareService> {
+    const keyring = await SigningKeyring.open(path.join(dir, 'keys'));
+    const catalogue = await FirmwareCatalogue.open(path.join(dir, 'catalogue'), options);
+    return new FirmwareService(dir, keyring, catalogue);
+  }
+
+  async publish(input: PublishInput, baseDir?: string): Promise<PublishResult> {
+    const platform = input.platform;
+    if (platform !== 'esp8266' && platform !== 'esp32') throw new Error(`platform must be esp8266 or esp32, got ${JSON.stringify(platform)}`);
+    const kind: ImageKind = input.kind ?? 'app';
+    const data = input.data ?? (await readImageFile(input.file, baseDir));
+    const magic = checkMagic(data, platform, kind);
+    if (!magic.ok) throw new Error(magic.reason);
+
+    let { name, product, version } = input;
+    if (platform === 'esp32' && kind === 'app' && !name && !(product && version)) {
+      // ESP32 builds say what they are: esp_app_desc_t at offset 32.
+      const desc = readAppDescriptor(data);
+      if (!desc) throw new Error('this ESP32 image has no app descriptor: give product and version');
+      product ??= desc.projectName.replace(/[^A-Za-z0-9_.]/g, '_');
+      version ??= desc.version;
+    }
+
+    const scheme: SignatureScheme = platform === 'esp8266' ? 'esp8266-rsa' : (input.scheme ?? 'esp32-ecdsa-v1');
+    if (platform === 'esp32' && scheme === 'esp8266-rsa') throw new Error('esp8266-rsa signatures are for ESP8266 images');
+    const key = input.signWith ? this.keyring.get(input.signWith) : await this.keyring.current(scheme);
+    if (!key) throw new Error(`no signing key ${JSON.stringify(input.signWith)} in the keyring`);
+    if (key.scheme !== scheme) throw new Error(`key ${key.id} signs ${key.scheme} images, not ${scheme}`);
+    const trusts = input.trusts?.length ? input.trusts : [key.id];
+    for (const id of trusts) if (!this.keyring.get(id)) throw new Error(`the image trusts key ${JSON.stringify(id)}, which the keyring does not hold`);
+
+    const publicKey = createPublicKey(key.publicKeyPem);
+    const already = verifyImage(scheme, data, publicKey);
+    let signed: Buffer;
+    let signature: PublishResult['signature'];
+    if (already.ok) {
+      signed = data;
+      signature = 'verified';
+    } else if (scheme === 'esp8266-rsa' && looksSignedEsp8266(data, (publicKey.asymmetricKeyDetails?.modulusLength ?? 2048) / 8)) {
+      // It carries a signature trailer that our key does not verify: tampered, or someone else's key.
+      throw new Error(`the image carries a signature that key ${key.id} does not verify (${already.reason}): tampered, or signed with another key`);
+    } else {
+      signed = await this.keyring.sign(key.id, data);
+      signature = 'signed';
+    }
+    const entry = await this.catalogue.add({ data: signed, name, product, version, platform, kind, signedWith: key.id, trusts, channel: input.channel });
+    return { entry, signature };
+  }
+
+  /** The catalogue as the update server asks it: the next image, or why none. */
+  imageSource(options: { groupsOf?(deviceId: string | undefined): string[] } = {}): ImageSource {
+    return {
+      next: ({ currentImage, deviceId, kind, freeSpace }): ImageAnswer => {
+        const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups: options.groupsOf?.(deviceId) });
+        if ('entry' in r) {
+          const e = r.entry;
+          return { offer: { name: e.name, size: e.size, sha256: e.sha256, md5: e.md5, path: this.catalogue.pathOf(e) } };
+        }
+        const status = r.code === 'bad-request' ? 400 : r.code === 'unknown-image' ? 404 : r.code === 'too-large' ? 413 : 304;
+        return { none: r.none, status };
+      },
+    };
+  }
+}
+
+async function readImageFile(file: string | undefined, baseDir: string | undefined): Promise<Buffer> {
+  if (typeof file !== 'string' || !file) throw new Error('give the image as msg.payload (a Buffer) or as a file path');
+  const resolved = path.isAbsolute(file) ? file : path.resolve(baseDir ?? process.cwd(), file);
+  const stat = await fs.stat(resolved).catch(() => undefined);
+  if (!stat?.isFile()) throw new Error(`no image file at ${resolved}`);
+  return fs.readFile(resolved);
+}
