@@ -7,6 +7,8 @@ import { looksSignedEsp8266, verifyImage } from './signing';
 import { checkMagic, readAppDescriptor } from './app-descriptor';
 import type { ImageSource, ImageAnswer } from './update-server';
 import type { CatalogueEntry, ImageKind, Platform, SignatureScheme } from './types';
+import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
+import { normalizeDeviceId } from '../device-id';
 
 export interface PublishInput {
   /** The build output: a Buffer, or a file path (absolute, or inside `baseDir`). */
@@ -43,12 +45,62 @@ export class FirmwareService {
     readonly dir: string,
     readonly keyring: SigningKeyring,
     readonly catalogue: FirmwareCatalogue,
+    private deviceOverrides: Record<string, DeviceConfig>,
+    private deviceGroups: Record<string, string[]>,
   ) {}
 
   static async open(dir: string, options: { maxImageSize?: number } = {}): Promise<FirmwareService> {
     const keyring = await SigningKeyring.open(path.join(dir, 'keys'));
     const catalogue = await FirmwareCatalogue.open(path.join(dir, 'catalogue'), options);
-    return new FirmwareService(dir, keyring, catalogue);
+    const configs = await readFileIfExists(path.join(dir, DEVICE_CONFIG_FILE));
+    const groups = await readFileIfExists(path.join(dir, DEVICE_GROUPS_FILE));
+    return new FirmwareService(
+      dir,
+      keyring,
+      catalogue,
+      configs ? (JSON.parse(configs) as Record<string, DeviceConfig>) : {},
+      groups ? (JSON.parse(groups) as Record<string, string[]>) : {},
+    );
+  }
+
+  /** The groups a device belongs to, most important first (for `group:<name>` assignments). */
+  groupsOf(deviceId: string | undefined): string[] {
+    return deviceId ? [...(this.deviceGroups[deviceId] ?? [])] : [];
+  }
+
+  /** Puts a device in these groups (an empty list: in none). */
+  async setGroups(deviceIdInput: unknown, groupsInput: unknown): Promise<string[]> {
+    const id = normalizeDeviceId(deviceIdInput);
+    const list = typeof groupsInput === 'string' ? groupsInput.split(/[\s,]+/).filter(Boolean) : groupsInput;
+    if (!Array.isArray(list) || !list.every((g) => typeof g === 'string' && /^[a-z0-9][a-z0-9_-]{0,31}$/.test(g))) {
+      throw new Error('groups must be a list of names of lower-case letters, digits, _ or - (e.g. ["garage", "beta"])');
+    }
+    const next = { ...this.deviceGroups };
+    if (list.length) next[id] = [...new Set(list as string[])];
+    else delete next[id];
+    await writeFileAtomic(path.join(this.dir, DEVICE_GROUPS_FILE), JSON.stringify(next, null, 1));
+    this.deviceGroups = next;
+    return next[id] ?? [];
+  }
+
+  /** config.json for a device: the defaults with its own overrides on top. */
+  deviceConfig(defaults: DeviceConfig, deviceId: string | undefined): DeviceConfig {
+    return { ...defaults, ...(deviceId ? this.deviceOverrides[deviceId] : undefined) };
+  }
+
+  get overrides(): Record<string, DeviceConfig> {
+    return structuredClone(this.deviceOverrides);
+  }
+
+  /** Sets (or with `null` clears) a device's config.json overrides; only the known keys, typed. */
+  async setDeviceConfig(deviceIdInput: unknown, overrides: unknown): Promise<DeviceConfig | undefined> {
+    const id = normalizeDeviceId(deviceIdInput);
+    const next = { ...this.deviceOverrides };
+    if (overrides === null || overrides === undefined) delete next[id];
+    else next[id] = checkDeviceConfig(overrides);
+    await writeFileAtomic(path.join(this.dir, DEVICE_CONFIG_FILE), JSON.stringify(next, null, 1));
+    this.deviceOverrides = next;
+    return next[id];
   }
 
   async publish(input: PublishInput, baseDir?: string): Promise<PublishResult> {
@@ -95,10 +147,10 @@ export class FirmwareService {
   }
 
   /** The catalogue as the update server asks it: the next image, or why none. */
-  imageSource(options: { groupsOf?(deviceId: string | undefined): string[] } = {}): ImageSource {
+  imageSource(): ImageSource {
     return {
       next: ({ currentImage, deviceId, kind, freeSpace }): ImageAnswer => {
-        const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups: options.groupsOf?.(deviceId) });
+        const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups: this.groupsOf(deviceId) });
         if ('entry' in r) {
           const e = r.entry;
           return { offer: { name: e.name, size: e.size, sha256: e.sha256, md5: e.md5, path: this.catalogue.pathOf(e) } };
@@ -108,6 +160,35 @@ export class FirmwareService {
       },
     };
   }
+}
+
+/** The config.json keys of seed 000 (DESIGN.md) and their types. */
+export const DEVICE_CONFIG_KEYS = {
+  downloadserver: 'string',
+  downloadport: 'number',
+  downloadpath: 'string',
+  mqttserver: 'string',
+  mqtttls: 'boolean',
+  mqttport: 'number',
+  ntpserver: 'string',
+  statusinterval: 'number',
+  waittimeout: 'number',
+  retrytimeout: 'number',
+} as const;
+export type DeviceConfig = Partial<Record<keyof typeof DEVICE_CONFIG_KEYS, string | number | boolean>>;
+const DEVICE_CONFIG_FILE = 'device-config.json';
+const DEVICE_GROUPS_FILE = 'device-groups.json';
+
+export function checkDeviceConfig(value: unknown): DeviceConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('device config overrides must be an object');
+  const out: DeviceConfig = {};
+  for (const [key, v] of Object.entries(value)) {
+    const type = DEVICE_CONFIG_KEYS[key as keyof typeof DEVICE_CONFIG_KEYS];
+    if (!type) throw new Error(`unknown config.json key ${JSON.stringify(key)}: one of ${Object.keys(DEVICE_CONFIG_KEYS).join(', ')}`);
+    if (typeof v !== type || (type === 'number' && !(Number.isFinite(v) && (v as number) >= 0))) throw new Error(`config.json key ${key} must be a ${type}${type === 'number' ? ' ≥ 0' : ''}`);
+    out[key as keyof DeviceConfig] = v as string | number | boolean;
+  }
+  return out;
 }
 
 async function readImageFile(file: string | undefined, baseDir: string | undefined): Promise<Buffer> {

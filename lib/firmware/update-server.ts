@@ -39,6 +39,8 @@ export interface UpdateEvent {
   deviceId?: string;
   /** Serial of the client certificate, when one was presented. */
   certificateSerial?: string;
+  /** True when deviceId comes from a verified certificate; false when only from a header. */
+  authenticated?: boolean;
   path: string;
   status: number;
   image?: string;
@@ -97,12 +99,13 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
   app.disable('etag');
   app.set('query parser', 'simple');
 
-  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'remoteAddress'>): void => {
+  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>): void => {
     options.onEvent?.({
       at: new Date().toISOString(),
       path: req.path.slice(0, 200),
       deviceId: client.deviceId,
       certificateSerial: client.certificateSerial,
+      authenticated: client.authenticated,
       remoteAddress: req.socket.remoteAddress,
       ...e,
     });
@@ -199,15 +202,6 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
       res.set('Retry-After', String(options.retryAfterSeconds ?? 60));
       return refuse(req, res, client, 503, `${downloads} downloads under way (limit ${cap}); retry later`);
     }
-    downloads++;
-    const started = Date.now();
-    let sent = 0;
-    let finished = false;
-    const release = (): void => {
-      if (finished) return;
-      finished = true;
-      downloads--;
-    };
     // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
     res.status(200).set({
       'Content-Type': 'application/octet-stream',
@@ -215,23 +209,26 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
       'Content-Disposition': `attachment; filename="${offer.name}.bin"`,
       'x-MD5': offer.md5,
     });
-    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
     if (req.method === 'HEAD') {
-      release();
       res.end();
       return;
     }
+    downloads++;
+    const started = Date.now();
+    let sent = 0;
+    let failure: string | undefined;
+    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
     const stream = createReadStream(offer.path, { highWaterMark: 16 * 1024 });
     stream.on('data', (chunk) => (sent += chunk.length));
     stream.on('error', (err) => {
-      release();
-      emit(req, client, { type: 'download-aborted', status: 500, image: offer.name, sha256: offer.sha256, bytes: sent, reason: err.message });
+      failure = `reading the image failed: ${err.message}`;
       res.destroy();
     });
+    // 'close' fires once per response, whatever ended it: the one place that counts and reports.
     res.on('close', () => {
-      const complete = res.writableFinished;
-      release();
+      downloads--;
       stream.destroy();
+      const complete = res.writableFinished && !failure;
       emit(req, client, {
         type: complete ? 'download-complete' : 'download-aborted',
         status: 200,
@@ -239,7 +236,7 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
         sha256: offer.sha256,
         bytes: sent,
         ms: Date.now() - started,
-        ...(complete ? {} : { reason: 'the client went away' }),
+        ...(complete ? {} : { reason: failure ?? 'the client went away' }),
       });
     });
     stream.pipe(res);
@@ -267,25 +264,28 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
 export interface RunningUpdateServer {
   port: number;
   server: https.Server;
+  /** Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). */
+  setCrl(crlPem: string): void;
   close(): Promise<void>;
 }
 
 /** Starts the app on HTTPS with client certificates checked against the CA (and its CRL). */
 export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
-  const server = https.createServer(
-    {
-      key: options.tls.key,
-      cert: options.tls.cert,
-      ca: options.tls.ca,
-      crl: options.tls.crl,
-      requestCert: true,
-      rejectUnauthorized: options.clientCertificates === 'required',
-      // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
-      minVersion: 'TLSv1.2',
-      maxHeaderSize: 8 * 1024,
-    },
-    createUpdateApp(options),
-  );
+  const tlsSettings = (crl: string | undefined): https.ServerOptions => ({
+    key: options.tls.key,
+    cert: options.tls.cert,
+    ca: options.tls.ca,
+    crl,
+    requestCert: true,
+    rejectUnauthorized: options.clientCertificates === 'required',
+    // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
+    minVersion: 'TLSv1.2',
+  });
+  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, createUpdateApp(options));
+  // Refused handshakes (no certificate, another CA, revoked) belong in the audit trail too.
+  server.on('tlsClientError', (err, socket) => {
+    options.onEvent?.({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress });
+  });
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
@@ -295,6 +295,7 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
   return {
     port: (server.address() as AddressInfo).port,
     server,
+    setCrl: (crl) => server.setSecureContext(tlsSettings(crl)),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

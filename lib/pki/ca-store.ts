@@ -143,6 +143,7 @@ export class CaStore {
   private readonly renewedServers = new Set<string>();
   private crlNextUpdate: Date | undefined;
   private caFileWritten = false;
+  private readonly crlListeners = new Set<(crlPem: string) => void>();
   /** Fixed for the CA's life, so computed once instead of per certificate. */
   private readonly issuerName: Buffer;
   private readonly authorityKeyId: Buffer;
@@ -428,6 +429,22 @@ export class CaStore {
     return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
   }
 
+  /**
+   * Calls `listener` with the new CRL whenever it is re-signed (a revoke, or the refresh before
+   * it lapses): a TLS server must load it then, or revoked clients stay admitted and, once its
+   * copy passes nextUpdate, every client is refused. Returns the function that unsubscribes.
+   */
+  onCrlChange(listener: (crlPem: string) => void): () => void {
+    this.crlListeners.add(listener);
+    return () => this.crlListeners.delete(listener);
+  }
+
+  /** The newest certificate of an identity that is neither revoked nor expired. */
+  currentIdentity(kind: CertificateKind, commonName: string): IssuedRecord | undefined {
+    const r = this.latestValid(kind, commonName);
+    return r && { ...r };
+  }
+
   private latestValid(kind: CertificateKind, commonName: string): IssuedRecord | undefined {
     const now = new Date().toISOString();
     return this.index.certificates
@@ -599,8 +616,10 @@ export class CaStore {
       ],
     });
     await this.journal.append({ t: 'crl', n: this.index.crlNumber });
-    await writeFileAtomic(this.crlFile, toPem('X509 CRL', crl.rawData));
+    const pem = toPem('X509 CRL', crl.rawData);
+    await writeFileAtomic(this.crlFile, pem);
     this.crlNextUpdate = nextUpdate;
+    for (const listener of this.crlListeners) listener(pem);
   }
 }
 

@@ -116,6 +116,21 @@ describe('publishing signed firmware and serving it over mutual TLS, with a key 
     assert.deepEqual(readdirSync(service.catalogue.imagesDir).sort(), filesBefore);
   });
 
+  it('offers a beta image only to devices in a group assigned the beta channel; membership survives a reopen', async () => {
+    await service.publish({ data: unsignedBuild(), platform: 'esp8266', product: P, version: '00.00.07.a', channel: 'beta' });
+    assert.equal((await check(`${P}-00.00.05.a`)).status, 304, 'stable devices do not see beta images');
+    await service.catalogue.assign({ target: 'group:beta', channel: 'beta' });
+    await service.setGroups(DEV, ['beta']);
+    const beta = await check(`${P}-00.00.05.a`);
+    assert.equal(beta.status, 200);
+    assert.ok(beta.body.equals(readFileSync(service.catalogue.pathOf(`${P}-00.00.07.a`))));
+    const reopened = await FirmwareService.open(path.join(tmp.path, 'firmware'));
+    assert.deepEqual(reopened.groupsOf(DEV), ['beta']);
+    await assert.rejects(service.setGroups(DEV, ['Beta Testers']), /groups must be a list of names/);
+    await service.setGroups(DEV, []);
+    assert.equal((await check(`${P}-00.00.05.a`)).status, 304);
+  });
+
   it('reads an ESP32 image’s name from its app descriptor and signs it with the ECDSA scheme', async () => {
     const image = Buffer.alloc(64 * 1024, 0);
     image[0] = 0xe9;

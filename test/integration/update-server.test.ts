@@ -217,6 +217,33 @@ describe('the HTTPS update server with real client certificates', function () {
     await start();
   });
 
+  it('a HEAD request neither downloads nor takes a download slot', async () => {
+    await start({ maxConcurrentDownloads: 1 });
+    const head = await rawRequest(server.port, id(A), `HEAD /fw/firmware.bin?curimage=${OLD} HTTP/1.0\r\n\r\n`);
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(offer.size));
+    assert.equal(head.body.length, 0);
+    assert.ok(!events.some((e) => e.type.startsWith('download')));
+    assert.equal((await get(B, `/fw/firmware.bin?curimage=${OLD}`)).status, 200);
+    await start();
+  });
+
+  it('refuses a device revoked while the server runs, at once, and records refused handshakes', async () => {
+    const C = '84f3eb0000c3';
+    const issued = await store.issueDevice(C);
+    const unsubscribe = store.onCrlChange((crl) => server.setCrl(crl));
+    try {
+      assert.equal((await get(C, '/fw/config.json')).status, 200);
+      await store.revoke(issued.record.serial, 'keyCompromise');
+      await assert.rejects(get(C, '/fw/config.json'), /revoked|certificate|socket hang up|ECONNRESET|no HTTP response|alert/);
+      assert.equal((await get(A, '/fw/config.json')).status, 200, 'others are unaffected');
+      const refused = events.find((e) => e.type === 'rejected' && /TLS handshake/.test(e.reason ?? ''));
+      assert.ok(refused, `a TLS rejection event: ${JSON.stringify(events.map((e) => [e.type, e.reason]))}`);
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it('speaks TLS 1.2 and echoes max_fragment_length 512 (what ESP8266 BearSSL asks for)', async () => {
     const files = { cert: path.join(store.deviceFilesDir, `${A}.crt`), key: path.join(store.deviceFilesDir, `${A}.key`), ca: path.join(store.deviceFilesDir, 'ca.crt') };
     // Asynchronously: the server answering the handshake runs in this very process.

@@ -1,0 +1,117 @@
+import { promises as fs } from 'node:fs';
+import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
+import type { EspCaNode } from '../esp-ca/types';
+import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
+import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
+import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
+import { folderInUserDir, errorText, shortText, positive } from '../shared/settings';
+
+interface EspFirmwareServerDef extends NodeDef {
+  ca: string;
+  hostname: string;
+  port: string;
+  bindAddress: string;
+  downloadPath: string;
+  clientCertificates: 'required' | 'optional';
+  folder: string;
+  maxDownloads: string;
+  action: string;
+  mqttserver: string;
+  mqttport: string;
+  ntpserver: string;
+  statusinterval: string;
+  waittimeout: string;
+  retrytimeout: string;
+}
+
+export = function register(RED: NodeAPI): void {
+  function EspFirmwareServer(this: Node, config: EspFirmwareServerDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const userDir = folderInUserDir(RED, '.', '.');
+    let server: RunningUpdateServer | undefined;
+    let downloads = 0;
+    let unsubscribeCrl: (() => void) | undefined;
+    const showListening = (): void => {
+      if (server) node.status({ fill: 'green', shape: 'dot', text: `:${server.port} · ${downloads} downloading` });
+    };
+
+    const starting = (async () => {
+      const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
+      if (!caNode) throw new Error('choose the esp-ca node whose CA the devices trust');
+      const store = await caNode.store();
+      const hostname = config.hostname?.trim() || 'localhost';
+      const port = positive(config.port, 'port') ?? 8070;
+      const downloadPath = normalizeDownloadPath(config.downloadPath || 'fw');
+      // One click: the server identity for this host name is issued from the CA when missing.
+      if (!store.currentIdentity('server', hostname.toLowerCase())) await store.issueServer({ commonName: hostname });
+      const files = store.identityFiles('server', hostname.toLowerCase());
+      const [cert, key] = await Promise.all([fs.readFile(files.certificate, 'utf8'), fs.readFile(files.privateKey, 'utf8')]);
+      const service = await FirmwareService.open(folderInUserDir(RED, config.folder, 'esp-fleet-firmware'));
+      const defaults: DeviceConfig = {
+        downloadserver: hostname,
+        downloadport: port,
+        downloadpath: downloadPath.replace(/^\//, ''),
+        mqttserver: config.mqttserver || hostname,
+        mqtttls: true,
+        mqttport: positive(config.mqttport, 'MQTT port') ?? 8883,
+        ntpserver: config.ntpserver || 'pool.ntp.org',
+        statusinterval: positive(config.statusinterval, 'status interval') ?? 60_000,
+        waittimeout: positive(config.waittimeout, 'wait timeout') ?? 20_000,
+        retrytimeout: positive(config.retrytimeout, 'retry timeout') ?? 3_000,
+      };
+      server = await startUpdateServer({
+        port,
+        host: config.bindAddress || undefined,
+        tls: { cert, key, ca: store.caCertificatePem, crl: await store.crlPem() },
+        clientCertificates: config.clientCertificates === 'optional' ? 'optional' : 'required',
+        downloadPath,
+        deviceFilesDir: store.deviceFilesDir,
+        deviceConfig: (id) => service.deviceConfig(defaults, id),
+        images: service.imageSource(),
+        maxConcurrentDownloads: positive(config.maxDownloads, 'concurrent downloads') ?? 20,
+        onEvent: (event: UpdateEvent) => {
+          if (event.type === 'download-start') downloads++;
+          if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
+          showListening();
+          node.send([null, { topic: event.type, payload: event } as NodeMessage]);
+        },
+      });
+      // Revocations reach the running server at once, and so does each CRL refresh.
+      const running = server;
+      unsubscribeCrl = store.onCrlChange((crl) => running.setCrl(crl));
+      showListening();
+      node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'})`);
+      return service;
+    })();
+    node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
+    starting.catch((err) => {
+      node.error(`update server cannot start: ${errorText(err)}`);
+      node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+    });
+
+    node.on('input', (msg: NodeMessageInFlow, send, done) => {
+      (async () => {
+        const service = await starting;
+        const action = parseFirmwareAction(msg.topic || config.action || 'publish');
+        const result = await runFirmwareAction(service, action, msg as unknown as { payload?: unknown }, userDir);
+        send([{ ...msg, topic: action, payload: result } as NodeMessage, null]);
+      })().then(
+        () => done(),
+        (err: unknown) => done(err instanceof Error ? err : new Error(errorText(err))),
+      );
+    });
+
+    node.on('close', (done: () => void) => {
+      starting
+        .catch(() => undefined)
+        .then(() => {
+          unsubscribeCrl?.();
+          return server?.close();
+        })
+        .finally(done);
+    });
+  }
+
+  RED.nodes.registerType('esp-firmware-server', EspFirmwareServer);
+};

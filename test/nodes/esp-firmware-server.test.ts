@@ -1,0 +1,111 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { helper, catchNode, firstMessage } from '../support/node-red';
+import { tempDir } from '../support/temp-dir';
+import { freePort } from '../support/mosquitto';
+import { rawRequest, esp8266UpdateRequest } from '../support/raw-https';
+import type { EspCaNode } from '../../nodes/esp-ca/types';
+import espCa = require('../../nodes/esp-ca/esp-ca');
+import espFirmwareServer = require('../../nodes/esp-firmware-server/esp-firmware-server');
+
+type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const DEV = '84f3eb0000d4';
+const P = 'GARAGE_D1MINI';
+const nodes = [espCa, espFirmwareServer, catchNode];
+const build = (): Buffer => Buffer.concat([Buffer.from([0xe9]), randomBytes(50_000)]);
+
+describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', function () {
+  this.timeout(60_000);
+  const tmp = tempDir('fwnode');
+  let port: number;
+
+  const flow = (): Msg[] => [
+    { id: 'tab', type: 'tab', label: 'fw' },
+    { id: 'ca', type: 'esp-ca', folder: path.join(tmp.path, 'ca') },
+    { id: 'fw', z: 'tab', x: 100, y: 100, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(port), bindAddress: '127.0.0.1', downloadPath: 'fw', clientCertificates: 'required', folder: path.join(tmp.path, 'firmware'), maxDownloads: '5', action: 'publish', mqttserver: 'broker.local', statusinterval: '30000', wires: [['result'], ['events']] },
+    { id: 'catcher', z: 'tab', x: 100, y: 100, type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
+    ...['result', 'events', 'caught'].map((id) => ({ id, z: 'tab', x: 100, y: 100, type: 'helper' })),
+  ];
+  async function send(msg: Msg): Promise<{ result?: Msg; caught?: Msg }> {
+    const first = firstMessage(['result', 'caught']);
+    helper.getNode('fw').receive(msg);
+    const { nodeId, msg: got } = await first;
+    return nodeId === 'result' ? { result: got } : { caught: got };
+  }
+
+  before(async () => {
+    port = await freePort();
+    await helper.startServer();
+  });
+  afterEach(() => helper.unload());
+  after(async () => {
+    await helper.stopServer();
+    tmp.remove();
+  });
+
+  it('publishes by msg, serves config.json and the next image to a device, and reports the download on output 2', async () => {
+    await helper.load(nodes, flow());
+    const store = await (helper.getNode('ca') as unknown as EspCaNode).store();
+    await store.issueDevice(DEV);
+    const v1 = await send({ topic: 'publish', payload: build(), platform: 'esp8266', product: P, version: '1.0.0' });
+    assert.equal(v1.result!.payload.signature, 'signed');
+    const v2 = await send({ payload: build(), platform: 'esp8266', product: P, version: '1.1.0' });
+    assert.equal(v2.result!.payload.image.name, `${P}-1.1.0`);
+    const events: Msg[] = [];
+    helper.getNode('events').on('input', (m: Msg) => events.push(m));
+    const id = {
+      ca: store.caCertificatePem,
+      cert: readFileSync(path.join(store.deviceFilesDir, `${DEV}.crt`), 'utf8'),
+      key: readFileSync(path.join(store.deviceFilesDir, `${DEV}.key`), 'utf8'),
+    };
+    const config = JSON.parse((await rawRequest(port, id, 'GET /fw/config.json HTTP/1.0\r\n\r\n')).body.toString());
+    assert.deepEqual(
+      [config.downloadserver, config.downloadport, config.downloadpath, config.mqttserver, config.mqttport, config.statusinterval],
+      ['localhost', port, 'fw', 'broker.local', 8883, 30000],
+    );
+    const update = await rawRequest(port, id, esp8266UpdateRequest(`/fw/firmware.bin?curimage=${P}-1.0.0`, { mac: '84:F3:EB:00:00:D4' }));
+    assert.equal(update.status, 200);
+    assert.equal(update.headers['x-md5'], v2.result!.payload.image.md5);
+    const deadline = Date.now() + 5_000;
+    while (!events.some((e) => e.topic === 'download-complete')) {
+      if (Date.now() > deadline) throw new Error(`no download-complete event: ${events.map((e) => e.topic).join(',')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const done = events.find((e) => e.topic === 'download-complete')!;
+    assert.deepEqual([done.payload.deviceId, done.payload.image, done.payload.bytes], [DEV, `${P}-1.1.0`, update.body.length]);
+  });
+
+  it('sets per-device config overrides, exports the public key, lists and assigns by msg', async () => {
+    await helper.load(nodes, flow());
+    const set = await send({ topic: 'config', payload: { device: '84:F3:EB:00:00:D4', overrides: { statusinterval: 5000 } } });
+    assert.deepEqual(set.result!.payload.overrides, { statusinterval: 5000 });
+    const key = await send({ topic: 'public-key', payload: { scheme: 'esp8266-rsa' } });
+    assert.match(key.result!.payload.pem, /^-----BEGIN PUBLIC KEY-----/);
+    const list = await send({ topic: 'list', payload: P });
+    assert.deepEqual(list.result!.payload.images.map((i: Msg) => i.version), ['1.1.0', '1.0.0']);
+    assert.equal(list.result!.payload.images[0].file, undefined, 'internal file names stay inside');
+    const assigned = await send({ topic: 'assign', payload: { target: DEV, rollback: `${P}-1.0.0` } });
+    assert.equal(assigned.result!.payload.assignment.rollback, `${P}-1.0.0`);
+  });
+
+  const bad: [string, Msg, RegExp][] = [
+    ['an unknown action', { topic: 'format-disk', payload: {} }, /unknown action "format-disk"/],
+    ['an image with the wrong magic byte', { topic: 'publish', payload: Buffer.from('not firmware'), platform: 'esp8266', product: P, version: '2.0.0' }, /0xE9/],
+    ['a path-traversing product', { topic: 'publish', payload: build(), platform: 'esp8266', product: '../../etc', version: '2.0.0' }, /invalid/],
+    ['an unknown config key', { topic: 'config', payload: { device: DEV, overrides: { wifipassword: 'x' } } }, /unknown config.json key "wifipassword"/],
+    ['a config for a bad MAC', { topic: 'config', payload: { device: 'nope', overrides: {} } }, /invalid device id/],
+  ];
+  for (const [what, msg, error] of bad) {
+    it(`reports ${what} to a Catch node and changes nothing`, async () => {
+      await helper.load(nodes, flow());
+      const before = (await send({ topic: 'list', payload: {} })).result!.payload.count;
+      const { caught } = await send({ ...msg, _marker: 'bad' });
+      assert.equal(caught!._marker, 'bad');
+      assert.match(caught!.error.message, error);
+      assert.equal((await send({ topic: 'list', payload: {} })).result!.payload.count, before);
+    });
+  }
+});
