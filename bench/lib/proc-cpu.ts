@@ -38,6 +38,18 @@ export function processRss(pid: number | 'self'): number | undefined {
   }
 }
 
+/** Resident set size now and its high-water mark (VmHWM: the peak since the process started), in bytes. */
+export function processMemory(pid: number | 'self'): { rss: number; hwm: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rss = status.match(/^VmRSS:\s+(\d+) kB/m);
+    const hwm = status.match(/^VmHWM:\s+(\d+) kB/m);
+    return rss && hwm ? { rss: Number(rss[1]) * 1024, hwm: Number(hwm[1]) * 1024 } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface CpuSnapshot {
   at: number;
   machine?: number;
