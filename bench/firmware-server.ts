@@ -28,13 +28,12 @@ import { promises as fs, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { CaStore } from '../lib/pki/ca-store';
 import type { ImageOffer } from '../lib/firmware/update-server';
 import { freePort } from '../test/support/mosquitto';
 import { esp8266UpdateRequest } from '../test/support/raw-https';
 import { intOption, machineInfo, parseArgs, round, runPool, table } from './lib/common';
-import { CpuSnapshot, cpuBetween, processMemory, snapshot } from './lib/proc-cpu';
+import { CpuSnapshot, cpuBetween, processMemory, snapshot, waitForQuiet } from './lib/proc-cpu';
 import { IpcChild } from './lib/ipc-child';
 import type { ClientsCommand, ClientsReply, RunResult, Target, TlsFacts } from './lib/firmware-clients';
 import { HoldResult, pythonVersion, startHold } from './lib/hold-clients';
@@ -116,10 +115,6 @@ class Broken extends Error {}
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** 84f3eb + 6 hex digits. */
@@ -264,27 +259,9 @@ function serverMemory(server: Running): { rss: number; hwm: number } {
 
 /** Waits (at most quietWaitMs) until other processes use < QUIET cores over a second; returns the time waited. */
 async function waitQuiet(all: Running[], gens: Clients[]): Promise<number> {
-  if (N.quietWaitMs <= 0) return 0;
   const pids: Record<string, number | 'self'> = pidMap(undefined, gens);
   for (const s of all) for (const p of s.pids()) pids[`server${p}`] = p;
-  const t0 = performance.now();
-  let told = false;
-  for (;;) {
-    const a = snapshot(pids);
-    await sleep(1_000);
-    const use = cpuBetween(a, snapshot(pids));
-    const waited = performance.now() - t0;
-    if (!use || use.otherCores < QUIET) {
-      if (told) log(`  quiet after ${Math.round(waited / 1000)} s`);
-      return told ? waited : 0;
-    }
-    if (waited > N.quietWaitMs) {
-      log(`  still ${cores(use.otherCores)} cores used by other processes after ${Math.round(waited / 1000)} s: going on`);
-      return waited;
-    }
-    if (!told) log(`  other processes use ${cores(use.otherCores)} cores: waiting up to ${Math.round(N.quietWaitMs / 1000)} s for a quiet machine ...`);
-    told = true;
-  }
+  return waitForQuiet(pids, { maxWaitMs: N.quietWaitMs, quietCores: QUIET, log });
 }
 
 /** Splits `total` over the generators as evenly as possible. */

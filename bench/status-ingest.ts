@@ -27,7 +27,7 @@ import { LoopDelay, intOption, machineInfo, parseArgs, round, runPool, table, wi
 import { counter, resetCounter, SINK_TYPE } from './lib/count-sink';
 import { startBenchMosquitto, BenchMosquitto } from './lib/bench-mosquitto';
 import { startNodeRed, RunningNodeRed, PACKAGE_ROOT } from './lib/node-red-runtime';
-import { CpuSnapshot, CpuUse, cpuBetween, processRss, snapshot } from './lib/proc-cpu';
+import { CpuSnapshot, CpuUse, cpuBetween, processRss, snapshot, waitForQuiet } from './lib/proc-cpu';
 import type { GeneratorCommand, GeneratorReply } from './lib/status-publishers';
 
 const GOAL_RATIO = 1.0;
@@ -337,26 +337,7 @@ async function runRound(env: Env, side: Side, roundNo: number): Promise<RoundRes
 
 /** Waits (at most quietWaitMs) until other processes use < QUIET cores over a second; returns the time waited. */
 async function waitQuiet(env: Env): Promise<number> {
-  if (N.quietWaitMs <= 0) return 0;
-  const pids = { nodeRed: 'self' as const, mosquitto: env.broker.pid, generator: env.gen.pid };
-  const t0 = performance.now();
-  let told = false;
-  for (;;) {
-    const a = snapshot(pids);
-    await sleep(1_000);
-    const use = cpuBetween(a, snapshot(pids));
-    const waited = performance.now() - t0;
-    if (!use || use.otherCores < QUIET) {
-      if (told) log(`  quiet after ${Math.round(waited / 1000)} s`);
-      return told ? waited : 0;
-    }
-    if (waited > N.quietWaitMs) {
-      log(`  still ${cores(use.otherCores)} cores used by other processes after ${Math.round(waited / 1000)} s: going on`);
-      return waited;
-    }
-    if (!told) log(`  other processes use ${cores(use.otherCores)} cores: waiting up to ${Math.round(N.quietWaitMs / 1000)} s for a quiet machine ...`);
-    told = true;
-  }
+  return waitForQuiet({ nodeRed: 'self', mosquitto: env.broker.pid, generator: env.gen.pid }, { maxWaitMs: N.quietWaitMs, quietCores: QUIET, log });
 }
 
 // ---- report ------------------------------------------------------------------------------------

@@ -87,3 +87,34 @@ export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot): CpuUse | undefined {
   const machine = b.machine - a.machine;
   return { cores, otherCores: Math.max(0, (machine - named) / HZ / seconds), machineCores: machine / HZ / seconds, seconds };
 }
+
+/**
+ * Waits until processes other than `pids` use fewer than `quietCores` over a second, at most
+ * `maxWaitMs` (this machine is shared with other work). Returns how long it waited (0 when it
+ * was quiet at once).
+ */
+export async function waitForQuiet(
+  pids: Record<string, number | 'self'>,
+  options: { maxWaitMs: number; quietCores: number; log(msg: string): void },
+): Promise<number> {
+  if (options.maxWaitMs <= 0) return 0;
+  const fmt = (x: number): string => x.toFixed(2);
+  const t0 = performance.now();
+  let told = false;
+  for (;;) {
+    const a = snapshot(pids);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const use = cpuBetween(a, snapshot(pids));
+    const waited = performance.now() - t0;
+    if (!use || use.otherCores < options.quietCores) {
+      if (told) options.log(`  quiet after ${Math.round(waited / 1000)} s`);
+      return told ? waited : 0;
+    }
+    if (waited > options.maxWaitMs) {
+      options.log(`  still ${fmt(use.otherCores)} cores used by other processes after ${Math.round(waited / 1000)} s: going on`);
+      return waited;
+    }
+    if (!told) options.log(`  other processes use ${fmt(use.otherCores)} cores: waiting up to ${Math.round(options.maxWaitMs / 1000)} s for a quiet machine ...`);
+    told = true;
+  }
+}
