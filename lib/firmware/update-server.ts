@@ -1,4 +1,4 @@
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import express, { Request, Response } from 'express';
 import { normalizeDeviceId, isDeviceId } from '../device-id';
 import type { ImageKind } from './types';
+import { ImageCache } from './image-cache';
 
 /** What the server asks for: the next image a device may install (the catalogue answers). */
 export interface ImageRequest {
@@ -64,10 +65,14 @@ export interface UpdateServerOptions {
   images: ImageSource;
   maxConcurrentDownloads?: number;
   retryAfterSeconds?: number;
+  /** Memory for images shared by downloads (default 64 MiB). */
+  imageCacheBytes?: number;
   onEvent?(event: UpdateEvent): void;
 }
 
 const DEVICE_FILE = /^\/([0-9a-f]{12})\.(crt|key)$/;
+/** What one write hands TLS: one record's worth. */
+const SLICE_BYTES = 16 * 1024;
 
 /** Normalises a download path: one leading slash, no trailing slash, safe characters only. */
 export function normalizeDownloadPath(p: string): string {
@@ -93,6 +98,7 @@ interface Client {
 export function createUpdateApp(options: UpdateServerOptions): express.Express {
   const base = normalizeDownloadPath(options.downloadPath);
   const cap = options.maxConcurrentDownloads ?? 20;
+  const cache = new ImageCache(options.imageCacheBytes);
   let downloads = 0;
   const app = express();
   app.disable('x-powered-by');
@@ -119,7 +125,7 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
     const client = identify(req);
     res.locals.client = client;
     const socket = req.socket as TLSSocket;
-    if (socket.getPeerCertificate && !socket.authorized && Object.keys(socket.getPeerCertificate()).length > 0) {
+    if (!socket.authorized && socket.getPeerX509Certificate?.() !== undefined) {
       // A certificate that does not verify is an error, never a fallback to anonymous.
       return refuse(req, res, client, 403, `client certificate refused: ${String(socket.authorizationError)}`);
     }
@@ -202,6 +208,12 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
       res.set('Retry-After', String(options.retryAfterSeconds ?? 60));
       return refuse(req, res, client, 503, `${downloads} downloads under way (limit ${cap}); retry later`);
     }
+    let image: Buffer;
+    try {
+      image = await cache.get(offer.path, offer.sha256, offer.size);
+    } catch (err) {
+      return refuse(req, res, client, 500, (err as Error).message);
+    }
     // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
     res.status(200).set({
       'Content-Type': 'application/octet-stream',
@@ -216,19 +228,11 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
     downloads++;
     const started = Date.now();
     let sent = 0;
-    let failure: string | undefined;
     emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
-    const stream = createReadStream(offer.path, { highWaterMark: 16 * 1024 });
-    stream.on('data', (chunk) => (sent += chunk.length));
-    stream.on('error', (err) => {
-      failure = `reading the image failed: ${err.message}`;
-      res.destroy();
-    });
     // 'close' fires once per response, whatever ended it: the one place that counts and reports.
     res.on('close', () => {
       downloads--;
-      stream.destroy();
-      const complete = res.writableFinished && !failure;
+      const complete = res.writableFinished;
       emit(req, client, {
         type: complete ? 'download-complete' : 'download-aborted',
         status: 200,
@@ -236,17 +240,31 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
         sha256: offer.sha256,
         bytes: sent,
         ms: Date.now() - started,
-        ...(complete ? {} : { reason: failure ?? 'the client went away' }),
+        ...(complete ? {} : { reason: 'the client went away' }),
       });
     });
-    stream.pipe(res);
+    // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
+    const pump = (): void => {
+      while (sent < image.length) {
+        const end = Math.min(sent + SLICE_BYTES, image.length);
+        const more = res.write(image.subarray(sent, end));
+        sent = end;
+        if (!more) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
   }
 
   function identify(req: Request): Client {
     const socket = req.socket as TLSSocket;
-    const cert = socket.authorized ? socket.getPeerCertificate() : undefined;
-    const cn = cert?.subject?.CN;
-    if (typeof cn === 'string' && isDeviceId(cn)) {
+    // The X509Certificate form: getPeerCertificate() builds fingerprints and more on every call.
+    const cert = socket.authorized ? socket.getPeerX509Certificate?.() : undefined;
+    const cn = cert ? /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] : undefined;
+    if (cn !== undefined && isDeviceId(cn)) {
       return { deviceId: cn, certificateSerial: cert!.serialNumber, authenticated: true };
     }
     // Without a certificate (optional mode): the MAC the update client reports, for assignments only.

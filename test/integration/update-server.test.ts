@@ -13,6 +13,8 @@ const B = '84f3eb0000b2';
 const OLD = 'ESP8266_WEMOS_D1MINIPRO-00.00.07.a';
 /** A device on BIG_FROM is offered a 24 MB image: more than loopback socket buffers hold, so a stalled client really stalls. */
 const BIG_FROM = 'ESP8266_WEMOS_D1MINIPRO-00.00.06.a';
+/** A device on CHANGED_FROM is offered a file whose bytes no longer match the catalogue's SHA-256. */
+const CHANGED_FROM = 'ESP8266_WEMOS_D1MINIPRO-00.00.05.a';
 const NEW = 'ESP8266_WEMOS_D1MINIPRO-00.00.08.f';
 
 describe('the HTTPS update server with real client certificates', function () {
@@ -38,6 +40,7 @@ describe('the HTTPS update server with real client certificates', function () {
       if (!/^[A-Za-z0-9_.]+-[0-9.]+[a-z]*$/.test(currentImage)) return { none: `malformed image name ${JSON.stringify(currentImage.slice(0, 60))}`, status: 400 };
       if (currentImage === NEW) return { none: 'already the newest', status: 304 };
       if (currentImage === BIG_FROM) return { offer: bigOffer };
+      if (currentImage === CHANGED_FROM) return { offer: { ...offer, path: path.join(tmp.path, 'changed.bin') } };
       if (currentImage !== OLD) return { none: `unknown image ${currentImage}`, status: 404 };
       if (freeSpace !== undefined && freeSpace < offer.size) return { none: `image of ${offer.size} bytes does not fit the reported free space ${freeSpace}`, status: 413 };
       return { offer };
@@ -73,6 +76,9 @@ describe('the HTTPS update server with real client certificates', function () {
     const big = Buffer.alloc(24 * 1024 * 1024, 0x5a);
     big[0] = 0xe9;
     writeFileSync(path.join(tmp.path, 'big.bin'), big);
+    const changed = Buffer.from(image);
+    changed[1000] ^= 0xff;
+    writeFileSync(path.join(tmp.path, 'changed.bin'), changed);
     bigOffer = { name: NEW, size: big.length, sha256: createHash('sha256').update(big).digest('hex'), md5: createHash('md5').update(big).digest('hex'), path: path.join(tmp.path, 'big.bin') };
     await start();
   });
@@ -160,6 +166,13 @@ describe('the HTTPS update server with real client certificates', function () {
       assert.equal((await get(A, '/fw/config.json')).status, 200);
     });
   }
+
+  it('never serves an image whose file changed on disk after it was published', async () => {
+    const r = await get(A, `/fw/firmware.bin?curimage=${CHANGED_FROM}`);
+    assert.equal(r.status, 500);
+    assert.match(r.body.toString(), /changed on disk since it was published/);
+    assert.ok(!events.some((e) => e.type === 'download-start'));
+  });
 
   it('refuses other methods and oversized headers', async () => {
     const post = await rawRequest(server.port, id(A), 'POST /fw/config.json HTTP/1.0\r\nContent-Length: 0\r\n\r\n');
