@@ -196,17 +196,13 @@ export class CaStore {
     return store;
   }
 
-  /** Settles once every pending index and CRL write has reached the disk. */
+  /** Settles once every pending journal, CRL and Mosquitto-folder write is on disk; call it before dropping the store. */
   async idle(): Promise<void> {
     await this.crlWriter.idle();
     await this.mosquittoWriter.idle();
     await this.journal.idle();
   }
 
-  /** Finishes pending writes; call before dropping the store (Node-RED: on close). */
-  async close(): Promise<void> {
-    await this.idle();
-  }
 
   get caCertificatePem(): string {
     return toPem('CERTIFICATE', this.caCert.rawData);

@@ -55,7 +55,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (done: () => void) => {
       clearInterval(timer);
-      opening.then((store) => store.close()).catch(() => undefined).finally(done);
+      opening.then((store) => store.idle()).catch(() => undefined).finally(done);
     });
   }
 

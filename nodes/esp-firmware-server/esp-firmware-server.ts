@@ -4,7 +4,7 @@ import type { EspCaNode } from '../esp-ca/types';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
-import { folderInUserDir, errorText, shortText, positive } from '../shared/settings';
+import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 
 interface EspFirmwareServerDef extends NodeDef {
   ca: string;
@@ -28,7 +28,7 @@ export = function register(RED: NodeAPI): void {
   function EspFirmwareServer(this: Node, config: EspFirmwareServerDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const userDir = folderInUserDir(RED, '.', '.');
+    const userDir = userDirOf(RED);
     let server: RunningUpdateServer | undefined;
     let downloads = 0;
     let unsubscribeCrl: (() => void) | undefined;

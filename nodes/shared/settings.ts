@@ -2,11 +2,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NodeAPI } from 'node-red';
 
+/** The Node-RED user directory (~/.node-red when the settings do not say). */
+export function userDirOf(RED: NodeAPI): string {
+  return (RED.settings as { userDir?: string }).userDir ?? path.join(os.homedir(), '.node-red');
+}
+
 /** Resolves a folder from the editor: absolute as given, otherwise inside the Node-RED user directory. */
 export function folderInUserDir(RED: NodeAPI, folder: string | undefined, fallback: string): string {
-  const userDir = (RED.settings as { userDir?: string }).userDir ?? path.join(os.homedir(), '.node-red');
   const chosen = folder?.trim() || fallback;
-  return path.isAbsolute(chosen) ? chosen : path.join(userDir, chosen);
+  return path.isAbsolute(chosen) ? chosen : path.join(userDirOf(RED), chosen);
 }
 
 export function errorText(err: unknown): string {

@@ -395,7 +395,7 @@ describe('CaStore', function () {
       const d = path.join(tmp.path, 'torn');
       const s = await CaStore.open({ dir: d });
       const a = await s.issueDevice('0c0000000001');
-      await s.close();
+      await s.idle();
       // A crash mid-append leaves the start of a line; that issuance was never answered.
       appendFileSync(path.join(d, 'journal.jsonl'), '{"t":"cert","r":{"serial":"10');
       writeFileSync(path.join(d, '.ca.key.deadbeef.tmp'), 'half a key');
@@ -410,7 +410,7 @@ describe('CaStore', function () {
       const d = path.join(tmp.path, 'damaged');
       const s = await CaStore.open({ dir: d });
       await s.issueDevice('0c0000000005');
-      await s.close();
+      await s.idle();
       const file = path.join(d, 'journal.jsonl');
       writeFileSync(file, `garbage\n${readFileSync(file, 'utf8')}`);
       await assert.rejects(CaStore.open({ dir: d }), /line 1 is not JSON: restore it from a backup/);
@@ -421,7 +421,7 @@ describe('CaStore', function () {
       const s = await CaStore.open({ dir: d });
       const a = await s.issueDevice('0c0000000003');
       const b = await s.issueServer({ commonName: 'lost.example.test' });
-      await s.close();
+      await s.idle();
       await fs.rm(path.join(d, 'journal.jsonl'));
       const reopened = await CaStore.open({ dir: d });
       assert.deepEqual(reopened.list().map((r) => [r.serial, r.kind]).sort(), [[a.record.serial, 'device'], [b.record.serial, 'server']].sort());
