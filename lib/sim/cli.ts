@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { CaStore } from '../pki/ca-store';
+import { deviceIds, FleetSimulator, identityFromFolder, identityFromStore } from './fleet-simulator';
+import type { UpdateMode } from './simulated-device';
+
+const HELP = `esp-fleet-sim: simulated ESP8266 devices that follow the esp-fleet contract
+
+  esp-fleet-sim --server https://localhost:8443/fw --certs DIR --trust public.key --image NAME [options]
+
+Where devices get what a real board has on its filesystem:
+  --server URL         the update server's download base (config.json is fetched there at boot)
+  --certs DIR          folder with ca.crt, <id>.crt, <id>.key (the esp-ca devices/ folder)
+  --enroll-ca DIR      or: open this CA store and issue missing device certificates
+                       (only while no other process, e.g. Node-RED, uses that store)
+  --trust FILE         public.key (PEM) the running image trusts; repeat for several
+  --image NAME         the image the devices run, e.g. ESP8266_WEMOS_D1MINIPRO-00.00.01
+
+Fleet:
+  --count N            devices (default 10)          --prefix HEX   MAC prefix (default a4cf12)
+  --first N            number of the first device (default 1)
+  --mode auto|staged   auto: "firmware" installs and reboots; staged: needs "flash" (default auto)
+  --free-space BYTES   flash free for an update (default 1000000)
+  --boots-per-second N pace of boots (default 50)
+  --mqtt-host H --mqtt-port P   override config.json's broker
+
+Faults:
+  --weak SHARE         share of devices (0..1) with a weak signal that drops now and then
+  --silent SHARE       share that goes silent after --silent-after seconds (default 60)
+  --tampered SHARE     share whose trusted key was tampered with (they refuse updates)
+
+Bounds:
+  --duration SECONDS   stop after this long (default 3600; 0 = until Ctrl-C)
+  --report SECONDS     print a summary this often (default 10)
+  --verbose            log every device event
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      server: { type: 'string' },
+      certs: { type: 'string' },
+      'enroll-ca': { type: 'string' },
+      trust: { type: 'string', multiple: true },
+      image: { type: 'string' },
+      count: { type: 'string', default: '10' },
+      prefix: { type: 'string', default: 'a4cf12' },
+      first: { type: 'string', default: '1' },
+      mode: { type: 'string', default: 'auto' },
+      'free-space': { type: 'string' },
+      'boots-per-second': { type: 'string', default: '50' },
+      'mqtt-host': { type: 'string' },
+      'mqtt-port': { type: 'string' },
+      weak: { type: 'string' },
+      silent: { type: 'string' },
+      'silent-after': { type: 'string', default: '60' },
+      tampered: { type: 'string' },
+      duration: { type: 'string', default: '3600' },
+      report: { type: 'string', default: '10' },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return void process.stdout.write(HELP);
+  const need = (v: string | undefined, what: string): string => {
+    if (!v) throw new Error(`${what} is required (see --help)`);
+    return v;
+  };
+  const num = (v: string | undefined, what: string, min = 0): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`${what} must be a number ≥ ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const url = new URL(need(values.server, '--server'));
+  if (url.protocol !== 'https:') throw new Error('--server must be an https:// URL');
+  if (values.mode !== 'auto' && values.mode !== 'staged') throw new Error('--mode is auto or staged');
+  if (!values.certs === !values['enroll-ca']) throw new Error('give exactly one of --certs DIR or --enroll-ca DIR');
+  const store = values['enroll-ca'] ? await CaStore.open({ dir: values['enroll-ca'] }) : undefined;
+  const trusts = (values.trust ?? []).map((f) => readFileSync(f, 'utf8'));
+  if (!trusts.length) throw new Error('--trust public.key is required: the key the running image trusts (esp-firmware-server, action public-key)');
+
+  const fleet = new FleetSimulator({
+    ids: deviceIds(values.prefix, num(values.count, '--count', 1)!, num(values.first, '--first')),
+    identity: store ? identityFromStore(store) : identityFromFolder(values.certs!),
+    bootstrap: { host: url.hostname, port: Number(url.port) || 443, path: url.pathname.replace(/\/+$/, '') },
+    image: need(values.image, '--image'),
+    trusts,
+    updateMode: values.mode as UpdateMode,
+    freeSpace: num(values['free-space'], '--free-space', 1),
+    bootsPerSecond: num(values['boots-per-second'], '--boots-per-second', 1),
+    mqtt: values['mqtt-host'] || values['mqtt-port'] ? { host: values['mqtt-host'], port: num(values['mqtt-port'], '--mqtt-port', 1) } : undefined,
+    weakShare: num(values.weak, '--weak'),
+    silentShare: num(values.silent, '--silent'),
+    silentAfterMs: num(values['silent-after'], '--silent-after')! * 1000,
+    tamperedShare: num(values.tampered, '--tampered'),
+    log: values.verbose ? (line) => console.log(line) : undefined,
+    onFlashed: (id, image) => console.log(`${id} installed ${image}`),
+    onError: (id, message) => console.log(`${id} reports: ${message}`),
+  });
+
+  const summary = (): string => {
+    const c = fleet.counts();
+    const images = Object.entries(fleet.images()).map(([name, n]) => `${name}: ${n}`).join(', ');
+    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | ${images}`;
+  };
+  let stopping = false;
+  const stop = async (why: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`stopping (${why}): ${summary()}`);
+    await fleet.stop();
+    await store?.idle();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('Ctrl-C'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  const duration = num(values.duration, '--duration')!;
+  if (duration > 0) setTimeout(() => void stop(`${duration} s elapsed`), duration * 1000).unref();
+  setInterval(() => console.log(summary()), num(values.report, '--report', 1)! * 1000).unref();
+  // Keep the process alive while devices run, even when every device is between timers.
+  setInterval(() => undefined, 1 << 30);
+  console.log(`starting ${values.count} simulated devices against ${url.origin}${url.pathname}`);
+  await fleet.start();
+}
+
+main().catch((err: Error) => {
+  console.error(`esp-fleet-sim: ${err.message}`);
+  process.exit(2);
+});

@@ -1,0 +1,103 @@
+import * as tls from 'node:tls';
+
+export interface HttpsTarget {
+  host: string;
+  port: number;
+}
+
+export interface DeviceTls {
+  /** The CA the device checks the server against (seed 000: "Updateserver-certificate doesn't match"). */
+  ca: string;
+  cert?: string;
+  key?: string;
+}
+
+export interface DeviceResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+export class DeviceHttpError extends Error {}
+
+/**
+ * The request ESP8266httpUpdate sends (esp8266/Arduino ESP8266httpUpdate.cpp): HTTP/1.0, its
+ * User-Agent and the x-ESP8266-* headers, one request per connection.
+ */
+export function esp8266UpdateHeaders(device: { mac: string; version?: string; freeSpace: number; sketchSize: number; sketchMd5: string; mode?: 'sketch' | 'spiffs' }): Record<string, string> {
+  const colonMac = device.mac.replace(/(..)(?!$)/g, '$1:').toUpperCase();
+  return {
+    'User-Agent': 'ESP8266-http-Update',
+    'x-ESP8266-Chip-ID': String(parseInt(device.mac.slice(6), 16)),
+    'x-ESP8266-STA-MAC': colonMac,
+    'x-ESP8266-AP-MAC': colonMac.replace(/^../, (b) => (parseInt(b, 16) | 0x02).toString(16).padStart(2, '0').toUpperCase()),
+    'x-ESP8266-free-space': String(device.freeSpace),
+    'x-ESP8266-sketch-size': String(device.sketchSize),
+    'x-ESP8266-sketch-md5': device.sketchMd5,
+    'x-ESP8266-chip-size': '4194304',
+    'x-ESP8266-sdk-version': '2.2.2-dev(38a443e)',
+    'x-ESP8266-mode': device.mode ?? 'sketch',
+    ...(device.version ? { 'x-ESP8266-version': device.version } : {}),
+  };
+}
+
+/**
+ * One HTTP/1.0 GET over TLS the way the device's client does it: the server certificate
+ * must chain to the CA and name the host; the reply must say how long it is (ESP8266httpUpdate
+ * refuses chunked replies) and fit `maxBody`.
+ */
+export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceTls, options: { headers?: Record<string, string>; maxBody?: number; timeoutMs?: number } = {}): Promise<DeviceResponse> {
+  const maxBody = options.maxBody ?? 4 * 1024 * 1024;
+  const request = [`GET ${pathAndQuery} HTTP/1.0`, `Host: ${target.host}`, ...Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n');
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: target.host, port: target.port, servername: target.host, ca: id.ca, cert: id.cert, key: id.key, maxVersion: 'TLSv1.2' });
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let settled = false;
+    const fail = (why: string): void => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      reject(new DeviceHttpError(why));
+    };
+    socket.setTimeout(options.timeoutMs ?? 30_000, () => fail('timed out'));
+    socket.on('secureConnect', () => socket.write(request));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      received += c.length;
+      // Headers are small: anything past them beyond the limit is a reply the device cannot take.
+      if (received > maxBody + 16 * 1024) fail(`reply larger than ${maxBody} bytes`);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => fail(tlsReason(err)));
+    socket.on('close', () => {
+      if (settled) return;
+      const all = Buffer.concat(chunks);
+      const split = all.indexOf('\r\n\r\n');
+      if (split < 0) return fail(`no HTTP reply (${all.length} bytes)`);
+      const [statusLine, ...lines] = all.subarray(0, split).toString('latin1').split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const i = line.indexOf(':');
+        if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      const status = Number(statusLine.split(' ')[1]);
+      const body = all.subarray(split + 4);
+      if (status === 200) {
+        if (headers['transfer-encoding']) return fail('the server sent a chunked reply without Content-Length');
+        const length = Number(headers['content-length']);
+        if (!Number.isInteger(length)) return fail('the server did not report the size (no Content-Length)');
+        if (length > maxBody) return fail(`reply of ${length} bytes does not fit ${maxBody}`);
+        if (body.length !== length) return fail(`connection lost after ${body.length} of ${length} bytes`);
+      }
+      settled = true;
+      resolve({ status, headers, body });
+    });
+  });
+}
+
+/** Seed 000's words for a server the device must not trust; other TLS errors as they are. */
+function tlsReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO|HOSTNAME|ERR_TLS_CERT_ALTNAME/.test(code)) return `Updateserver-certificate doesn't match (${code})`;
+  return err.message;
+}

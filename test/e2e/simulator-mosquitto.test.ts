@@ -1,0 +1,207 @@
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CaStore } from '../../lib/pki/ca-store';
+import { FirmwareService } from '../../lib/firmware/firmware-service';
+import { startUpdateServer, RunningUpdateServer, UpdateEvent } from '../../lib/firmware/update-server';
+import { publishSimImage } from '../../lib/sim/publish';
+import { SimulatedDevice, SimulatedDeviceOptions } from '../../lib/sim/simulated-device';
+import { deviceIds, FleetSimulator, identityFromFolder } from '../../lib/sim/fleet-simulator';
+import { deviceGet } from '../../lib/sim/device-https';
+import { connectTls } from '../support/mqtt-client';
+import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
+import { tempDir } from '../support/temp-dir';
+import { Backend } from '../support/fleet-backend';
+
+const P = 'ESP8266_SIM_D1MINI';
+const V1 = `${P}-00.00.01`;
+const LATEST = `${P}-00.00.03`;
+const CAP = 8;
+
+/**
+ * The whole chain without hardware: CA → Mosquitto with the generated config → simulated
+ * devices → telemetry → command → signed image over mutual-TLS HTTPS → device on the new version.
+ */
+describe('end to end: simulated devices, real Mosquitto, update server, commands', function () {
+  this.timeout(120_000);
+  const tmp = tempDir('e2e-mosq');
+  const fleetIds = deviceIds('a4cf12', 50);
+  const [lonely, tampered, revoked, rotating] = deviceIds('a4cf13', 4);
+  let store: CaStore;
+  let service: FirmwareService;
+  let broker: RunningMosquitto;
+  let server: RunningUpdateServer;
+  let backend: Backend;
+  let brokerPort: number;
+  let k1Pem: string;
+  const events: UpdateEvent[] = [];
+  const running: (SimulatedDevice | FleetSimulator)[] = [];
+
+  const deviceOptions = async (id: string, extra: Partial<SimulatedDeviceOptions> = {}): Promise<SimulatedDeviceOptions> => ({
+    id,
+    bootstrap: { host: 'localhost', port: server.port, path: '/fw' },
+    files: await identityFromFolder(store.deviceFilesDir)(id),
+    image: V1,
+    trusts: [k1Pem],
+    rebootDelayMs: 200,
+    ...extra,
+  });
+  const startDevice = async (id: string, extra: Partial<SimulatedDeviceOptions> = {}): Promise<SimulatedDevice> => {
+    const d = new SimulatedDevice(await deviceOptions(id, extra));
+    running.push(d);
+    d.start();
+    return d;
+  };
+
+  before(async () => {
+    store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
+    await store.issueServer({ commonName: 'localhost' });
+    for (const id of [...fleetIds, lonely, tampered, revoked, rotating]) await store.issueDevice(id);
+    brokerPort = await freePort();
+    const setup = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
+    broker = await startMosquitto(setup.dir);
+
+    service = await FirmwareService.open(path.join(tmp.path, 'firmware'));
+    const k1 = (await service.keyring.current('esp8266-rsa')).id;
+    k1Pem = service.keyring.exportPublic(k1).pem;
+    for (const v of ['00.00.01', '00.00.02', '00.00.03']) await publishSimImage(service, { product: P, version: v, size: 96 * 1024 });
+    // A rotation on its own product: v1 (key 1) → v2 bridge (signed key 1, trusts key 2) → v3 (key 2).
+    await publishSimImage(service, { product: 'SIM_ROTATION', version: '1.0.0', size: 32 * 1024 });
+    const k2 = (await service.keyring.rotate('esp8266-rsa')).id;
+    await publishSimImage(service, { product: 'SIM_ROTATION', version: '2.0.0', signWith: k1, trusts: [k2], size: 32 * 1024 });
+    await publishSimImage(service, { product: 'SIM_ROTATION', version: '3.0.0', size: 32 * 1024 });
+
+    const tls = store.identityFiles('server', 'localhost');
+    const defaults = { mqttserver: 'localhost', mqttport: brokerPort, mqtttls: true, statusinterval: 1000, retrytimeout: 1000 };
+    server = await startUpdateServer({
+      port: 0,
+      host: '127.0.0.1',
+      tls: { key: readFileSync(tls.privateKey, 'utf8'), cert: readFileSync(tls.certificate, 'utf8'), ca: store.caCertificatePem, crl: await store.crlPem() },
+      clientCertificates: 'required',
+      downloadPath: '/fw',
+      deviceFilesDir: store.deviceFilesDir,
+      deviceConfig: (id) => service.deviceConfig(defaults, id),
+      images: service.imageSource(),
+      maxConcurrentDownloads: 50,
+      onEvent: (e) => events.push(e),
+    });
+    store.onCrlChange((crl) => server.setCrl(crl));
+    backend = await Backend.connect(store, brokerPort, { maxInFlight: CAP });
+  });
+
+  after(async () => {
+    await Promise.all(running.map((d) => d.stop()));
+    await backend?.close();
+    await server?.close();
+    await broker?.stop();
+    await store?.idle();
+    tmp.remove();
+  });
+
+  it('devices fetch config.json, connect with their own certificates and report status', async () => {
+    const fleet = new FleetSimulator({ ...(await deviceOptions(fleetIds[0])), ids: fleetIds, identity: identityFromFolder(store.deviceFilesDir), trusts: [k1Pem], bootsPerSecond: 200 });
+    running.push(fleet);
+    await fleet.start();
+    await startDevice(lonely);
+    await backend.waitOnline([...fleetIds, lonely]);
+    const entry = backend.registry.get(lonely)!;
+    assert.equal(entry.image, V1);
+    assert.equal(entry.lastStatus!.espname, `measure-${lonely}`);
+    assert.ok(events.some((e) => e.type === 'file' && e.deviceId === lonely && e.path === '/fw/config.json'), 'config.json was fetched with the device certificate');
+  });
+
+  it('firmware to one device: it downloads, verifies, installs, reboots and reports the latest image', async () => {
+    const [outcome] = await backend.command([lonely], 'firmware');
+    assert.equal(outcome.outcome, 'success', JSON.stringify(outcome));
+    assert.equal(outcome.image, LATEST);
+    assert.equal(outcome.previousImage, V1);
+    const done = events.find((e) => e.type === 'download-complete' && e.deviceId === lonely);
+    assert.equal(done?.image, LATEST);
+  });
+
+  it('a fleet-wide update of 50 devices keeps to the cap and ends with all on the latest image', async () => {
+    const from = events.length;
+    const outcomes = await backend.command(fleetIds, 'firmware');
+    assert.deepEqual(outcomes.filter((o) => o.outcome !== 'success'), []);
+    assert.ok(fleetIds.every((id) => backend.registry.get(id)?.image === LATEST));
+    // Downloads under way at any moment never exceed the commands in flight.
+    let now = 0;
+    let peak = 0;
+    for (const e of events.slice(from)) {
+      if (e.type === 'download-start') peak = Math.max(peak, ++now);
+      if (e.type === 'download-complete' || e.type === 'download-aborted') now--;
+    }
+    assert.ok(peak <= CAP, `peak downloads ${peak} > cap ${CAP}`);
+    assert.ok(peak > 1, 'the rollout ran devices in parallel');
+    assert.equal(events.slice(from).filter((e) => e.type === 'download-complete').length, 50);
+  });
+
+  it('a device at the latest image is told 304 and reports that nothing newer exists', async () => {
+    const [outcome] = await backend.command([lonely], 'firmware');
+    assert.equal(outcome.outcome, 'failed');
+    assert.match(outcome.error!, /no newer firmware \(HTTP 304\)/);
+    assert.equal(backend.registry.get(lonely)?.image, LATEST);
+  });
+
+  it('a device whose trusted key was tampered with refuses the image and reports why', async () => {
+    const other = (await service.keyring.current('esp8266-rsa')).publicKeyPem; // key 2: not what V1..V3 are signed with
+    const device = await startDevice(tampered, { trusts: [other] });
+    await backend.waitOnline([tampered]);
+    const [outcome] = await backend.command([tampered], 'firmware');
+    assert.equal(outcome.outcome, 'failed');
+    assert.match(outcome.error!, /signature check failed: RSA signature does not verify/);
+    assert.equal(device.image, V1, 'nothing was installed');
+  });
+
+  it('walks the rotation chain v1 (key 1) → v2 (bridge) → v3 (key 2)', async () => {
+    const device = await startDevice(rotating, { image: 'SIM_ROTATION-1.0.0' });
+    await backend.waitOnline([rotating]);
+    const [first] = await backend.command([rotating], 'firmware');
+    assert.equal(first.image, 'SIM_ROTATION-2.0.0', JSON.stringify(first));
+    await backend.waitOnline([rotating]);
+    const [second] = await backend.command([rotating], 'firmware');
+    assert.equal(second.image, 'SIM_ROTATION-3.0.0', JSON.stringify(second));
+    assert.equal(device.image, 'SIM_ROTATION-3.0.0');
+  });
+
+  it("a device asking for another device's key gets 403", async () => {
+    const files = await identityFromFolder(store.deviceFilesDir)(lonely);
+    const res = await deviceGet({ host: 'localhost', port: server.port }, `/fw/${tampered}.key`, files);
+    assert.equal(res.status, 403);
+    assert.ok(events.some((e) => e.type === 'rejected' && e.status === 403 && e.deviceId === lonely));
+  });
+
+  it('a revoked device can reach neither the update server nor the broker', async () => {
+    const files = await identityFromFolder(store.deviceFilesDir)(revoked);
+    await store.revoke(store.currentIdentity('device', revoked)!.serial, 'keyCompromise');
+    await store.idle();
+    await broker.reload();
+    await assert.rejects(connectTls(brokerPort, files, revoked), /refused|closed/);
+    const device = await startDevice(revoked);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.notEqual(device.state, 'online');
+    assert.equal(backend.registry.get(revoked), undefined);
+  });
+});
+
+describe('esp-fleet-sim command line', function () {
+  this.timeout(30_000);
+  const cli = path.join(__dirname, '../../lib/sim/cli.js');
+
+  it('explains a missing or bad option with exit code 2 and touches nothing', async () => {
+    const { spawn } = await import('node:child_process');
+    const run = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        child.on('exit', (code) => resolve({ code, stderr }));
+      });
+    assert.deepEqual(await run([]), { code: 2, stderr: 'esp-fleet-sim: --server is required (see --help)\n' });
+    const bad = await run(['--server', 'http://localhost:1/fw', '--certs', '.']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /must be an https:\/\/ URL/);
+    const prefix = await run(['--server', 'https://localhost:1/fw', '--certs', '.', '--prefix', 'zz', '--trust', cli, '--image', 'X-1']);
+    assert.match(prefix.stderr, /MAC prefix "zz" must be 2 to 10 hex digits/);
+  });
+});
