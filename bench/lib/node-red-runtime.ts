@@ -16,6 +16,7 @@ interface NodeRedModule {
   start(): Promise<void>;
   stop(): Promise<void>;
   version(): string;
+  nodes: { getNode(id: string): unknown };
   events: { on(event: string, fn: (...args: unknown[]) => void): void; removeListener(event: string, fn: (...args: unknown[]) => void): void };
   runtime: {
     flows: { setFlows(opts: { flows: { flows: Record<string, unknown>[]; credentials?: Record<string, unknown> }; deploymentType?: string }): Promise<unknown> };
@@ -28,6 +29,8 @@ export interface RunningNodeRed {
   userDir: string;
   /** Full deploy of these flows (the previous ones are stopped first, as the editor's Deploy does). */
   deploy(flows: Record<string, unknown>[]): Promise<void>;
+  /** A deployed node (or config node) by id, as the runtime holds it. */
+  getNode<T>(id: string): T | null;
   stop(): Promise<void>;
 }
 
@@ -109,6 +112,7 @@ export async function startNodeRed(opts: { logLevel?: string; requiredTypes: str
     async deploy(flows) {
       await RED.runtime.flows.setFlows({ flows: { flows }, deploymentType: 'full' });
     },
+    getNode: <T>(id: string) => (RED.nodes.getNode(id) as T | null) ?? null,
     async stop() {
       await RED.stop();
       server.close();

@@ -1,0 +1,231 @@
+/**
+ * bench/fleet: how large a fleet one machine holds, end to end. Simulated devices (lib/sim, in
+ * forked processes) boot like the seed 000 firmware — config.json from `esp-firmware-server`
+ * over mutual-TLS HTTPS, then MQTT over mutual TLS with their own certificates to a real
+ * Mosquitto running the config our CA generates — and report status every 60 s into
+ * `esp-fleet` + `esp-status` on the real Node-RED runtime (this process). Then `esp-command`
+ * rolls a new signed image out to part of the fleet with a cap on devices updating at once;
+ * each device downloads from `esp-firmware-server`, verifies the RSA signature like the
+ * ESP8266 Updater, reboots and reports the new image.
+ *
+ * Printed: devices connected (as the devices and as Node-RED see them) and how long it took,
+ * Node-RED's RSS and CPU while connecting, in steady state and during the rollout, the time to
+ * full rollout and, as the reference, its lower bound: ceil(rollout / cap) × the time one
+ * device takes on its own (measured first, in the same run).
+ *
+ *   npm run bench:fleet                    # build + full run: 10,000 devices, 1,000-device rollout (several minutes)
+ *   node dist/bench/fleet.js --quick       # 200 devices, 50-device rollout: a smoke run
+ *
+ * Sizes: --devices N (BENCH_DEVICES), --rollout R (BENCH_ROLLOUT), --cap C (BENCH_CAP),
+ * --sim-procs P (BENCH_SIM_PROCS), --boots-per-second B per process (BENCH_BOOTS), --steady-s S
+ * (BENCH_STEADY_S), --image-kib K (BENCH_IMAGE_KIB), --keep.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promises as fs, rmSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { webcrypto } from 'node:crypto';
+import { x509, toPem } from '../lib/pki/x509';
+import { CaStore } from '../lib/pki/ca-store';
+import { FirmwareService } from '../lib/firmware/firmware-service';
+import { publishSimImage } from '../lib/sim/publish';
+import { deviceIds } from '../lib/sim/fleet-simulator';
+import type { FleetClient } from '../lib/fleet/fleet-client';
+import { freePort } from '../test/support/mosquitto';
+import { intOption, machineInfo, parseArgs, round, runPool, table } from './lib/common';
+import { startBenchMosquitto } from './lib/bench-mosquitto';
+import { startNodeRed } from './lib/node-red-runtime';
+import { cpuBetween, processMemory, snapshot, CpuSnapshot } from './lib/proc-cpu';
+import { IpcChild } from './lib/ipc-child';
+import type { SimCommand, SimReply, SimStats } from './lib/sim-fleet-child';
+
+const GOAL_DEVICES = 10_000;
+const PRODUCT = 'ESP8266_BENCH';
+const V1 = `${PRODUCT}-1.0.0`;
+const V2 = `${PRODUCT}-1.1.0`;
+
+const args = parseArgs(process.argv.slice(2));
+if (args.has('help')) {
+  process.stdout.write('usage: node dist/bench/fleet.js [--quick] [--devices N] [--rollout R] [--cap C] [--sim-procs P] [--boots-per-second B] [--steady-s S] [--image-kib K] [--keep]\n');
+  process.exit(0);
+}
+const quick = args.has('quick');
+const N = {
+  devices: intOption(args, 'devices', 'BENCH_DEVICES', quick ? 200 : GOAL_DEVICES),
+  rollout: intOption(args, 'rollout', 'BENCH_ROLLOUT', quick ? 50 : 1_000),
+  cap: intOption(args, 'cap', 'BENCH_CAP', quick ? 10 : 50),
+  simProcs: intOption(args, 'sim-procs', 'BENCH_SIM_PROCS', 2),
+  boots: intOption(args, 'boots-per-second', 'BENCH_BOOTS', quick ? 100 : 60),
+  steadyS: intOption(args, 'steady-s', 'BENCH_STEADY_S', quick ? 5 : 65),
+  imageKib: intOption(args, 'image-kib', 'BENCH_IMAGE_KIB', 320),
+};
+if (N.rollout + 1 > N.devices) throw new Error('--rollout must be smaller than --devices (one more device measures a lone update)');
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const mb = (bytes: number | undefined): string => (bytes === undefined ? '?' : `${Math.round(bytes / 1048576)} MB`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** CSRs for many devices from a small pool of keys: key generation is not what this measures. */
+async function issueDevices(store: CaStore, ids: string[]): Promise<string[]> {
+  const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+  const pool = await Promise.all(Array.from({ length: 4 }, () => webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']) as Promise<CryptoKeyPair>));
+  await runPool(ids, 16, async (id) => {
+    const keys = pool[parseInt(id.slice(-4), 16) % pool.length]!;
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${id}`, keys, signingAlgorithm: alg });
+    await store.signCsr(csr.toString('pem'), { deviceId: id });
+  });
+  return Promise.all(
+    pool.map(async (k) => {
+      return toPem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', k.privateKey));
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const info = machineInfo();
+  log(`bench/fleet on ${info.cpus} × ${info.cpuModel}, Node ${process.version}: ${N.devices} devices, rollout ${N.rollout} with cap ${N.cap}`);
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'esp-fleet-bench-fleet-'));
+  if (!args.has('keep')) process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+  // Preparation, not timed: CA, device certificates, broker, firmware releases.
+  const t0 = performance.now();
+  const store = await CaStore.open({ dir: path.join(tmp, 'ca') });
+  await store.issueServer({ commonName: 'localhost' });
+  const ids = deviceIds('b0fe00', N.devices);
+  const keys = await issueDevices(store, ids);
+  const mqttPort = await freePort();
+  const fwPort = await freePort();
+  const setup = await store.writeMosquittoConfig({ dir: path.join(tmp, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort });
+  await store.idle(); // the esp-ca node in Node-RED is the store's only writer from here on
+  const broker = await startBenchMosquitto(setup.dir);
+  const fwDir = path.join(tmp, 'firmware');
+  const service = await FirmwareService.open(fwDir);
+  for (const version of ['1.0.0', '1.1.0']) await publishSimImage(service, { product: PRODUCT, version, size: N.imageKib * 1024 });
+  const trusts = [service.keyring.exportPublic((await service.keyring.current('esp8266-rsa')).id).pem];
+  log(`prepared in ${round((performance.now() - t0) / 1000)} s (${N.devices} device certificates from CSRs, mosquitto ${broker.version})`);
+
+  const red = await startNodeRed({ requiredTypes: ['esp-ca', 'esp-fleet', 'esp-status', 'esp-command', 'esp-firmware-server'] });
+  await red.deploy([
+    { id: 'tab', type: 'tab', label: 'fleet' },
+    { id: 'ca', type: 'esp-ca', folder: store.dir },
+    { id: 'fleet', type: 'esp-fleet', broker: `mqtts://localhost:${mqttPort}`, tlsSource: 'esp-ca', ca: 'ca', backendName: 'node-red', scheme: 'secure-esp8266', statusInterval: '60000', registryFile: path.join(tmp, 'registry.json') },
+    { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [[], [], []] },
+    { id: 'cmd', z: 'tab', x: 100, y: 200, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: true, maxInFlight: String(N.cap), outcomeTimeout: '300', wires: [[], [], []] },
+    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: '5000', wires: [[], []] },
+  ]);
+  let fleetNode: { fleet(): Promise<FleetClient> } | null = null;
+  for (let i = 0; !(fleetNode = red.getNode('fleet')); i++) {
+    if (i > 400) throw new Error('the flow did not start');
+    await sleep(25);
+  }
+  const client = await fleetNode.fleet();
+  for (let i = 0; client.state !== 'connected'; i++) {
+    if (i > 400) throw new Error(`esp-fleet did not connect: ${client.state}`);
+    await sleep(25);
+  }
+
+  const sims = Array.from({ length: N.simProcs }, (_, i) => IpcChild.fork<SimCommand, SimReply>(path.join(__dirname, 'lib', 'sim-fleet-child.js'), `sim-${i}`));
+  const pids: Record<string, number | 'self'> = { 'node-red': 'self', mosquitto: broker.pid, ...Object.fromEntries(sims.map((s) => [s.name, s.pid])) };
+  const simStats = async (): Promise<SimStats[]> => Promise.all(sims.map((s) => s.request({ cmd: 'stats' }, 'stats').then((r) => r.stats)));
+  const totals = (stats: SimStats[]): { online: number; images: Record<string, number>; rss: number; errors: string[] } => {
+    const images: Record<string, number> = {};
+    for (const s of stats) for (const [k, v] of Object.entries(s.images)) images[k] = (images[k] ?? 0) + v;
+    return { online: stats.reduce((a, s) => a + s.online, 0), images, rss: stats.reduce((a, s) => a + s.rss, 0), errors: stats.flatMap((s) => s.errors) };
+  };
+  let peakRss = 0;
+  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, processMemory('self')?.rss ?? 0)), 250);
+  const phase = (name: string, a: CpuSnapshot, b: CpuSnapshot): string[] => {
+    const use = cpuBetween(a, b);
+    const simCores = sims.reduce((x, s) => x + (use?.cores[s.name] ?? 0), 0);
+    return [name, `${round((b.at - a.at) / 1000)} s`, `${round(use?.cores['node-red'] ?? 0, 2)}`, `${round(use?.cores.mosquitto ?? 0, 2)}`, `${round(simCores, 2)}`, mb(processMemory('self')?.rss)];
+  };
+  const rows: string[][] = [];
+
+  // 1. Connect the fleet.
+  const c0 = snapshot(pids);
+  const share = Math.ceil(N.devices / N.simProcs);
+  await Promise.all(
+    sims.map((s, i) =>
+      s.request({ cmd: 'start', start: { ids: ids.slice(i * share, (i + 1) * share), certDir: store.deviceFilesDir, keys, bootstrap: { host: 'localhost', port: fwPort, path: '/fw' }, image: V1, trusts, bootsPerSecond: N.boots } }, 'started'),
+    ),
+  );
+  const connectLimit = performance.now() + (N.devices / (N.boots * N.simProcs)) * 1000 + 180_000;
+  let simOnline = 0;
+  let redOnline = 0;
+  for (let last = 0; ; ) {
+    simOnline = totals(await simStats()).online;
+    redOnline = client.registry.counts().online;
+    if (performance.now() - last > 10_000) {
+      log(`  connecting: ${simOnline} devices online, Node-RED sees ${redOnline}`);
+      last = performance.now();
+    }
+    if ((simOnline >= N.devices && redOnline >= N.devices) || performance.now() > connectLimit) break;
+    await sleep(500);
+  }
+  const c1 = snapshot(pids);
+  const connectS = (c1.at - c0.at) / 1000;
+  rows.push(phase('connect', c0, c1));
+  log(`connected: ${simOnline} / ${N.devices} devices in ${round(connectS)} s; Node-RED sees ${redOnline} online`);
+
+  // 2. Steady state: status every 60 s from every device.
+  await sleep(N.steadyS * 1000);
+  const c2 = snapshot(pids);
+  rows.push(phase('steady', c1, c2));
+
+  // 3. Reference: one device updated on its own, then the rollout with the cap.
+  const lone = ids[ids.length - 1]!;
+  const waitImage = async (targets: string[], limitMs: number): Promise<number> => {
+    const until = performance.now() + limitMs;
+    for (;;) {
+      const done = targets.filter((id) => client.registry.get(id)?.image === V2).length;
+      if (done === targets.length || performance.now() > until) return done;
+      await sleep(100);
+    }
+  };
+  const l0 = performance.now();
+  red.getNode<{ receive(msg: object): void }>('cmd')!.receive({ payload: 'firmware', device: lone });
+  await waitImage([lone], 60_000);
+  const loneS = (performance.now() - l0) / 1000;
+  const rolloutIds = ids.slice(0, N.rollout);
+  const r0 = snapshot(pids);
+  peakRss = 0;
+  red.getNode<{ receive(msg: object): void }>('cmd')!.receive({ payload: 'firmware', device: rolloutIds });
+  const updated = await waitImage(rolloutIds, 30 * 60_000);
+  const r1 = snapshot(pids);
+  const rolloutS = (r1.at - r0.at) / 1000;
+  rows.push(phase('rollout', r0, r1));
+  const rolloutPeak = peakRss;
+  clearInterval(rssTimer);
+  const after = totals(await simStats());
+
+  const lowerBound = Math.ceil(N.rollout / N.cap) * loneS;
+  process.stdout.write(
+    `\n# bench/fleet: ${N.devices} simulated devices, Node-RED ${red.version}, mosquitto ${broker.version}, ${info.cpus} × ${info.cpuModel}\n\n` +
+      table(['phase', 'time', 'Node-RED cores', 'mosquitto cores', 'simulator cores', 'Node-RED RSS'], rows) +
+      '\n' +
+      table(
+        ['measure', 'value', 'goal'],
+        [
+          ['devices connected (devices / Node-RED online)', `${simOnline} / ${redOnline} of ${N.devices}`, `${GOAL_DEVICES} ${simOnline >= GOAL_DEVICES ? 'met' : '** not met **'}`],
+          ['time to connect all', `${round(connectS)} s (boots paced at ${N.boots * N.simProcs}/s)`, ''],
+          ['one device alone: command → new image', `${round(loneS, 2)} s`, ''],
+          [`rollout of ${N.rollout}, cap ${N.cap}`, `${updated} updated in ${round(rolloutS)} s`, `${updated === N.rollout ? 'all' : '** not all **'}`],
+          ['lower bound ceil(R/cap) × alone', `${round(lowerBound)} s`, ''],
+          ['rollout efficiency (lower bound / actual)', `${round(lowerBound / rolloutS, 2)}×`, ''],
+          ['Node-RED peak RSS during rollout', mb(rolloutPeak), ''],
+          ['simulator RSS (all processes)', mb(after.rss), ''],
+        ],
+      ) +
+      `\nimages after: ${JSON.stringify(after.images)}${after.errors.length ? `\ndevice errors (first): ${after.errors.slice(0, 5).join(' | ')}` : ''}\n`,
+  );
+
+  await Promise.all(sims.map((s) => s.close({ cmd: 'close' }, 'closed')));
+  await red.stop();
+  await broker.stop();
+  process.exit(updated === N.rollout ? 0 : 1);
+}
+
+main().catch((err: Error) => {
+  console.error(err.stack ?? err.message);
+  process.exit(1);
+});
