@@ -7,7 +7,7 @@ import { deviceIds, identityFromFolder } from '../../lib/sim/fleet-simulator';
 import { connectTls } from '../support/mqtt-client';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
-import { helper, catchNode } from '../support/node-red';
+import { helper, catchNode, Collector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFleet = require('../../nodes/esp-fleet/esp-fleet');
 import espStatus = require('../../nodes/esp-status/esp-status');
@@ -21,22 +21,7 @@ type Outcome = { device: string; outcome: string; image?: string; error?: string
 const P = 'ESP8266_FLOW';
 const nodes = [espCa, espFleet, espStatus, espCommand, espFirmwareServer, catchNode];
 
-/** Every msg one helper node receives; `until` waits for a match. */
-class Inbox {
-  readonly msgs: Msg[] = [];
-  constructor(id: string) {
-    helper.getNode(id).on('input', (m: Msg) => this.msgs.push(m));
-  }
-  async until(match: (m: Msg) => boolean, ms = 20_000): Promise<Msg> {
-    const until = Date.now() + ms;
-    for (;;) {
-      const found = this.msgs.find(match);
-      if (found) return found;
-      if (Date.now() > until) throw new Error(`no matching msg within ${ms} ms; got ${JSON.stringify(this.msgs.slice(-5)).slice(0, 600)}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+class Inbox extends Collector<Msg> {}
 
 interface BrokerUnderTest {
   name: string;

@@ -4,7 +4,7 @@ import { CaStore } from '../../lib/pki/ca-store';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
 import { FakeDevice } from '../support/fake-device';
-import { helper, catchNode, firstMessage } from '../support/node-red';
+import { helper, catchNode, firstMessage, Collector as SharedCollector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFleet = require('../../nodes/esp-fleet/esp-fleet');
 import espStatus = require('../../nodes/esp-status/esp-status');
@@ -18,22 +18,7 @@ const DEVICES = Array.from({ length: 8 }, (_, i) => `84f3eb1000${i.toString(16).
 const [A, B] = DEVICES;
 const nodes = [espCa, espFleet, espStatus, espCommand, catchNode];
 
-/** Collects every msg a helper node receives, and waits for one that matches. */
-class Collector {
-  readonly msgs: Msg[] = [];
-  constructor(nodeId: string) {
-    helper.getNode(nodeId).on('input', (m: Msg) => this.msgs.push(m));
-  }
-  async until(match: (m: Msg) => boolean, ms = 10_000): Promise<Msg> {
-    const until = Date.now() + ms;
-    for (;;) {
-      const found = this.msgs.find(match);
-      if (found) return found;
-      if (Date.now() > until) throw new Error(`no matching msg within ${ms} ms; got ${JSON.stringify(this.msgs.map((m) => [m.topic, m.payload])).slice(0, 600)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
+class Collector extends SharedCollector<Msg> {}
 
 describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mutual TLS', function () {
   this.timeout(90_000);
