@@ -96,22 +96,18 @@ bool parseConfig(const char* s, size_t n, DeviceConfig& out, const char** reason
   const char* ignored;
   if (!reason) reason = &ignored;
   bool seen[kKeyCount] = {};
+  const char* bad = nullptr;  // the first bad value; a syntax error anywhere takes precedence
   json::ObjectReader reader(s, n);
   json::Member m;
   while (reader.next(m)) {
     for (size_t k = 0; k < kKeyCount; k++) {
       if (!text::equal(m.key, text::length(m.key), kKeys[k].name)) continue;
-      if (!apply(kKeys[k], m, out)) {
-        *reason = kKeys[k].bad;
-        return false;
-      }
+      if (!apply(kKeys[k], m, out) && !bad) bad = kKeys[k].bad;
       seen[k] = true;
     }
   }
-  if (reader.error()) {
-    *reason = reader.error();
-    return false;
-  }
+  *reason = reader.error() ? reader.error() : bad;
+  if (*reason) return false;
   for (size_t k = 0; k < kKeyCount; k++) {
     if (!seen[k]) {
       *reason = kKeys[k].missing;

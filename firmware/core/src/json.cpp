@@ -75,7 +75,7 @@ bool ObjectReader::number(Member& m) {
   bool whole = true;
   if (i_ < n_ && s_[i_] == '-') i_++;
   if (i_ < n_ && s_[i_] == '0') {
-    i_++;
+    if (++i_ < n_ && text::isDigit(s_[i_])) return fail("malformed JSON number (leading zero)");
   } else if (i_ < n_ && s_[i_] >= '1' && s_[i_] <= '9') {
     while (i_ < n_ && text::isDigit(s_[i_])) i_++;
   } else {
