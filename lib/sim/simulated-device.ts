@@ -48,6 +48,8 @@ export type DeviceState = 'booting' | 'online' | 'offline' | 'rebooting' | 'sile
 interface DeviceEvents {
   state: [DeviceState];
   flashed: [string];
+  /** A verified download waits for `flash` (staged mode). */
+  staged: [string];
   failed: [string];
 }
 
@@ -85,6 +87,11 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.files = { ...options.files };
     this.trusts = options.trusts.map((pem) => createPublicKey(pem));
     this.imageMd5 = md5(this.image);
+  }
+
+  /** The device certificate it presents now (changes after a `cert` command). */
+  get certificatePem(): string {
+    return this.files.cert;
   }
 
   get online(): boolean {
@@ -217,15 +224,18 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   private async onCommand(command: string, _payload: string): Promise<void> {
     void _payload;
     if (this.state !== 'online') return;
-    if (command === 'reboot') return this.reboot();
+    // As the firmware does: a restart installs a verified download, if there is one.
+    if (command === 'reboot') return this.staged ? this.installAndReboot(this.staged) : this.reboot();
     if (this.busy) return this.fail(command, 'busy with an earlier command');
     this.busy = true;
+    // Cleared when a command starts, so the same failure twice is still a change the backend sees.
+    this.errormessage = '';
     try {
       switch (command) {
         case 'firmware':
           return await this.firmware();
         case 'flash':
-          if (!this.staged) return this.fail(command, 'nothing downloaded to flash');
+          if (!this.staged) return this.fail(command, 'no verified download to install: send firmware first');
           return this.installAndReboot(this.staged);
         case 'ca':
         case 'cert':
@@ -250,7 +260,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       maxBody: freeSpace,
       timeoutMs: 120_000,
     });
-    if (res.status === 304) return this.fail('firmware', 'no newer firmware (HTTP 304)');
+    if (res.status === 304) return this.fail('firmware', `no newer image for ${this.image} (304)`);
     if (res.status !== 200) return this.fail('firmware', `update server answered HTTP ${res.status}${res.body.length ? `: ${res.body.toString('utf8').slice(0, 120)}` : ''}`);
     const expectedMd5 = res.headers['x-md5'];
     if (expectedMd5 && expectedMd5.toLowerCase() !== createHash('md5').update(res.body).digest('hex')) return this.fail('firmware', 'MD5 of the download does not match x-MD5');
@@ -265,7 +275,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.log(`downloaded ${manifest.image} (${res.body.length} bytes), signature good`);
     if ((this.options.updateMode ?? 'auto') === 'auto') return this.installAndReboot(next);
     this.staged = next;
-    this.errormessage = '';
+    this.emit('staged', next.image);
     this.publishStatus();
   }
 
@@ -315,6 +325,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   private reconnect(): void {
     const client = this.client;
     this.client = undefined;
+    this.setState('offline');
     client?.end(false, () => undefined);
     this.connect();
   }

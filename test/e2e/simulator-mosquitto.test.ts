@@ -139,7 +139,7 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
   it('a device at the latest image is told 304 and reports that nothing newer exists', async () => {
     const [outcome] = await backend.command([lonely], 'firmware');
     assert.equal(outcome.outcome, 'failed');
-    assert.match(outcome.error!, /no newer firmware \(HTTP 304\)/);
+    assert.match(outcome.error!, /^firmware: no newer image for ESP8266_SIM_D1MINI-00\.00\.03 \(304\)$/);
     assert.equal(backend.registry.get(lonely)?.image, LATEST);
   });
 
@@ -153,6 +153,22 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     assert.equal(device.image, V1, 'nothing was installed');
   });
 
+  it('staged mode: firmware downloads and verifies, flash installs and reboots (seed 000)', async () => {
+    const [id] = deviceIds('a4cf16', 1);
+    await store.issueDevice(id);
+    await store.idle();
+    await broker.reload(); // the ACL gained the new device
+    const device = await startDevice(id, { updateMode: 'staged' });
+    await backend.waitOnline([id]);
+    const staged = new Promise((resolve) => device.once('staged', resolve));
+    const firmware = backend.command([id], 'firmware');
+    assert.equal(await staged, LATEST);
+    assert.equal(device.image, V1, 'nothing installed before flash');
+    const [flash] = await backend.command([id], 'flash');
+    assert.deepEqual([flash.outcome, flash.image], ['success', LATEST]);
+    assert.equal((await firmware)[0].outcome, 'superseded');
+  });
+
   it('walks the rotation chain v1 (key 1) → v2 (bridge) → v3 (key 2)', async () => {
     const device = await startDevice(rotating, { image: 'SIM_ROTATION-1.0.0' });
     await backend.waitOnline([rotating]);
@@ -162,6 +178,47 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     const [second] = await backend.command([rotating], 'firmware');
     assert.equal(second.image, 'SIM_ROTATION-3.0.0', JSON.stringify(second));
     assert.equal(device.image, 'SIM_ROTATION-3.0.0');
+  });
+
+  it('cert: a device downloads its renewed certificate over mutual TLS and reconnects with it', async () => {
+    const device = running.find((d): d is SimulatedDevice => d instanceof SimulatedDevice && d.id === lonely)!;
+    const old = store.currentIdentity('device', lonely)!;
+    const renewed = await store.renew({ serial: old.serial });
+    await store.idle();
+    const states: string[] = [];
+    device.on('state', (s) => states.push(s));
+    const [sent] = await backend.command([lonely], 'cert');
+    assert.equal(sent.outcome, 'sent');
+    const until = Date.now() + 10_000;
+    while (!(states.includes('online') && device.online)) {
+      if (Date.now() > until) throw new Error(`no reconnect: ${states.join(' → ')}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(device.errormessage, '');
+    assert.ok(events.some((e) => e.type === 'file' && e.path === `/fw/${lonely}.crt` && e.deviceId === lonely));
+    assert.equal(device.certificatePem, renewed.certificatePem, 'it presents the renewed certificate');
+  });
+
+  it('faults: a weak-signal device drops and comes back; a silent one goes offline by its LWT', async () => {
+    const [weak, silent] = deviceIds('a4cf17', 2);
+    for (const id of [weak, silent]) await store.issueDevice(id);
+    await store.idle();
+    await broker.reload();
+    const w = await startDevice(weak, { weakSignal: true });
+    await startDevice(silent, { silentAfterMs: 1500 });
+    await backend.waitOnline([weak, silent]);
+    const states: string[] = [];
+    w.on('state', (s) => states.push(s));
+    const until = Date.now() + 15_000;
+    while (!(states.includes('offline') && w.online)) {
+      if (Date.now() > until) throw new Error(`the weak device never dropped and came back: ${states.join(' → ')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    while (backend.registry.get(silent)?.online) {
+      if (Date.now() > until) throw new Error('the silent device still counts as online');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok((backend.registry.get(weak)?.lastStatus?.rssi ?? 0) < -80, 'a weak signal reports a poor RSSI');
   });
 
   it("a device asking for another device's key gets 403", async () => {
