@@ -72,12 +72,14 @@ describe('esp-broker node (real Node-RED runtime): esp-fleet and devices on the 
     const statuses: Status[] = [];
     await helper.load(nodes, flow());
     helper.getNode('brk').on('call:status', (call: { args: Status[] }) => statuses.push(call.args[0]));
+    // Collecting from the start: a failure reaches the Catch node before the red badge.
+    const collected = { events: new Collector('events'), status: new Collector('s1'), caught: new Collector('caught'), statuses };
     // Started (green) or failed (red): the broker listens, or never will.
     for (let i = 0; !statuses.some((s) => s.fill === 'green' || s.fill === 'red'); i++) {
       if (i > 400) throw new Error(`esp-broker did not start: ${JSON.stringify(statuses)}`);
       await new Promise((r) => setTimeout(r, 25));
     }
-    return { events: new Collector('events'), status: new Collector('s1'), caught: new Collector('caught'), statuses };
+    return collected;
   }
 
   it('a device on the embedded broker shows up in esp-status output; connect events and the badge count it', async () => {
