@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import type { Socket } from 'node:net';
@@ -32,7 +33,9 @@ export type BrokerEvent =
   /** Refused before MQTT traffic: a TLS handshake that failed (no, foreign or revoked certificate) or a CONNECT turned down. */
   | { type: 'refused'; identity?: string; address?: string; reason: string }
   /** A publish or subscription the ACL does not allow. A denied publish closes the connection (MQTT-3.3.5-2). */
-  | { type: 'denied'; identity: string; clientId: string; action: 'publish' | 'subscribe'; topic: string };
+  | { type: 'denied'; identity: string; clientId: string; action: 'publish' | 'subscribe'; topic: string }
+  /** A fault of the broker itself (listening socket, message store); it keeps running. */
+  | { type: 'error'; reason: string };
 
 export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
 
@@ -95,6 +98,7 @@ export class EmbeddedBroker {
         server.once('error', reject);
         server.listen(options.port ?? 8883, options.host || undefined, () => {
           server.off('error', reject);
+          server.on('error', (err) => broker.emit({ type: 'error', reason: err.message }));
           resolve();
         });
       });
@@ -149,6 +153,9 @@ export class EmbeddedBroker {
     });
     server.on('tlsClientError', (err, socket) => this.emit({ type: 'refused', address: socket.remoteAddress, reason: `TLS handshake: ${err.message}` }));
     server.on('secureConnection', (socket) => this.accept(socket));
+    // Unhandled, an 'error' event would take the whole Node-RED process down.
+    // aedes' typings omit the 'error' it emits (message store faults): listen through its EventEmitter base.
+    (aedes as EventEmitter).on('error', (err: Error) => this.emit({ type: 'error', reason: err.message }));
     aedes.on('clientReady', (client) => {
       this.ready.add(client);
       const peer = this.peerOf(client);
