@@ -4,11 +4,11 @@ import type { EspFleetNode, EspFleetCredentials } from './types';
 import type { EspCaNode } from '../esp-ca/types';
 import { FleetClient } from '../../lib/fleet/fleet-client';
 import { RegistryFile } from '../../lib/fleet/registry-file';
-import { TopicScheme, CommandSet, SchemeName } from '../../lib/fleet/topic-scheme';
 import { backendIdentity, TlsMaterial } from '../../lib/fleet/backend-identity';
 import { folderInUserDir, errorText, positive } from '../shared/settings';
+import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 
-interface EspFleetDef extends NodeDef {
+interface EspFleetDef extends NodeDef, SchemeSettings {
   broker: string;
   tlsSource: 'esp-ca' | 'pem' | 'files' | 'none';
   ca: string;
@@ -16,12 +16,6 @@ interface EspFleetDef extends NodeDef {
   caFile: string;
   certFile: string;
   keyFile: string;
-  scheme: SchemeName;
-  statusTemplate: string;
-  willTemplate: string;
-  commandTemplate: string;
-  logTemplate: string;
-  commandSet: CommandSet;
   statusInterval: string;
   registryFile: string;
   clientId: string;
@@ -36,7 +30,7 @@ export = function register(RED: NodeAPI): void {
     let registryFile: RegistryFile | undefined;
 
     const starting = (async () => {
-      const scheme = makeScheme(config);
+      const scheme = schemeFromSettings(config);
       const broker = config.broker?.trim() || 'mqtts://localhost:8883';
       const secure = broker.startsWith('mqtts:');
       if (!secure) node.warn(`${broker} is not encrypted: devices and commands travel in clear text. Use mqtts:// with the CA.`);
@@ -95,13 +89,6 @@ export = function register(RED: NodeAPI): void {
         .catch((err) => node.warn(`closing: ${errorText(err)}`))
         .finally(done);
     });
-  }
-
-  function makeScheme(c: EspFleetDef): TopicScheme {
-    if (c.scheme === 'custom') {
-      return new TopicScheme({ status: c.statusTemplate, will: c.willTemplate, command: c.commandTemplate, log: c.logTemplate || undefined }, c.commandSet === 'esp32' ? 'esp32' : 'esp8266');
-    }
-    return TopicScheme.named(c.scheme || 'secure-esp8266');
   }
 
   RED.nodes.registerType<EspFleetNode, EspFleetDef, object, EspFleetCredentials>('esp-fleet', EspFleet, {
