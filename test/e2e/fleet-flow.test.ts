@@ -13,6 +13,8 @@ import espFleet = require('../../nodes/esp-fleet/esp-fleet');
 import espStatus = require('../../nodes/esp-status/esp-status');
 import espCommand = require('../../nodes/esp-command/esp-command');
 import espFirmwareServer = require('../../nodes/esp-firmware-server/esp-firmware-server');
+import espBroker = require('../../nodes/esp-broker/esp-broker');
+import { opensslEspHandshake } from '../support/openssl';
 import type { EspCaNode } from '../../nodes/esp-ca/types';
 
 type Msg = { topic?: string; payload?: unknown; [key: string]: unknown };
@@ -36,6 +38,16 @@ const mosquitto: BrokerUnderTest = {
     const broker: RunningMosquitto = await startMosquitto(setup.dir);
     // The esp-ca node keeps the folder's CRL current; mosquitto reads it on SIGHUP.
     return { flowNodes: [], afterRevoke: () => broker.reload(), stop: () => broker.stop() };
+  },
+};
+
+/** The default where nothing is installed: aedes inside Node-RED, from the same esp-ca. */
+const embedded: BrokerUnderTest = {
+  name: 'the embedded broker (esp-broker)',
+  async start(_store, port) {
+    const flowNodes = [{ id: 'broker', z: 'tab', x: 100, y: 500, type: 'esp-broker', ca: 'ca', port: String(port), bindAddress: '127.0.0.1', serverNames: 'localhost', maxClients: '50', scheme: 'secure-esp8266', wires: [['br']] }];
+    // The broker reloads the CRL itself and drops a revoked client: nothing to do after a revoke.
+    return { flowNodes, afterRevoke: async () => undefined, stop: async () => undefined };
   },
 };
 
@@ -70,7 +82,7 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
       { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', clientCertificates: 'required', folder: path.join(tmp.path, 'firmware'), maxDownloads: '10', mqttport: String(brokerPort), statusinterval: '1000', retrytimeout: '1000', wires: [['fo'], ['au']] },
       { id: 'catcher', z: 'tab', x: 100, y: 400, type: 'catch', scope: null, uncaught: false, wires: [['ca-out']] },
       ...running.flowNodes,
-      ...['st', 'pr', 'oc', 'fo', 'au', 'ca-out'].map((id) => ({ id, z: 'tab', x: 300, y: 100, type: 'helper' })),
+      ...['st', 'pr', 'oc', 'fo', 'au', 'ca-out', 'br'].map((id) => ({ id, z: 'tab', x: 300, y: 100, type: 'helper' })),
     ];
 
     async function firmwareAction(msg: Msg): Promise<Msg> {
@@ -148,7 +160,16 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
       await running.afterRevoke();
       await assert.rejects(connectTls(brokerPort, files, revoked), /refused|closed/);
     });
+
+    it('the broker speaks TLS 1.2 and echoes max_fragment_length 512, as ESP8266 BearSSL asks', async () => {
+      const dir = path.join(caDir, 'devices');
+      const out = await opensslEspHandshake(brokerPort, { cert: path.join(dir, `${ids[0]}.crt`), key: path.join(dir, `${ids[0]}.key`), ca: path.join(dir, 'ca.crt') });
+      assert.match(out, /Protocol\s*: TLSv1\.2/);
+      assert.match(out, /TLS server extension "max fragment length"/);
+      assert.match(out, /Verify return code: 0 \(ok\)/);
+    });
   });
 }
 
 describeFleetFlow(mosquitto);
+describeFleetFlow(embedded, [espBroker]);

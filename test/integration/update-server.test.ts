@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { opensslEspHandshake } from '../support/openssl';
 import { CaStore } from '../../lib/pki/ca-store';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, ImageSource, ImageOffer, UpdateServerOptions } from '../../lib/firmware/update-server';
 import { tempDir } from '../support/temp-dir';
@@ -259,16 +259,7 @@ describe('the HTTPS update server with real client certificates', function () {
 
   it('speaks TLS 1.2 and echoes max_fragment_length 512 (what ESP8266 BearSSL asks for)', async () => {
     const files = { cert: path.join(store.deviceFilesDir, `${A}.crt`), key: path.join(store.deviceFilesDir, `${A}.key`), ca: path.join(store.deviceFilesDir, 'ca.crt') };
-    // Asynchronously: the server answering the handshake runs in this very process.
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${server.port}`, '-servername', 'localhost', '-tls1_2', '-maxfraglen', '512', '-tlsextdebug', '-ign_eof', '-cert', files.cert, '-key', files.key, '-CAfile', files.ca]);
-      let text = '';
-      child.stdout.on('data', (c: Buffer) => (text += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (text += c.toString()));
-      child.on('error', reject);
-      child.on('close', () => resolve(text));
-      child.stdin.end('GET /fw/config.json HTTP/1.0\r\n\r\n');
-    });
+    const out = await opensslEspHandshake(server.port, files, 'GET /fw/config.json HTTP/1.0\r\n\r\n');
     assert.match(out, /Protocol\s*: TLSv1\.2/);
     assert.match(out, /TLS server extension "max fragment length"/);
     assert.match(out, /Verify return code: 0 \(ok\)/);
