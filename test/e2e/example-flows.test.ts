@@ -1,0 +1,177 @@
+import { strict as assert } from 'node:assert';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { deviceIds } from '../../lib/sim/fleet-simulator';
+import { buildSimImage } from '../../lib/sim/sim-image';
+import { tempDir } from '../support/temp-dir';
+import { ExampleFixture, flowsLinksToExamples, V1, V2 } from '../support/example-fixture';
+import { FlowNode, loadExample, nodeById, PACKAGE_ROOT, tap, tapOutput, tapped, untilTapped } from '../support/node-red-process';
+
+/** Where an example's node types may come from. */
+const ALLOWED_MODULES = new Set(['node-red', 'node-red-contrib-esp-fleet', '@flowfuse/node-red-dashboard']);
+
+/** What a healthy deploy of each example logs once its nodes are up. */
+const READY: Record<string, RegExp[]> = {
+  'certificate-authority.json': [/^CA "/],
+  'fleet-dashboard.json': [/^broker mqtts:\/\/localhost:\d+: connected$/, /^update server on https:\/\//],
+  'nightly-update.json': [/^broker mqtts:\/\/localhost:\d+: connected$/, /^update server on https:\/\//],
+  'certificate-lifecycle.json': [/^broker mqtts:\/\/localhost:\d+: connected$/, /^CA "/],
+  'offline-alert.json': [/^broker mqtts:\/\/localhost:\d+: connected$/],
+  'publish-firmware.json': [/^update server on https:\/\//],
+};
+
+/**
+ * The shipped example flows in the real Node-RED runtime (with Dashboard 2.0 installed), wired
+ * to a real Mosquitto, the update server and simulated devices: each one deploys cleanly, and
+ * the nightly update, certificate lifecycle, offline alert and publish flows do their job.
+ */
+describe('example flows in the Node-RED runtime', function () {
+  this.timeout(120_000);
+  const tmp = tempDir('examples');
+  const fleetIds = deviceIds('a4cf14', 3);
+  const [shortLived, silent] = deviceIds('a4cf15', 2);
+  let fx: ExampleFixture;
+
+  const deploy = async (name: string, edit: (flows: FlowNode[]) => void = () => undefined): Promise<number> => {
+    const flows = fx.patch(await loadExample(name));
+    edit(flows);
+    const from = await fx.red.deploy(flows);
+    for (const ready of READY[name]) await fx.red.waitForLog((e) => ready.test(e.msg), 20_000, from);
+    return from;
+  };
+
+  before(async () => {
+    fx = await ExampleFixture.start({ root: tmp.path, deviceIds: [...fleetIds, silent], shortLivedIds: [shortLived] });
+  });
+
+  after(async () => {
+    await fx?.stop();
+    tmp.remove();
+  });
+
+  it('ships one set of flows: flows/ is a link to examples/ (what Import > Examples reads)', () => {
+    assert.ok(flowsLinksToExamples(PACKAGE_ROOT), 'flows must be a symlink to examples');
+  });
+
+  it('every example parses, uses only our, core and Dashboard 2.0 node types, and deploys without errors or warnings', async () => {
+    const files = (await fs.readdir(path.join(PACKAGE_ROOT, 'examples'))).filter((f) => f.endsWith('.json')).sort();
+    assert.deepEqual(files, Object.keys(READY).sort(), 'every example has a readiness check here');
+    const types = await fx.red.nodeTypes();
+    for (const file of files) {
+      const flows = await loadExample(file);
+      assert.ok(Array.isArray(flows) && flows.length > 0, `${file} is a non-empty array of nodes`);
+      assert.equal(new Set(flows.map((n) => n.id)).size, flows.length, `${file}: node ids are unique`);
+      assert.ok(flows.some((n) => n.type === 'comment'), `${file} explains what to set first`);
+      for (const n of flows) {
+        if (n.type === 'tab') continue;
+        const module = types.get(n.type);
+        assert.ok(module && ALLOWED_MODULES.has(module), `${file}: node ${n.id} has type ${n.type} from ${module ?? 'nowhere'}`);
+        assert.notEqual(n.id, n.type, `${file}: node id ${n.id} equals its type`);
+      }
+      const from = await deploy(file);
+      assert.deepEqual(
+        fx.red.problemsSince(from).map((e) => `${e.level} [${e.type}:${e.name || e.id}] ${e.msg}`),
+        [],
+        `${file} deployed with problems`,
+      );
+    }
+  });
+
+  it('nightly update: at "night" the outdated online devices get firmware, and the summary reaches the notification hook', async () => {
+    const from = await deploy('nightly-update.json', (flows) => {
+      tap(flows, 'nightly-notify');
+      tapOutput(flows, 'nightly-status', 0);
+    });
+    const fleet = await fx.startDevices(fleetIds);
+    // Every device has reported to the flow since this deploy.
+    await Promise.all(fleetIds.map((id) => untilTapped(fx.red, 'nightly-status-tap-0', (m) => m.topic === id, 20_000, from)));
+    await fx.red.inject('nightly-at-night');
+    const summary = await untilTapped(fx.red, 'nightly-notify', () => true, 60_000, from);
+    assert.match(String(summary.payload), /^Nightly update: 3 device\(s\), 3 updated, 0 failed, 0 timed out/);
+    assert.deepEqual(fleet.images(), { [V2]: 3 });
+
+    // A second night finds nothing to do.
+    const again = fx.red.logs.length;
+    await fx.red.inject('nightly-at-night');
+    const nothing = await untilTapped(fx.red, 'nightly-notify', () => true, 20_000, again);
+    assert.match(String(nothing.payload), /every online device runs the newest image/);
+  });
+
+  it('certificate lifecycle: issues for a new MAC, lists what expires within 30 days, renews it and sends cert, revokes a lost device', async () => {
+    const from = await deploy('certificate-lifecycle.json', (flows) => {
+      for (const id of ['cert-expiring-list', 'cert-renewed', 'cert-sent', 'cert-results']) tap(flows, id);
+      const lost = nodeById(flows, 'cert-lost-device');
+      (lost.props as { p: string; v?: string }[]).find((p) => p.p === 'lost')!.v = shortLived;
+    });
+    await fx.red.inject('cert-new-device');
+    const issued = await untilTapped(fx.red, 'cert-results', () => true, 20_000, from);
+    assert.deepEqual([(issued.payload as { action: string }).action, (issued.payload as { commonName: string }).commonName], ['device', '84f3eb012345']);
+
+    await fx.red.inject('cert-expiring-daily');
+    const expiring = (await untilTapped(fx.red, 'cert-expiring-list', () => true, 20_000, from)).payload as { days: number; certificates: { commonName: string }[] };
+    assert.equal(expiring.days, 30);
+    assert.deepEqual(expiring.certificates.map((c) => c.commonName), [shortLived], 'only the short-lived certificate expires within 30 days');
+    const renewed = (await untilTapped(fx.red, 'cert-renewed', () => true, 20_000, from)).payload as { commonName: string; notAfter: string; serial: string; renewedFrom: string };
+    assert.equal(renewed.commonName, shortLived);
+    assert.ok(Date.parse(renewed.notAfter) > Date.now() + 800 * 86_400_000, 'renewed for the CA default validity');
+    const sent = await untilTapped(fx.red, 'cert-sent', () => true, 20_000, from);
+    assert.deepEqual([sent.topic, (sent.payload as { command: string }).command], [shortLived, 'cert']);
+
+    await fx.red.inject('cert-lost-device');
+    const revoked = async (serial: string): Promise<{ commonName: string; revocationReason: string }> =>
+      (
+        (await untilTapped(fx.red, 'cert-results', (m) => (m.payload as { revoked?: { serial: string } }).revoked?.serial === serial, 20_000, from)).payload as {
+          revoked: { commonName: string; revocationReason: string };
+        }
+      ).revoked;
+    // Both the renewed certificate and the one it replaced (still valid until it expires).
+    for (const serial of [renewed.serial, renewed.renewedFrom]) {
+      const record = await revoked(serial);
+      assert.deepEqual([record.commonName, record.revocationReason], [shortLived, 'keyCompromise']);
+    }
+  });
+
+  it('offline alert: a device that goes silent raises one alert after the debounce; devices that keep reporting do not', async () => {
+    // The devices boot from the update server (config.json): borrow it from the nightly example.
+    const server = nodeById(await loadExample('nightly-update.json'), 'fleet-update-server');
+    const from = await deploy('offline-alert.json', (flows) => {
+      tap(flows, 'offline-alert-hook');
+      Object.assign(nodeById(flows, 'offline-debounce'), { duration: '1', units: 's' });
+      flows.push(fx.patch([{ ...server, z: 'offline-alert-tab', wires: [[], []] }])[0]);
+    });
+    await fx.startDevices([silent], { silentAfterMs: 2500 });
+    const alert = await untilTapped(fx.red, 'offline-alert-hook', () => true, 30_000, from);
+    assert.equal(alert.topic, silent);
+    assert.match(String(alert.payload), new RegExp(`^ESP measure-${silent} \\(${silent}\\) offline since .+ \\((timeout|lwt)\\), running ${V1}$`));
+    assert.deepEqual(tapped(fx.red, 'offline-alert-hook', from).map((m) => m.topic), [silent]);
+  });
+
+  it('publish firmware: the upload form signs and publishes an image and answers with the catalogue', async () => {
+    await deploy('publish-firmware.json');
+    const form = await fetch(`${fx.red.url}/esp-fleet/upload`);
+    assert.equal(form.status, 200);
+    assert.match(await form.text(), /<form method="post" action="upload" enctype="multipart\/form-data">/);
+
+    const image = buildSimImage({ image: 'SIM_UPLOAD-1.0.0', build: 'test', trusts: [fx.trustedKeyPem] }, 16 * 1024);
+    const body = new FormData();
+    body.append('image', new Blob([new Uint8Array(image)]), 'sim-upload.bin');
+    body.append('platform', 'esp8266');
+    body.append('product', 'SIM_UPLOAD');
+    body.append('version', '1.0.0');
+    const res = await fetch(`${fx.red.url}/esp-fleet/upload`, { method: 'POST', body });
+    const page = await res.text();
+    assert.equal(res.status, 200, page);
+    assert.match(page, /<h1>Published SIM_UPLOAD-1\.0\.0<\/h1>/);
+    assert.match(page, /Signature: signed with key [0-9a-f]{16} for esp8266;/);
+    assert.match(page, /<h2>Catalogue \(3 images\)<\/h2>/);
+    for (const name of [V1, V2, 'SIM_UPLOAD-1.0.0']) assert.ok(page.includes(`<td>${name}</td>`), `catalogue lists ${name}`);
+
+    // A refused upload is answered too (no version for an ESP8266 image).
+    const bad = new FormData();
+    bad.append('image', new Blob([new Uint8Array(image)]), 'sim-upload.bin');
+    bad.append('product', 'SIM_UPLOAD');
+    const refused = await fetch(`${fx.red.url}/esp-fleet/upload`, { method: 'POST', body: bad });
+    assert.equal(refused.status, 400);
+    assert.match(await refused.text(), /^not published: /);
+  });
+});

@@ -1,0 +1,93 @@
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { chromium, Browser, Page } from 'playwright-core';
+import { deviceIds } from '../../lib/sim/fleet-simulator';
+import { tempDir } from '../support/temp-dir';
+import { ExampleFixture, V1, V2 } from '../support/example-fixture';
+import { loadExample, PACKAGE_ROOT } from '../support/node-red-process';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Devices in the fleet; DASHBOARD_DEVICES=10 DASHBOARD_SCREENSHOT=docs/dashboard.png makes the README picture. */
+const COUNT = Number(process.env.DASHBOARD_DEVICES ?? 5);
+const ARTIFACTS = path.join(PACKAGE_ROOT, 'test-artifacts');
+
+/**
+ * examples/fleet-dashboard.json as a user sees it: the real Node-RED runtime serves the
+ * Dashboard 2.0 page, headless Chromium (Debian's, driven by playwright-core) shows the
+ * simulated devices, and a row's update button updates that device.
+ */
+describe('fleet dashboard example in a browser', function () {
+  this.timeout(120_000);
+  const tmp = tempDir('dashboard');
+  const ids = deviceIds('a4cf16', COUNT);
+  let fx: ExampleFixture;
+  let browser: Browser | undefined;
+  let page: Page;
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
+    fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000 });
+    const from = await fx.red.deploy(fx.patch(await loadExample('fleet-dashboard.json')));
+    await fx.red.waitForLog((e) => /^update server on https:/.test(e.msg), 20_000, from);
+    await fx.red.waitForLog((e) => /^broker mqtts:\/\/localhost:\d+: connected$/.test(e.msg), 20_000, from);
+    await fx.startDevices(ids);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await fx?.stop();
+    tmp.remove();
+  });
+
+  /** The device table's row of a device (the widget's class comes from the example's ui-table). */
+  const row = (id: string) => page.locator('.esp-fleet-devices tr', { hasText: id });
+
+  it('shows every simulated device in the table with its image and telemetry', async () => {
+    await page.goto(`${fx.red.url}/dashboard`);
+    for (const id of ids) await row(id).filter({ hasText: V1 }).waitFor({ timeout: 30_000 });
+    const cells = await row(ids[0]).locator('td').allInnerTexts();
+    assert.equal(cells[0], ids[0]);
+    assert.equal(cells[1], `measure-${ids[0]}`);
+    assert.equal(cells[3], V1);
+    assert.match(cells[4], /^-\d+$/, 'RSSI in dBm');
+    assert.match(cells[5], /^\d+$/, 'free heap in bytes');
+  });
+
+  it("a row's update button updates that device, and the table shows its new image", async () => {
+    const target = ids[1];
+    await row(target).locator('td[data-column-key="update"] button').click();
+    await row(target).filter({ hasText: V2 }).waitFor({ timeout: 60_000 });
+    // Only that device was updated.
+    for (const id of ids.filter((i) => i !== target)) assert.ok((await row(id).innerText()).includes(V1), `${id} still runs ${V1}`);
+    await page.locator('.esp-fleet-outcomes tr', { hasText: target }).filter({ hasText: 'success' }).waitFor({ timeout: 10_000 });
+  });
+
+  it("a row's reboot and renew cert buttons reboot the device and renew its certificate (then the cert command)", async () => {
+    const target = ids[0];
+    const outcome = (command: string, result: string) =>
+      page.locator('.esp-fleet-outcomes tr', { hasText: target }).filter({ hasText: command }).filter({ hasText: result }).waitFor({ timeout: 30_000 });
+    await row(target).locator('td[data-column-key="reboot"] button').click();
+    await outcome('reboot', 'success');
+    await row(target).locator('td[data-column-key="renew cert"] button').click();
+    await outcome('cert', 'sent');
+  });
+
+  it('the rollout panel pins the chosen image and updates the outdated devices, showing progress and outcomes', async () => {
+    await page.locator('.esp-fleet-rollout-image .v-field').click();
+    await page.locator('.v-overlay .v-list-item', { hasText: V2 }).click();
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    const progress = page.locator('.esp-fleet-rollout-progress');
+    const outdated = ids.length - 1;
+    await progress.filter({ hasText: `Finished ${V2}: ${outdated}/${outdated} done · ${outdated} updated · 0 failed · 0 timed out` }).waitFor({ timeout: 90_000 });
+    for (const id of ids) await row(id).filter({ hasText: V2 }).waitFor({ timeout: 10_000 });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'fleet-dashboard.png'), fullPage: true });
+    if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: path.resolve(PACKAGE_ROOT, process.env.DASHBOARD_SCREENSHOT), fullPage: true });
+  });
+});

@@ -1,0 +1,110 @@
+// What the example-flow tests share: a CA in a Node-RED user directory (device certificates
+// issued BEFORE Node-RED opens the store: afterwards only Node-RED's esp-ca writes it),
+// Mosquitto with our generated config, simulator images in the update server's default
+// folder, and the example flows patched to these ports.
+import { lstatSync, readlinkSync } from 'node:fs';
+import * as path from 'node:path';
+import { CaStore } from '../../lib/pki/ca-store';
+import { FirmwareService } from '../../lib/firmware/firmware-service';
+import { publishSimImage } from '../../lib/sim/publish';
+import { FleetSimulator, identityFromFolder } from '../../lib/sim/fleet-simulator';
+import { freePort, startMosquitto, RunningMosquitto } from './mosquitto';
+import { NodeRedProcess, FlowNode, nodeById } from './node-red-process';
+
+export const PRODUCT = 'ESP8266_SIM_D1MINI';
+export const V1 = `${PRODUCT}-00.00.01`;
+export const V2 = `${PRODUCT}-00.00.02`;
+
+export interface FixtureOptions {
+  root: string;
+  deviceIds: string[];
+  /** Device certificates issued with a short validity (expiring soon). */
+  shortLivedIds?: string[];
+  /** The update server's statusinterval in config.json, i.e. how often devices report. */
+  statusIntervalMs?: number;
+}
+
+export class ExampleFixture {
+  readonly devices: FleetSimulator[] = [];
+
+  private constructor(
+    readonly userDir: string,
+    readonly deviceFilesDir: string,
+    readonly brokerPort: number,
+    readonly firmwarePort: number,
+    readonly trustedKeyPem: string,
+    readonly broker: RunningMosquitto,
+    readonly red: NodeRedProcess,
+    private readonly statusIntervalMs: number,
+  ) {}
+
+  static async start(o: FixtureOptions): Promise<ExampleFixture> {
+    const userDir = path.join(o.root, 'user');
+    const store = await CaStore.open({ dir: path.join(userDir, 'esp-fleet-ca'), commonName: 'ESP Fleet CA' });
+    await store.issueServer({ commonName: 'localhost' });
+    for (const id of o.deviceIds) await store.issueDevice(id);
+    for (const id of o.shortLivedIds ?? []) await store.issueDevice(id, { validityDays: 10 });
+    const brokerPort = await freePort();
+    const setup = await store.writeMosquittoConfig({ dir: path.join(o.root, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
+    const deviceFilesDir = store.deviceFilesDir;
+    await store.idle();
+
+    // The esp-firmware-server's default folder: the node opens the same catalogue and keyring.
+    const service = await FirmwareService.open(path.join(userDir, 'esp-fleet-firmware'));
+    const key = await service.keyring.current('esp8266-rsa');
+    for (const v of ['00.00.01', '00.00.02']) await publishSimImage(service, { product: PRODUCT, version: v, size: 48 * 1024 });
+
+    const broker = await startMosquitto(setup.dir);
+    let red: NodeRedProcess;
+    try {
+      red = await NodeRedProcess.start(userDir);
+    } catch (err) {
+      await broker.stop();
+      throw err;
+    }
+    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000);
+  }
+
+  /** Points an example at this fixture: broker URL, update server port, the status interval. */
+  patch(flows: FlowNode[]): FlowNode[] {
+    for (const n of flows) {
+      if (n.type === 'esp-fleet') Object.assign(n, { broker: `mqtts://localhost:${this.brokerPort}`, statusInterval: String(this.statusIntervalMs) });
+      if (n.type === 'esp-firmware-server') {
+        Object.assign(n, { port: String(this.firmwarePort), mqttport: String(this.brokerPort), statusinterval: String(this.statusIntervalMs), retrytimeout: '1000' });
+      }
+    }
+    return flows;
+  }
+
+  /** Simulated devices running V1 that boot from this fixture's update server. */
+  async startDevices(ids: string[], extra: { silentAfterMs?: number } = {}): Promise<FleetSimulator> {
+    const fleet = new FleetSimulator({
+      ids,
+      identity: identityFromFolder(this.deviceFilesDir),
+      bootstrap: { host: 'localhost', port: this.firmwarePort, path: '/fw' },
+      image: V1,
+      trusts: [this.trustedKeyPem],
+      rebootDelayMs: 200,
+      bootsPerSecond: 50,
+      silentShare: extra.silentAfterMs !== undefined ? 1 : undefined,
+      silentAfterMs: extra.silentAfterMs,
+    });
+    this.devices.push(fleet);
+    await fleet.start();
+    return fleet;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.devices.map((d) => d.stop()));
+    await this.red?.stop();
+    await this.broker?.stop();
+  }
+}
+
+/** True when `flows` in the package root is a symlink that resolves to `examples`. */
+export function flowsLinksToExamples(root: string): boolean {
+  const flows = path.join(root, 'flows');
+  return lstatSync(flows).isSymbolicLink() && path.resolve(root, readlinkSync(flows)) === path.join(root, 'examples');
+}
+
+export { nodeById };
