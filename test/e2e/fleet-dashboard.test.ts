@@ -27,7 +27,7 @@ describe('fleet dashboard example in a browser', function () {
 
   before(async function () {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
-    fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000 });
+    fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000, broker: 'embedded' });
     const from = await fx.red.deploy(fx.patch(await loadExample('fleet-dashboard.json')));
     await fx.red.waitForLog((e) => /^update server on https:/.test(e.msg), 20_000, from);
     await fx.red.waitForLog((e) => /^broker mqtts:\/\/localhost:\d+: connected$/.test(e.msg), 20_000, from);

@@ -22,6 +22,12 @@ export interface FixtureOptions {
   shortLivedIds?: string[];
   /** The update server's statusinterval in config.json, i.e. how often devices report. */
   statusIntervalMs?: number;
+  /**
+   * `mosquitto` (default): a real Mosquitto with the generated config carries the fleet, and an
+   * esp-broker node in a flow gets a port of its own. `embedded`: the flow's esp-broker carries
+   * it, as in the demo, and no Mosquitto runs.
+   */
+  broker?: 'mosquitto' | 'embedded';
 }
 
 export class ExampleFixture {
@@ -33,9 +39,11 @@ export class ExampleFixture {
     readonly brokerPort: number,
     readonly firmwarePort: number,
     readonly trustedKeyPem: string,
-    readonly broker: RunningMosquitto,
+    readonly broker: RunningMosquitto | undefined,
     readonly red: NodeRedProcess,
     private readonly statusIntervalMs: number,
+    /** Where an esp-broker node of a flow listens (the fleet's port when it is the fleet's broker). */
+    private readonly embeddedBrokerPort: number,
   ) {}
 
   static async start(o: FixtureOptions): Promise<ExampleFixture> {
@@ -54,21 +62,24 @@ export class ExampleFixture {
     const key = await service.keyring.current('esp8266-rsa');
     for (const v of ['00.00.01', '00.00.02']) await publishSimImage(service, { product: PRODUCT, version: v, size: 48 * 1024 });
 
-    const broker = await startMosquitto(setup.dir);
+    const embedded = o.broker === 'embedded';
+    const broker = embedded ? undefined : await startMosquitto(setup.dir);
     let red: NodeRedProcess;
     try {
       red = await NodeRedProcess.start(userDir);
     } catch (err) {
-      await broker.stop();
+      await broker?.stop();
       throw err;
     }
-    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000);
+    const embeddedPort = embedded ? brokerPort : await freePort();
+    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000, embeddedPort);
   }
 
   /** Points an example at this fixture: broker URL, update server port, the status interval. */
   patch(flows: FlowNode[]): FlowNode[] {
     for (const n of flows) {
       if (n.type === 'esp-fleet') Object.assign(n, { broker: `mqtts://localhost:${this.brokerPort}`, statusInterval: String(this.statusIntervalMs) });
+      if (n.type === 'esp-broker') Object.assign(n, { port: String(this.embeddedBrokerPort), bindAddress: '127.0.0.1' });
       if (n.type === 'esp-firmware-server') {
         Object.assign(n, { port: String(this.firmwarePort), mqttport: String(this.brokerPort), statusinterval: String(this.statusIntervalMs), retrytimeout: '1000' });
       }
