@@ -118,7 +118,12 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
   red.on('exit', () => stop());
 
-  await waitForPort(firmwarePort, red);
+  try {
+    await waitForPort(firmwarePort, red);
+  } catch (err) {
+    if (stopping) return; // Ctrl-C while Node-RED was starting
+    throw err;
+  }
   const sim = spawn(
     process.execPath,
     [

@@ -1,0 +1,105 @@
+import { strict as assert } from 'node:assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { freePort } from '../support/mosquitto';
+import { tempDir } from '../support/temp-dir';
+
+const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
+
+interface Demo {
+  child: ChildProcess;
+  output(): string;
+}
+
+function getJson(port: number, urlPath: string): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+          } catch {
+            resolve({ status: res.statusCode ?? 0, body: text });
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+/**
+ * `npm start` as a newcomer runs it (after the build): Node-RED with the fleet dashboard flow,
+ * the embedded broker, the update server and simulated devices, in a user directory of its own.
+ */
+describe('the demo (npm start)', function () {
+  this.timeout(180_000);
+  const tmp = tempDir('demo');
+  const devices = 4;
+  let ports: { editor: number; mqtt: number; fw: number };
+
+  function start(): Demo {
+    let out = '';
+    const env = { ...process.env, ESP_FLEET_DEMO_DIR: tmp.path, PORT: String(ports.editor), MQTT_PORT: String(ports.mqtt), FW_PORT: String(ports.fw), DEVICES: String(devices) };
+    const child = spawn(process.execPath, [DEMO], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    return { child, output: () => out };
+  }
+
+  /** Waits until every device has reported since `since` (the registry outlives a restart). */
+  async function devicesOnline(demo: Demo, since = Date.now()): Promise<{ id: string; online: boolean; image?: string }[]> {
+    const until = Date.now() + 90_000;
+    for (;;) {
+      if (demo.child.exitCode !== null) throw new Error(`the demo stopped:\n${demo.output()}`);
+      const res = await getJson(ports.editor, '/esp-fleet/fleet/fleet-broker-conn/devices').catch(() => undefined);
+      const list = (res?.body as { devices?: { id: string; online: boolean; image?: string; lastSeen: string }[] } | undefined)?.devices ?? [];
+      if (list.filter((d) => d.online && Date.parse(d.lastSeen) >= since).length === devices) return list;
+      if (Date.now() > until) throw new Error(`devices not online in the demo (${list.length} known):\n${demo.output().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  async function stop(demo: Demo): Promise<number | null> {
+    const exited = new Promise<number | null>((resolve) => demo.child.once('exit', (code) => resolve(code)));
+    demo.child.kill('SIGINT');
+    const timer = setTimeout(() => demo.child.kill('SIGKILL'), 20_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  before(async () => {
+    ports = { editor: await freePort(), mqtt: await freePort(), fw: await freePort() };
+  });
+  after(() => tmp.remove());
+
+  it('starts Node-RED with the fleet flow, the embedded broker and simulated devices that report in', async () => {
+    const demo = start();
+    try {
+      const list = await devicesOnline(demo);
+      assert.ok(list.every((d) => d.image === 'ESP8266_DEMO-1.0.0'), JSON.stringify(list));
+      assert.match(demo.output(), new RegExp(`dashboard +http://127\\.0\\.0\\.1:${ports.editor}/dashboard`));
+      const dashboard = await getJson(ports.editor, '/dashboard/');
+      assert.equal(dashboard.status, 200);
+    } finally {
+      assert.equal(await stop(demo), 0, `Ctrl-C ends the demo cleanly:\n${demo.output().slice(-2000)}`);
+    }
+  });
+
+  it('a second start reuses the same CA and catalogue', async () => {
+    const caCert = readFileSync(path.join(tmp.path, 'esp-fleet-ca', 'ca.crt'), 'utf8');
+    const catalogue = readFileSync(path.join(tmp.path, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8');
+    const demo = start();
+    try {
+      await devicesOnline(demo);
+    } finally {
+      assert.equal(await stop(demo), 0, demo.output().slice(-3000));
+    }
+    assert.equal(readFileSync(path.join(tmp.path, 'esp-fleet-ca', 'ca.crt'), 'utf8'), caCert);
+    assert.equal(readFileSync(path.join(tmp.path, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8'), catalogue);
+  });
+});
