@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 
 export interface HttpsTarget {
@@ -50,7 +51,7 @@ export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceT
   const maxBody = options.maxBody ?? 4 * 1024 * 1024;
   const request = [`GET ${pathAndQuery} HTTP/1.0`, `Host: ${target.host}`, ...Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n');
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: target.host, port: target.port, servername: target.host, ca: id.ca, cert: id.cert, key: id.key, maxVersion: 'TLSv1.2' });
+    const socket = tls.connect({ host: target.host, port: target.port, servername: isIP(target.host) ? undefined : target.host, ca: id.ca, cert: id.cert, key: id.key, maxVersion: 'TLSv1.2' });
     const chunks: Buffer[] = [];
     let received = 0;
     let settled = false;
