@@ -7,6 +7,8 @@ import express, { Request, Response } from 'express';
 import { normalizeDeviceId, isDeviceId } from '../device-id';
 import type { ImageKind } from './types';
 import { ImageCache } from './image-cache';
+import { DownloadSlotPool } from './download-slots';
+import { startWorkers, WorkerInfo, WorkerPool } from './update-workers';
 
 /** What the server asks for: the next image a device may install (the catalogue answers). */
 export interface ImageRequest {
@@ -50,6 +52,8 @@ export interface UpdateEvent {
   ms?: number;
   reason?: string;
   remoteAddress?: string;
+  /** With `workers` > 1: which process answered (0 = the one that started the server, 1.. = forked workers). */
+  worker?: number;
 }
 
 export interface UpdateServerOptions {
@@ -61,14 +65,33 @@ export interface UpdateServerOptions {
   /** Where `ca.crt`, `<id>.crt` and `<id>.key` are (the CA store's devices/ folder). */
   deviceFilesDir: string;
   /** config.json for a device: defaults merged with its overrides. */
-  deviceConfig(deviceId: string | undefined): Record<string, unknown>;
+  deviceConfig(deviceId: string | undefined): Record<string, unknown> | Promise<Record<string, unknown>>;
   images: ImageSource;
   maxConcurrentDownloads?: number;
   retryAfterSeconds?: number;
   /** Memory for images shared by downloads (default 64 MiB). */
   imageCacheBytes?: number;
   onEvent?(event: UpdateEvent): void;
+  /**
+   * Processes that accept connections (default 1: this one only). N > 1 forks N - 1 workers
+   * (dist/lib/firmware/update-worker.js) that share the listening socket; this process keeps
+   * answering too, owns `images`, `deviceConfig`, the download cap and `onEvent`, and the
+   * workers ask it over IPC. A worker that dies is started again.
+   */
+  workers?: number;
+  /** Workers started, exited (and restarted): for logs. */
+  onWorker?(info: WorkerInfo): void;
 }
+
+/** What a forked worker's app gets instead of the in-process defaults (lib/firmware/update-worker.ts). */
+export interface AppInternals {
+  /** Shared cap: a slot (with its release), or how many are under way when none is free. */
+  acquireSlot(): SlotAnswer | Promise<SlotAnswer>;
+  worker?: number;
+  /** Instead of options.onEvent; `slot` names the download slot a download event belongs to. */
+  onEvent?(event: UpdateEvent, slot?: number): void;
+}
+export type SlotAnswer = { id?: number; release(): void } | { inUse: number };
 
 const DEVICE_FILE = /^\/([0-9a-f]{12})\.(crt|key)$/;
 /** What one write hands TLS: one record's worth. */
@@ -95,26 +118,29 @@ interface Client {
  * device's certificate files, and the next signed image or 304, for ESP8266httpUpdate and
  * ESP32 HTTPUpdate clients. Images stream from disk with constant memory per request.
  */
-export function createUpdateApp(options: UpdateServerOptions): express.Express {
+export function createUpdateApp(options: UpdateServerOptions, internals?: AppInternals): express.Express {
   const base = normalizeDownloadPath(options.downloadPath);
   const cap = options.maxConcurrentDownloads ?? 20;
   const cache = new ImageCache(options.imageCacheBytes);
-  let downloads = 0;
+  const worker = internals?.worker;
+  const acquireSlot = internals?.acquireSlot ?? localSlots(new DownloadSlotPool(cap));
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
 
-  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>): void => {
-    options.onEvent?.({
+  const onEvent = internals?.onEvent ?? ((event: UpdateEvent) => options.onEvent?.(event));
+  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>, slot?: number): void => {
+    onEvent({
       at: new Date().toISOString(),
       path: req.path.slice(0, 200),
       deviceId: client.deviceId,
       certificateSerial: client.certificateSerial,
       authenticated: client.authenticated,
       remoteAddress: req.socket.remoteAddress,
+      ...(worker === undefined ? {} : { worker }),
       ...e,
-    });
+    }, slot);
   };
   const refuse = (req: Request, res: Response, client: Client, status: number, reason: string): void => {
     emit(req, client, { type: 'rejected', status, reason });
@@ -138,9 +164,13 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
   app.get(`${base}/config.json`, (req, res) => {
     const client = locals(res);
     // Per-device overrides only to the device itself; defaults to anyone the TLS layer admitted.
-    const config = options.deviceConfig(client.authenticated ? client.deviceId : undefined);
-    emit(req, client, { type: 'file', status: 200 });
-    res.type('application/json').send(JSON.stringify(config));
+    Promise.resolve(options.deviceConfig(client.authenticated ? client.deviceId : undefined)).then(
+      (config) => {
+        emit(req, client, { type: 'file', status: 200 });
+        res.type('application/json').send(JSON.stringify(config));
+      },
+      (err: Error) => refuse(req, res, client, 500, `internal error: ${err.message}`),
+    );
   });
 
   app.get(`${base}/ca.crt`, (req, res) => sendDeviceFile(req, res, 'ca.crt'));
@@ -204,15 +234,24 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
       res.status(304).end();
       return;
     }
-    if (downloads >= cap) {
+    // HEAD neither downloads nor takes a slot of the cap.
+    const head = req.method === 'HEAD';
+    const slot = head ? undefined : await acquireSlot();
+    if (slot && !('release' in slot)) {
       res.set('Retry-After', String(options.retryAfterSeconds ?? 60));
-      return refuse(req, res, client, 503, `${downloads} downloads under way (limit ${cap}); retry later`);
+      return refuse(req, res, client, 503, `${slot.inUse} downloads under way (limit ${cap}); retry later`);
     }
     let image: Buffer;
     try {
       image = await cache.get(offer.path, offer.sha256, offer.size);
     } catch (err) {
+      slot?.release();
       return refuse(req, res, client, 500, (err as Error).message);
+    }
+    if (res.destroyed || req.socket.destroyed) {
+      // Gone while the slot or the image was on its way: its 'close' has fired already.
+      slot?.release();
+      return;
     }
     // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
     res.status(200).set({
@@ -221,17 +260,15 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
       'Content-Disposition': `attachment; filename="${offer.name}.bin"`,
       'x-MD5': offer.md5,
     });
-    if (req.method === 'HEAD') {
+    if (!slot) {
       res.end();
       return;
     }
-    downloads++;
     const started = Date.now();
     let sent = 0;
-    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
+    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
     // 'close' fires once per response, whatever ended it: the one place that counts and reports.
     res.on('close', () => {
-      downloads--;
       const complete = res.writableFinished;
       emit(req, client, {
         type: complete ? 'download-complete' : 'download-aborted',
@@ -241,7 +278,8 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
         bytes: sent,
         ms: Date.now() - started,
         ...(complete ? {} : { reason: 'the client went away' }),
-      });
+      }, slot.id);
+      slot.release();
     });
     // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
     const pump = (): void => {
@@ -279,16 +317,31 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
   return app;
 }
 
+/** The in-process cap (one process serves): slots of a pool nobody else shares. */
+function localSlots(pool: DownloadSlotPool): AppInternals['acquireSlot'] {
+  return () => {
+    const id = pool.acquire(0);
+    return id === undefined ? { inUse: pool.inUse } : { release: () => void pool.release(0, id) };
+  };
+}
+
 export interface RunningUpdateServer {
   port: number;
   server: https.Server;
   /** Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). */
   setCrl(crlPem: string): void;
+  /** Process ids of the forked workers now running (empty with one process). */
+  workerPids(): number[];
   close(): Promise<void>;
 }
 
-/** Starts the app on HTTPS with client certificates checked against the CA (and its CRL). */
-export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
+/** The HTTPS server around an app, with the TLS settings of every serving process. */
+export function createUpdateHttpsServer(
+  options: Pick<UpdateServerOptions, 'tls' | 'clientCertificates'>,
+  app: express.Express,
+  onEvent: (event: UpdateEvent) => void,
+  worker?: number,
+): { server: https.Server; setCrl(crlPem: string): void } {
   const tlsSettings = (crl: string | undefined): https.ServerOptions => ({
     key: options.tls.key,
     cert: options.tls.cert,
@@ -299,25 +352,60 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
     // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
     minVersion: 'TLSv1.2',
   });
-  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, createUpdateApp(options));
+  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, app);
   // Refused handshakes (no certificate, another CA, revoked) belong in the audit trail too.
   server.on('tlsClientError', (err, socket) => {
-    options.onEvent?.({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress });
+    onEvent({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress, ...(worker === undefined ? {} : { worker }) });
   });
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
+  return { server, setCrl: (crl) => server.setSecureContext(tlsSettings(crl)) };
+}
+
+/** Closes a server and every connection it still has. */
+export function closeServer(server: https.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/**
+ * Starts the app on HTTPS with client certificates checked against the CA (and its CRL);
+ * with `workers` > 1 also the workers that share its socket (lib/firmware/update-workers.ts).
+ */
+export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
+  const count = Math.max(1, Math.floor(options.workers ?? 1));
+  const slots = new DownloadSlotPool(options.maxConcurrentDownloads ?? 20);
+  const worker = count > 1 ? 0 : undefined;
+  const onEvent = (event: UpdateEvent): void => options.onEvent?.(event);
+  const { server, setCrl } = createUpdateHttpsServer(options, createUpdateApp(options, { acquireSlot: localSlots(slots), worker }), onEvent, worker);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
   });
+  let crl = options.tls.crl;
+  let workers: WorkerPool | undefined;
+  if (count > 1) {
+    try {
+      workers = await startWorkers({ count: count - 1, server, options, slots, crl: () => crl });
+    } catch (err) {
+      await closeServer(server);
+      throw err;
+    }
+  }
   return {
     port: (server.address() as AddressInfo).port,
     server,
-    setCrl: (crl) => server.setSecureContext(tlsSettings(crl)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    workerPids: () => workers?.pids() ?? [],
+    setCrl: (pem) => {
+      crl = pem;
+      setCrl(pem);
+      workers?.setCrl(pem);
+    },
+    close: async () => {
+      await workers?.close();
+      await closeServer(server);
+    },
   };
 }
