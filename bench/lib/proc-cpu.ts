@@ -50,6 +50,16 @@ export function processMemory(pid: number | 'self'): { rss: number; hwm: number 
   }
 }
 
+/** Proportional set size (shared pages split among the processes that map them), in bytes. */
+export function processPss(pid: number | 'self'): number | undefined {
+  try {
+    const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+) kB/m);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface CpuSnapshot {
   at: number;
   machine?: number;
