@@ -3,7 +3,7 @@
 // keeps no state of its own beyond the image cache: the answer to each check, config.json and
 // the download slots come from the parent over IPC, and its events go back there.
 import type { Server } from 'node:net';
-import { createUpdateApp, createUpdateHttpsServer, closeServer, SlotAnswer, UpdateEvent, ImageAnswer, ImageRequest } from './update-server';
+import { createUpdateRequestListener, createUpdateHttpsServer, closeServer, SlotAnswer, UpdateEvent, ImageAnswer, ImageRequest } from './update-server';
 import type { FromWorker, ToWorker, WorkerOutItem, WorkerQuestion, WorkerSettings, SlotReply } from './update-workers';
 
 const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
@@ -21,11 +21,11 @@ function ask(q: WorkerQuestion): Promise<unknown> {
     if (!process.connected) return reject(new Error('the update server process is gone'));
     const id = nextId++;
     pending.set(id, { resolve, reject });
-    send({ t: 'ask', id, q });
+    queue({ ask: id, q });
   });
 }
 
-/** Events and released slots go out together, once per event-loop turn, in order. */
+/** Questions, events and released slots go out together, once per event-loop turn, in order. */
 function queue(item: WorkerOutItem): void {
   if (outbox.length === 0) setImmediate(flush);
   outbox.push(item);
@@ -43,7 +43,7 @@ function start(settings: WorkerSettings, handle: Server): void {
     deviceConfig: (deviceId: string | undefined) => ask({ k: 'config', deviceId }) as Promise<Record<string, unknown>>,
     images: { next: (request: ImageRequest) => ask({ k: 'next', request }) as Promise<ImageAnswer> },
   };
-  const app = createUpdateApp(options, {
+  const listener = createUpdateRequestListener(options, {
     worker,
     onEvent: (event: UpdateEvent, slot?: number) => queue(slot === undefined ? { event } : { event, slot }),
     acquireSlot: async (): Promise<SlotAnswer> => {
@@ -60,7 +60,7 @@ function start(settings: WorkerSettings, handle: Server): void {
       };
     },
   });
-  const https = createUpdateHttpsServer(settings, app, (event) => queue({ event }), worker);
+  const https = createUpdateHttpsServer(settings, listener, (event) => queue({ event }), worker);
   setCrl = https.setCrl;
   close = () => closeServer(https.server);
   https.server.once('error', (err) => {
@@ -77,13 +77,13 @@ process.on('message', (m: ToWorker, handle?: Server) => {
       if (!handle) throw new Error('update server worker: no listening socket came with init');
       start(m.settings, handle);
       return;
-    case 'answer':
-      pending.get(m.id)?.resolve(m.value);
-      pending.delete(m.id);
-      return;
-    case 'failed':
-      pending.get(m.id)?.reject(new Error(m.error));
-      pending.delete(m.id);
+    case 'answers':
+      for (const a of m.items) {
+        const p = pending.get(a.id);
+        pending.delete(a.id);
+        if ('error' in a) p?.reject(new Error(a.error));
+        else p?.resolve(a.value);
+      }
       return;
     case 'crl':
       setCrl?.(m.crl);

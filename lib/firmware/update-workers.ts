@@ -9,7 +9,8 @@ import type { ImageAnswer, ImageRequest, UpdateEvent, UpdateServerOptions } from
 // listening socket (the kernel hands each new connection to one of them). Everything with
 // state stays in that first process: the catalogue (`images`), `deviceConfig`, the download
 // cap and `onEvent`. A worker asks it over the IPC channel for the answer of each check and for
-// a download slot, and sends its events back in batches (one IPC message per event-loop turn).
+// a download slot, and sends its events back; both ways, what one event-loop turn produced goes
+// as one IPC message (under load, many questions and events share a message).
 
 /** What a worker needs to serve: the serialisable part of UpdateServerOptions. */
 export interface WorkerSettings {
@@ -26,16 +27,16 @@ export interface WorkerSettings {
 export type WorkerQuestion = { k: 'next'; request: ImageRequest } | { k: 'config'; deviceId?: string } | { k: 'slot' };
 export type SlotReply = { slot: number } | { inUse: number };
 
-/** An item of a worker's outbox: an event (with the slot of its download), or a slot given back. */
-export type WorkerOutItem = { event: UpdateEvent; slot?: number } | { release: number };
+/** An item of a worker's outbox: a question, an event (with the slot of its download), or a slot given back. */
+export type WorkerOutItem = { ask: number; q: WorkerQuestion } | { event: UpdateEvent; slot?: number } | { release: number };
+export type WorkerAnswer = { id: number; value: unknown } | { id: number; error: string };
 
 export type ToWorker =
   | { t: 'init'; settings: WorkerSettings }
-  | { t: 'answer'; id: number; value: unknown }
-  | { t: 'failed'; id: number; error: string }
+  | { t: 'answers'; items: WorkerAnswer[] }
   | { t: 'crl'; crl: string }
   | { t: 'close' };
-export type FromWorker = { t: 'ready' } | { t: 'ask'; id: number; q: WorkerQuestion } | { t: 'out'; items: WorkerOutItem[] } | { t: 'closed' };
+export type FromWorker = { t: 'ready' } | { t: 'out'; items: WorkerOutItem[] } | { t: 'closed' };
 
 export interface WorkerInfo {
   worker: number;
@@ -92,8 +93,16 @@ export async function startWorkers(p: {
     }
   };
 
-  const take = (worker: number, items: WorkerOutItem[]): void => {
+  const take = (worker: number, items: WorkerOutItem[], reply: (a: WorkerAnswer) => void): void => {
     for (const item of items) {
+      if ('ask' in item) {
+        const id = item.ask;
+        answer(item.q, worker).then(
+          (value) => reply({ id, value }),
+          (err: unknown) => reply({ id, error: err instanceof Error ? err.message : String(err) }),
+        );
+        continue;
+      }
       if ('release' in item) {
         slots.release(worker, item.release);
         open.delete(`${worker}:${item.release}`);
@@ -124,8 +133,16 @@ export async function startWorkers(p: {
         child.kill('SIGKILL');
         reject(new Error(`update server worker ${worker} did not start within ${READY_TIMEOUT_MS / 1000} s`));
       }, READY_TIMEOUT_MS);
-      const send = (m: ToWorker): void => {
-        if (child.connected) child.send(m, undefined, undefined, () => undefined);
+      let answers: WorkerAnswer[] = [];
+      const reply = (a: WorkerAnswer): void => {
+        if (answers.length === 0) {
+          setImmediate(() => {
+            const items = answers;
+            answers = [];
+            if (child.connected) child.send({ t: 'answers', items } satisfies ToWorker, undefined, undefined, () => undefined);
+          });
+        }
+        answers.push(a);
       };
       child.on('message', (m: FromWorker) => {
         switch (m.t) {
@@ -135,14 +152,8 @@ export async function startWorkers(p: {
             options.onWorker?.({ worker, pid: child.pid, event: 'started' });
             resolve();
             return;
-          case 'ask':
-            answer(m.q, worker).then(
-              (value) => send({ t: 'answer', id: m.id, value }),
-              (err: unknown) => send({ t: 'failed', id: m.id, error: err instanceof Error ? err.message : String(err) }),
-            );
-            return;
           case 'out':
-            take(worker, m.items);
+            take(worker, m.items, reply);
             return;
           case 'closed':
             return;
