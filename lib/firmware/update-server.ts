@@ -300,18 +300,18 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
       slot.release();
     });
     // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
+    // One 'drain' listener for the whole download (not a once-wrapper per slice).
     const pump = (): void => {
       while (sent < image.length) {
         const end = Math.min(sent + sliceBytes(sending), image.length);
         const more = res.write(image.subarray(sent, end));
         sent = end;
-        if (!more) {
-          res.once('drain', pump);
-          return;
-        }
+        if (!more) return;
       }
+      res.off('drain', pump);
       res.end();
     };
+    res.on('drain', pump);
     pump();
   }
 
