@@ -434,8 +434,11 @@ function localSlots(pool: DownloadSlotPool): AppInternals['acquireSlot'] {
 export interface RunningUpdateServer {
   port: number;
   server: https.Server;
-  /** Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). */
-  setCrl(crlPem: string): void;
+  /**
+   * Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). This
+   * process uses it at once; the promise resolves when every worker process does too.
+   */
+  setCrl(crlPem: string): Promise<void>;
   /** Process ids of the forked workers now running (empty with one process). */
   workerPids(): number[];
   close(): Promise<void>;
@@ -504,10 +507,10 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
     port: (server.address() as AddressInfo).port,
     server,
     workerPids: () => workers?.pids() ?? [],
-    setCrl: (pem) => {
+    setCrl: async (pem) => {
       crl = pem;
       setCrl(pem);
-      workers?.setCrl(pem);
+      await workers?.setCrl(pem);
     },
     close: async () => {
       await workers?.close();

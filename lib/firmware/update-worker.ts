@@ -87,6 +87,7 @@ process.on('message', (m: ToWorker, handle?: Server) => {
       return;
     case 'crl':
       setCrl?.(m.crl);
+      send({ t: 'crl-applied', seq: m.seq });
       return;
     case 'close':
       flush();

@@ -34,9 +34,9 @@ export type WorkerAnswer = { id: number; value: unknown } | { id: number; error:
 export type ToWorker =
   | { t: 'init'; settings: WorkerSettings }
   | { t: 'answers'; items: WorkerAnswer[] }
-  | { t: 'crl'; crl: string }
+  | { t: 'crl'; crl: string; seq: number }
   | { t: 'close' };
-export type FromWorker = { t: 'ready' } | { t: 'out'; items: WorkerOutItem[] } | { t: 'closed' };
+export type FromWorker = { t: 'ready' } | { t: 'out'; items: WorkerOutItem[] } | { t: 'crl-applied'; seq: number } | { t: 'closed' };
 
 export interface WorkerInfo {
   worker: number;
@@ -50,7 +50,8 @@ export interface WorkerInfo {
 
 export interface WorkerPool {
   pids(): number[];
-  setCrl(crl: string): void;
+  /** Resolves when every running worker uses the new CRL (or has exited). */
+  setCrl(crl: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -78,6 +79,19 @@ export async function startWorkers(p: {
   const open = new Map<string, UpdateEvent>();
   const failures = new Map<number, number[]>();
   let closing = false;
+  let crlSeq = 0;
+  /** Workers that have not yet confirmed a CRL, by sequence number. */
+  const crlWaits = new Map<number, { waiting: Set<number>; done(): void }>();
+  const crlApplied = (worker: number, upTo: number): void => {
+    for (const [seq, w] of crlWaits) {
+      if (seq > upTo) continue;
+      w.waiting.delete(worker);
+      if (w.waiting.size === 0) {
+        crlWaits.delete(seq);
+        w.done();
+      }
+    }
+  };
   const timers = new Set<NodeJS.Timeout>();
 
   const answer = async (q: WorkerQuestion, worker: number): Promise<unknown> => {
@@ -155,6 +169,9 @@ export async function startWorkers(p: {
           case 'out':
             take(worker, m.items, reply);
             return;
+          case 'crl-applied':
+            crlApplied(worker, m.seq);
+            return;
           case 'closed':
             return;
         }
@@ -164,6 +181,8 @@ export async function startWorkers(p: {
         clearTimeout(timer);
         if (children.get(worker) === child) children.delete(worker);
         orphaned(worker);
+        // A worker started again gets the CRL of the moment with its settings.
+        crlApplied(worker, Number.MAX_SAFE_INTEGER);
         if (!ready) reject(new Error(`update server worker ${worker} exited while starting (${code ?? signal})`));
         if (closing || !ready) return;
         // Started again; sooner the first time, later when it keeps dying.
@@ -220,9 +239,18 @@ export async function startWorkers(p: {
   }
   return {
     pids: () => [...children.values()].map((c) => c.pid).filter((pid): pid is number => pid !== undefined),
-    setCrl: (crl) => {
-      for (const child of children.values()) if (child.connected) child.send({ t: 'crl', crl } satisfies ToWorker, undefined, undefined, () => undefined);
-    },
+    setCrl: (crl) =>
+      new Promise<void>((resolve) => {
+        const seq = ++crlSeq;
+        const waiting = new Set<number>();
+        for (const [worker, child] of children) {
+          if (!child.connected) continue;
+          waiting.add(worker);
+          child.send({ t: 'crl', crl, seq } satisfies ToWorker, undefined, undefined, () => undefined);
+        }
+        if (waiting.size === 0) return resolve();
+        crlWaits.set(seq, { waiting, done: resolve });
+      }),
     close: stopAll,
   };
 }

@@ -172,7 +172,7 @@ describe('the update server with worker processes (workers > 1, real HTTPS and c
     const issued = await store.issueDevice(C);
     assert.equal((await from(1, C, '/fw/config.json')).r.status, 200);
     await store.revoke(issued.record.serial, 'keyCompromise');
-    server.setCrl(await store.crlPem());
+    await server.setCrl(await store.crlPem());
     for (let i = 0; i < 12; i++) await assert.rejects(get(C, '/fw/config.json'), /revoked|certificate|socket hang up|ECONNRESET|no HTTP response|alert/);
     await until('refusals from both processes', () => [0, 1].every((w) => events.some((e) => e.type === 'rejected' && e.worker === w && /TLS handshake/.test(e.reason ?? ''))));
   });
