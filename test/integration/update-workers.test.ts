@@ -1,12 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { CaStore } from '../../lib/pki/ca-store';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, ImageSource, ImageOffer, UpdateServerOptions } from '../../lib/firmware/update-server';
 import type { WorkerInfo } from '../../lib/firmware/update-workers';
 import { tempDir } from '../support/temp-dir';
+import { deviceIdentity, localServerOptions } from '../support/update-server';
 import { rawRequest, ClientIdentity, RawResponse } from '../support/raw-https';
 
 const A = '84f3eb0000a1';
@@ -44,11 +45,7 @@ describe('the update server with worker processes (workers > 1, real HTTPS and c
   let newest = NEW;
   const events: UpdateEvent[] = [];
   const workerInfo: WorkerInfo[] = [];
-  const id = (device?: string): ClientIdentity => ({
-    ca: store.caCertificatePem,
-    cert: device ? readFileSync(path.join(store.deviceFilesDir, `${device}.crt`), 'utf8') : undefined,
-    key: device ? readFileSync(path.join(store.deviceFilesDir, `${device}.key`), 'utf8') : undefined,
-  });
+  const id = (device?: string): ClientIdentity => deviceIdentity(store, device);
   const get = (device: string | undefined, p: string): Promise<RawResponse> => rawRequest(server.port, id(device), `GET ${p} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
 
   const images: ImageSource = {
@@ -61,14 +58,8 @@ describe('the update server with worker processes (workers > 1, real HTTPS and c
 
   async function start(overrides: Partial<UpdateServerOptions> = {}): Promise<void> {
     await server?.close();
-    const tlsId = store.identityFiles('server', 'localhost');
     server = await startUpdateServer({
-      port: 0,
-      host: '127.0.0.1',
-      tls: { key: readFileSync(tlsId.privateKey, 'utf8'), cert: readFileSync(tlsId.certificate, 'utf8'), ca: store.caCertificatePem, crl: await store.crlPem() },
-      clientCertificates: 'required',
-      downloadPath: '/fw',
-      deviceFilesDir: store.deviceFilesDir,
+      ...(await localServerOptions(store)),
       deviceConfig: (device) => ({ mqttserver: 'broker.local', statusinterval: device === A ? 15000 : 60000 }),
       images,
       workers: 2,
