@@ -88,8 +88,12 @@ const N = {
 const maxDownloads = intOption(args, 'max-downloads', 'BENCH_MAX_DOWNLOADS', Math.max(2_000, N.inFlight + N.concurrency));
 const nginxWorkers = typeof args.get('nginx-workers') === 'string' ? (args.get('nginx-workers') as string) : 'auto';
 if (!/^(auto|[1-9]\d*)$/.test(nginxWorkers)) throw new Error('--nginx-workers takes auto or a positive integer');
-/** Ours' serving processes (startUpdateServer `workers`): auto = one per core, as nginx's worker_processes auto. */
-const oursWorkersArg = typeof args.get('ours-workers') === 'string' ? (args.get('ours-workers') as string) : 'auto';
+/**
+ * Ours' serving processes (startUpdateServer `workers`; auto = one per core, like nginx's
+ * worker_processes auto). Default 1, the node's default: here the load generators share the
+ * cores, so a second process finds no idle core and only adds its IPC (bench/README.md).
+ */
+const oursWorkersArg = typeof args.get('ours-workers') === 'string' ? (args.get('ours-workers') as string) : '1';
 if (!/^(auto|[1-9]\d*)$/.test(oursWorkersArg)) throw new Error('--ours-workers takes auto or a positive integer');
 const oursWorkers = oursWorkersArg === 'auto' ? os.availableParallelism() : Number(oursWorkersArg);
 const onlyArg = args.get('only');
