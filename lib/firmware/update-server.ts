@@ -9,6 +9,7 @@ import express, { Response } from 'express';
 import { normalizeDeviceId, isDeviceId } from '../device-id';
 import type { ImageKind } from './types';
 import { ImageCache } from './image-cache';
+import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { DownloadSlotPool } from './download-slots';
 import { startWorkers, WorkerInfo, WorkerPool } from './update-workers';
 
@@ -138,6 +139,21 @@ interface Exchange {
 
 type EventFields = Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>;
 
+/**
+ * CN and serial of the client certificate the handshake verified. Every connection here is a
+ * fresh one, so what matters is the first call: read from the session (~9 us) rather than
+ * getPeerCertificate() (~50 us) or getPeerX509Certificate() (~140 us the first time).
+ */
+function verifiedPeer(socket: TLSSocket): { commonName?: string; serialNumber: string } | undefined {
+  const session = socket.getSession();
+  const peer = session && peerCertificateOfSession(session);
+  if (peer) return peer;
+  const c = socket.getPeerCertificate();
+  if (c.raw === undefined) return undefined;
+  const cn: unknown = c.subject?.CN;
+  return { commonName: typeof cn === 'string' ? cn : undefined, serialNumber: c.serialNumber };
+}
+
 /** A request header as one string (Node joins repeated x- headers with ", "). */
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
@@ -185,11 +201,9 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
 
   function identify(req: IncomingMessage): Client {
     const socket = req.socket as TLSSocket;
-    // Not getPeerX509Certificate(): its first call on a connection costs ~140 us against ~50 us
-    // for this object (measured on Node 20), and every connection here is a fresh one.
-    const cert = socket.authorized ? socket.getPeerCertificate() : undefined;
-    const cn = cert?.subject?.CN;
-    if (typeof cn === 'string' && isDeviceId(cn)) {
+    const cert = socket.authorized ? verifiedPeer(socket) : undefined;
+    const cn = cert?.commonName;
+    if (cn !== undefined && isDeviceId(cn)) {
       return { deviceId: cn, certificateSerial: cert!.serialNumber, authenticated: true };
     }
     // Without a certificate (optional mode): the MAC the update client reports, for assignments only.
