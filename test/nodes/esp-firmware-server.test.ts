@@ -117,7 +117,11 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     const fromWorker = async (current: string): Promise<{ status: number; md5?: string; msgs: Msg[] }> => {
       for (let i = 0; i < 60; i++) {
         const n = events.length;
-        const r = await rawRequest(port, id, esp8266UpdateRequest(`/fw/firmware.bin?curimage=${current}`, { mac: '84:F3:EB:00:00:E5' }));
+        const sent = rawRequest(port, id, esp8266UpdateRequest(`/fw/firmware.bin?curimage=${current}`, { mac: '84:F3:EB:00:00:E5' }), { host: '127.0.0.1' });
+        // Node-RED's process accepts too: blocking it while the connection waits lets the worker take it more often.
+        await new Promise((res) => setImmediate(res));
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        const r = await sent;
         const deadline = Date.now() + 5_000;
         while (!events.slice(n).some((e) => e.topic !== 'check' && e.topic !== 'download-start')) {
           if (Date.now() > deadline) throw new Error(`no events: ${events.slice(n).map((e) => e.topic).join(',')}`);
