@@ -33,7 +33,7 @@ import type { ImageOffer } from '../lib/firmware/update-server';
 import { freePort } from '../test/support/mosquitto';
 import { esp8266UpdateRequest } from '../test/support/raw-https';
 import { intOption, machineInfo, parseArgs, round, runPool, table } from './lib/common';
-import { CpuSnapshot, cpuBetween, processMemory, snapshot, waitForQuiet } from './lib/proc-cpu';
+import { CpuSnapshot, cpuBetween, processMemory, processPss, snapshot, waitForQuiet } from './lib/proc-cpu';
 import { IpcChild } from './lib/ipc-child';
 import type { ClientsCommand, ClientsReply, RunResult, Target, TlsFacts } from './lib/firmware-clients';
 import { HoldResult, pythonVersion, startHold } from './lib/hold-clients';
@@ -60,7 +60,7 @@ if (args.has('help')) {
   process.stdout.write(
     'usage: node dist/bench/firmware-server.js [--quick] [--concurrency C] [--rounds R] [--duration-ms D] [--warmup-ms W] [--in-flight N] [--hold-ms H]\n' +
       '         [--read-rate BYTES_PER_S] [--generators G] [--devices K] [--image-bytes S] [--md5-every M] [--nginx-workers auto|N] [--max-downloads M]\n' +
-      '         [--quiet-wait-ms MS] [--redo-disturbed K] [--only ours,nginx,s_server,express] [--no-hold] [--profile-ours DIR] [--keep]\n' +
+      '         [--quiet-wait-ms MS] [--redo-disturbed K] [--only ours,nginx,s_server,express] [--ours-workers auto|N] [--no-hold] [--profile-ours DIR] [--keep]\n' +
       '  env: BENCH_CONCURRENCY BENCH_ROUNDS BENCH_DURATION_MS BENCH_WARMUP_MS BENCH_IN_FLIGHT BENCH_HOLD_MS BENCH_READ_RATE BENCH_GENERATORS\n' +
       '       BENCH_DEVICES BENCH_IMAGE_BYTES BENCH_MD5_EVERY BENCH_MAX_DOWNLOADS BENCH_QUIET_WAIT_MS BENCH_REDO_DISTURBED (flags win)\n' +
       '  needs nginx (apt-get install -y nginx), openssl, and python3 for the in-flight phase (--no-hold skips it)\n',
@@ -88,6 +88,14 @@ const N = {
 const maxDownloads = intOption(args, 'max-downloads', 'BENCH_MAX_DOWNLOADS', Math.max(2_000, N.inFlight + N.concurrency));
 const nginxWorkers = typeof args.get('nginx-workers') === 'string' ? (args.get('nginx-workers') as string) : 'auto';
 if (!/^(auto|[1-9]\d*)$/.test(nginxWorkers)) throw new Error('--nginx-workers takes auto or a positive integer');
+/**
+ * Ours' serving processes (startUpdateServer `workers`; auto = one per core, like nginx's
+ * worker_processes auto). Default 1, the node's default: here the load generators share the
+ * cores, so a second process finds no idle core and only adds its IPC (bench/README.md).
+ */
+const oursWorkersArg = typeof args.get('ours-workers') === 'string' ? (args.get('ours-workers') as string) : '1';
+if (!/^(auto|[1-9]\d*)$/.test(oursWorkersArg)) throw new Error('--ours-workers takes auto or a positive integer');
+const oursWorkers = oursWorkersArg === 'auto' ? os.availableParallelism() : Number(oursWorkersArg);
 const onlyArg = args.get('only');
 const servers: ServerName[] =
   typeof onlyArg === 'string'
@@ -185,20 +193,24 @@ interface Material {
   deviceFilesDir: string;
 }
 
-async function startNode(kind: NodeServerKind, m: Material, name: ServerName, execArgv?: string[]): Promise<{ node: NodeServer; port: number }> {
+async function startNode(kind: NodeServerKind, m: Material, name: ServerName, execArgv?: string[]): Promise<{ node: NodeServer; port: number; workerPids: number[] }> {
   const node = IpcChild.fork<NodeServerCommand, NodeServerReply>(path.join(__dirname, 'lib', 'firmware-node-server.js'), `${name} server`, execArgv);
-  const started = await node.request({ cmd: 'start', start: { kind, tls: m.tls, image: m.offer, oldImage: OLD, newImage: NEW, maxConcurrentDownloads: maxDownloads, deviceFilesDir: m.deviceFilesDir } }, 'started');
-  return { node, port: started.port };
+  const started = await node.request(
+    { cmd: 'start', start: { kind, tls: m.tls, image: m.offer, oldImage: OLD, newImage: NEW, maxConcurrentDownloads: maxDownloads, deviceFilesDir: m.deviceFilesDir, workers: kind === 'ours' ? oursWorkers : undefined } },
+    'started',
+  );
+  return { node, port: started.port, workerPids: started.workerPids };
 }
 
 async function startServer(name: ServerName, m: Material, fresh = false): Promise<Running> {
   if (name === 'ours' || name === 'express') {
     const execArgv = name === 'ours' && profileOurs && !fresh ? ['--cpu-prof', '--cpu-prof-dir', profileOurs] : undefined;
-    const { node, port } = await startNode(name === 'ours' ? 'ours' : 'express-seed001', m, name, execArgv);
+    const { node, port, workerPids } = await startNode(name === 'ours' ? 'ours' : 'express-seed001', m, name, execArgv);
     return {
       name,
       target: targets(port, name),
-      pids: () => [node.pid],
+      // All of ours' processes: the one that started the server (it serves too) and its workers.
+      pids: () => [node.pid, ...workerPids],
       node,
       version: name === 'ours' ? `node ${process.version}` : `express ${pkgVersion('express')}, node ${process.version}`,
       stop: () => node.close({ cmd: 'close' }, 'closed'),
@@ -243,18 +255,23 @@ function genCores(use: ReturnType<typeof cpuBetween>): number | undefined {
     .reduce((a, [, v]) => a + v, 0);
 }
 
-/** Sum of VmRSS (and of VmHWM) over the server's processes. */
-function serverMemory(server: Running): { rss: number; hwm: number } {
+/**
+ * Sum of VmRSS (and of VmHWM, and of PSS) over the server's processes. The RSS sum counts pages
+ * that several processes share (e.g. the node binary's) once per process; PSS splits them.
+ */
+function serverMemory(server: Running): { rss: number; hwm: number; pss: number } {
   let rss = 0;
   let hwm = 0;
+  let pss = 0;
   for (const p of server.pids()) {
     const m = processMemory(p);
     if (m) {
       rss += m.rss;
       hwm += m.hwm;
     }
+    pss += processPss(p) ?? 0;
   }
-  return { rss, hwm };
+  return { rss, hwm, pss };
 }
 
 /** Waits (at most quietWaitMs) until other processes use < QUIET cores over a second; returns the time waited. */
@@ -344,6 +361,8 @@ interface HoldPhase {
   peakRss: number;
   /** VmHWM at the end (a fresh process: its whole life is this phase). */
   hwm: number;
+  /** Peak of the PSS sum (sampled). */
+  peakPss: number;
   fresh: boolean;
   client: HoldResult;
   /** Ours: downloads under way by its own events, at most at once. */
@@ -356,8 +375,13 @@ interface HoldPhase {
 async function runHold(server: Running, gens: Clients[], fresh: boolean, m: Material, deviceFiles: { certFile: string; keyFile: string }[]): Promise<HoldPhase> {
   await server.node?.request({ cmd: 'stats', reset: true }, 'stats');
   let peakRss = serverMemory(server).rss;
+  let peakPss = 0;
   let rssAtAll: number | undefined;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, serverMemory(server).rss)), 100);
+  const sampler = setInterval(() => {
+    const now = serverMemory(server);
+    peakRss = Math.max(peakRss, now.rss);
+    peakPss = Math.max(peakPss, now.pss);
+  }, 100);
   const pids = pidMap(server, gens);
   const run = startHold(path.join(m.root, `hold-${server.name}.json`), {
     port: server.target.port,
@@ -390,7 +414,7 @@ async function runHold(server: Running, gens: Clients[], fresh: boolean, m: Mate
   const stats = server.node ? (await server.node.request({ cmd: 'stats' }, 'stats')).stats : undefined;
   if (client.errors) throw new Broken(`${server.name} hold: ${client.errors} downloads failed, e.g. ${client.firstErrors.slice(0, 3).join(' | ')}${stats?.rejections.length ? `; server rejections: ${stats.rejections.join(', ')}` : ''}`);
   if (client.completed !== N.inFlight) throw new Broken(`${server.name} hold: ${client.completed} of ${N.inFlight} downloads completed`);
-  return { server: server.name, peakRss, hwm: mem.hwm, fresh, client, serverMaxInFlight: stats?.maxInFlight, rssAtAllInFlight: rssAtAll, serverCores: serverCores(use), stats };
+  return { server: server.name, peakRss, hwm: mem.hwm, peakPss: Math.max(peakPss, mem.pss), fresh, client, serverMaxInFlight: stats?.maxInFlight, rssAtAllInFlight: rssAtAll, serverCores: serverCores(use), stats };
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -554,7 +578,7 @@ async function main(): Promise<void> {
         `ESP8266httpUpdate's HTTP/1.0 request with Connection: close, read to the close; image ${N.imageBytes} bytes (1 MB = 1,048,576 bytes); ` +
         `${N.rounds} round(s) of ${N.durationMs / 1000} s per server and load after ${N.warmupMs / 1000} s warm-up; body MD5 checked every ${N.md5Every}th download`,
     );
-    out.push(`ours: maxConcurrentDownloads ${maxDownloads} (the default of 20 would answer 503 to most of this load); nginx worker_processes ${nginxWorkers}; all processes share the ${machine.cpus} cores`);
+    out.push(`ours: ${oursWorkers} serving process(es) (workers ${oursWorkersArg}; RSS and CPU summed over all of them), maxConcurrentDownloads ${maxDownloads} (the default of 20 would answer 503 to most of this load); nginx worker_processes ${nginxWorkers}; all processes share the ${machine.cpus} cores`);
     out.push('');
     out.push(
       table(
@@ -624,7 +648,7 @@ async function main(): Promise<void> {
       out.push(
         `  hold ${h.server.padEnd(8)}: ${h.client.maxInFlight} downloads started at once (client side)${h.serverMaxInFlight !== undefined ? `, ${h.serverMaxInFlight} under way by the server's own count` : ''}; ` +
           `all in flight ${h.client.allInFlightAtMs === null ? 'never' : `after ${Math.round(h.client.allInFlightAtMs)} ms, for ${Math.round(h.client.allInFlightForMs)} ms`}; ` +
-          `peak RSS ${mb(h.peakRss)}${h.rssAtAllInFlight !== undefined ? ` (${mb(h.rssAtAllInFlight)} when all had started)` : ''}${h.fresh ? `, VmHWM ${mb(h.hwm)} (fresh process)` : ''}` +
+          `peak RSS ${mb(h.peakRss)}${h.rssAtAllInFlight !== undefined ? ` (${mb(h.rssAtAllInFlight)} when all had started)` : ''}${h.fresh ? `, VmHWM ${mb(h.hwm)} (fresh process${h.server === 'ours' && oursWorkers > 1 ? 'es, summed' : ''})` : ''}, peak PSS ${mb(h.peakPss)}` +
           `${h.stats ? `; JS heap ${mb(h.stats.heapUsed)}, external ${mb(h.stats.external)} at the end` : ''}; ${h.client.completed} downloads verified, ${Math.round(h.client.ms / 1000)} s`,
       );
     }
@@ -662,7 +686,7 @@ async function main(): Promise<void> {
     const json = {
       bench: 'firmware-server',
       quick,
-      params: { ...N, maxDownloads, nginxWorkers, servers, cipher: CIPHER, ecdhCurve: ECDH_CURVE },
+      params: { ...N, maxDownloads, nginxWorkers, oursWorkers, servers, cipher: CIPHER, ecdhCurve: ECDH_CURVE },
       machine,
       versions: { nginx: nginxInfo?.version ?? null, openssl: sslVersion, express: pkgVersion('express'), python: python ?? null },
       phases: results.map((r) => ({
@@ -688,6 +712,7 @@ async function main(): Promise<void> {
         allInFlightForMs: Math.round(h.client.allInFlightForMs),
         peakRssMB: round(h.peakRss / MB, 1),
         hwmMB: h.fresh ? round(h.hwm / MB, 1) : null,
+        peakPssMB: round(h.peakPss / MB, 1),
       })),
       summary,
       goals: {

@@ -28,6 +28,8 @@ export interface NodeServerStart {
   newImage: string;
   maxConcurrentDownloads: number;
   deviceFilesDir: string;
+  /** Ours: serving processes (startUpdateServer's `workers`). */
+  workers?: number;
 }
 
 export type NodeServerCommand = { cmd: 'start'; start: NodeServerStart } | { cmd: 'stats'; reset?: boolean } | { cmd: 'close' };
@@ -43,9 +45,11 @@ export interface NodeServerStats {
   arrayBuffers: number;
   /** Rejections, with their reasons (a few). */
   rejections: string[];
+  /** Ours: the forked workers now running. */
+  workerPids: number[];
 }
 
-export type NodeServerReply = { type: 'started'; port: number; pid: number } | { type: 'stats'; stats: NodeServerStats } | { type: 'closed' } | { type: 'error'; message: string };
+export type NodeServerReply = { type: 'started'; port: number; pid: number; workerPids: number[] } | { type: 'stats'; stats: NodeServerStats } | { type: 'closed' } | { type: 'error'; message: string };
 
 function reply(r: NodeServerReply): void {
   if (process.connected) process.send?.(r, undefined, undefined, () => undefined);
@@ -56,6 +60,7 @@ const rejections: string[] = [];
 let inFlight = 0;
 let maxInFlight = 0;
 let close: (() => Promise<void>) | undefined;
+let workerPids: () => number[] = () => [];
 
 function count(type: keyof NodeServerStats['counts']): void {
   counts[type] = (counts[type] ?? 0) + 1;
@@ -79,6 +84,7 @@ async function startOurs(s: NodeServerStart): Promise<number> {
     deviceConfig: () => ({}),
     images,
     maxConcurrentDownloads: s.maxConcurrentDownloads,
+    workers: s.workers,
     onEvent: (e) => {
       count(e.type);
       if (e.type === 'download-start') {
@@ -92,6 +98,7 @@ async function startOurs(s: NodeServerStart): Promise<number> {
     },
   });
   close = server.close;
+  workerPids = server.workerPids;
   return server.port;
 }
 
@@ -129,12 +136,12 @@ process.on('message', (cmd: NodeServerCommand) => {
     switch (cmd.cmd) {
       case 'start': {
         const port = cmd.start.kind === 'ours' ? await startOurs(cmd.start) : await startExpressSeed001(cmd.start);
-        reply({ type: 'started', port, pid: process.pid });
+        reply({ type: 'started', port, pid: process.pid, workerPids: workerPids() });
         return;
       }
       case 'stats': {
         const m = process.memoryUsage();
-        reply({ type: 'stats', stats: { counts: { ...counts }, inFlight, maxInFlight, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rejections: [...rejections] } });
+        reply({ type: 'stats', stats: { counts: { ...counts }, inFlight, maxInFlight, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rejections: [...rejections], workerPids: workerPids() } });
         if (cmd.reset) {
           for (const k of Object.keys(counts)) delete counts[k as keyof typeof counts];
           rejections.length = 0;

@@ -28,14 +28,19 @@ export function machineTicks(): number | undefined {
   }
 }
 
-/** Resident set size of a process in bytes. */
-export function processRss(pid: number | 'self'): number | undefined {
+/** A `<field>: <n> kB` line of a process's /proc file, in bytes. */
+function procKb(pid: number | 'self', file: string, field: string): number | undefined {
   try {
-    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    const m = readFileSync(`/proc/${pid}/${file}`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Resident set size of a process in bytes. */
+export function processRss(pid: number | 'self'): number | undefined {
+  return procKb(pid, 'status', 'VmRSS');
 }
 
 /** Resident set size now and its high-water mark (VmHWM: the peak since the process started), in bytes. */
@@ -48,6 +53,11 @@ export function processMemory(pid: number | 'self'): { rss: number; hwm: number 
   } catch {
     return undefined;
   }
+}
+
+/** Proportional set size (shared pages split among the processes that map them), in bytes. */
+export function processPss(pid: number | 'self'): number | undefined {
+  return procKb(pid, 'smaps_rollup', 'Pss');
 }
 
 export interface CpuSnapshot {

@@ -3,10 +3,15 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import express, { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
+import express, { Response } from 'express';
 import { normalizeDeviceId, isDeviceId } from '../device-id';
 import type { ImageKind } from './types';
 import { ImageCache } from './image-cache';
+import { peerCertificateOfSession } from '../pki/peer-certificate';
+import { DownloadSlotPool } from './download-slots';
+import { startWorkers, WorkerInfo, WorkerPool } from './update-workers';
 
 /** What the server asks for: the next image a device may install (the catalogue answers). */
 export interface ImageRequest {
@@ -50,6 +55,8 @@ export interface UpdateEvent {
   ms?: number;
   reason?: string;
   remoteAddress?: string;
+  /** With `workers` > 1: which process answered (0 = the one that started the server, 1.. = forked workers). */
+  worker?: number;
 }
 
 export interface UpdateServerOptions {
@@ -61,18 +68,49 @@ export interface UpdateServerOptions {
   /** Where `ca.crt`, `<id>.crt` and `<id>.key` are (the CA store's devices/ folder). */
   deviceFilesDir: string;
   /** config.json for a device: defaults merged with its overrides. */
-  deviceConfig(deviceId: string | undefined): Record<string, unknown>;
+  deviceConfig(deviceId: string | undefined): Record<string, unknown> | Promise<Record<string, unknown>>;
   images: ImageSource;
   maxConcurrentDownloads?: number;
   retryAfterSeconds?: number;
   /** Memory for images shared by downloads (default 64 MiB). */
   imageCacheBytes?: number;
   onEvent?(event: UpdateEvent): void;
+  /**
+   * Processes that accept connections (default 1: this one only). N > 1 forks N - 1 workers
+   * (dist/lib/firmware/update-worker.js) that share the listening socket; this process keeps
+   * answering too, owns `images`, `deviceConfig`, the download cap and `onEvent`, and the
+   * workers ask it over IPC. A worker that dies is started again.
+   */
+  workers?: number;
+  /** Workers started, exited (and restarted): for logs. */
+  onWorker?(info: WorkerInfo): void;
 }
 
+/** What a forked worker's app gets instead of the in-process defaults (lib/firmware/update-worker.ts). */
+export interface AppInternals {
+  /** Shared cap: a slot (with its release), or how many are under way when none is free. */
+  acquireSlot(): SlotAnswer | Promise<SlotAnswer>;
+  worker?: number;
+  /** Instead of options.onEvent; `slot` names the download slot a download event belongs to. */
+  onEvent?(event: UpdateEvent, slot?: number): void;
+}
+export type SlotAnswer = { id?: number; release(): void } | { inUse: number };
+
 const DEVICE_FILE = /^\/([0-9a-f]{12})\.(crt|key)$/;
-/** What one write hands TLS: one record's worth. */
-const SLICE_BYTES = 16 * 1024;
+/**
+ * What one write hands TLS: 16 to 64 KiB. Each write costs a trip through Node's stream and
+ * TLS layers, so bigger slices cost less CPU per MB; but a download whose device reads slowly
+ * holds its last slice (encrypted) until the device has taken it. So slices shrink as the
+ * downloads under way in this process grow: together they hold about SLICE_BUDGET, and never
+ * less than one 16 KiB TLS record each (bench/firmware-server, bench/README.md).
+ */
+const SLICE_MIN = 16 * 1024;
+const SLICE_MAX = 64 * 1024;
+const SLICE_BUDGET = 4 * 1024 * 1024;
+export function sliceBytes(downloadsUnderWay: number): number {
+  const share = Math.floor(SLICE_BUDGET / Math.max(1, downloadsUnderWay) / SLICE_MIN) * SLICE_MIN;
+  return Math.max(SLICE_MIN, Math.min(SLICE_MAX, share));
+}
 
 /** Normalises a download path: one leading slash, no trailing slash, safe characters only. */
 export function normalizeDownloadPath(p: string): string {
@@ -90,185 +128,86 @@ interface Client {
   authenticated: boolean;
 }
 
+/** One request as the handlers see it: Node's own request and response (express's extend them). */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  client: Client;
+  /** The URL path without the query (for events). */
+  path: string;
+}
+
+type EventFields = Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>;
+
 /**
- * The express app of the update server (DESIGN.md, Update server): config.json, the
- * device's certificate files, and the next signed image or 304, for ESP8266httpUpdate and
- * ESP32 HTTPUpdate clients. Images stream from disk with constant memory per request.
+ * CN and serial of the client certificate the handshake verified. Every connection here is a
+ * fresh one, so what matters is the first call: read from the session (~9 us) rather than
+ * getPeerCertificate() (~50 us) or getPeerX509Certificate() (~140 us the first time).
  */
-export function createUpdateApp(options: UpdateServerOptions): express.Express {
-  const base = normalizeDownloadPath(options.downloadPath);
+function verifiedPeer(socket: TLSSocket): { commonName?: string; serialNumber: string } | undefined {
+  const session = socket.getSession();
+  const peer = session && peerCertificateOfSession(session);
+  if (peer) return peer;
+  const c = socket.getPeerCertificate();
+  if (c.raw === undefined) return undefined;
+  const cn: unknown = c.subject?.CN;
+  return { commonName: typeof cn === 'string' ? cn : undefined, serialNumber: c.serialNumber };
+}
+
+/** A request header as one string (Node joins repeated x- headers with ", "). */
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * The update server's request handling, on Node's plain request and response objects, shared
+ * by the express routes and by the fast path for image requests (createUpdateRequestListener).
+ */
+function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) {
   const cap = options.maxConcurrentDownloads ?? 20;
   const cache = new ImageCache(options.imageCacheBytes);
-  let downloads = 0;
-  const app = express();
-  app.disable('x-powered-by');
-  app.disable('etag');
-  app.set('query parser', 'simple');
+  const worker = internals?.worker;
+  const acquireSlot = internals?.acquireSlot ?? localSlots(new DownloadSlotPool(cap));
+  /** Downloads this process is sending (with workers, the cap counts all processes). */
+  let sending = 0;
+  const onEvent = internals?.onEvent ?? ((event: UpdateEvent) => options.onEvent?.(event));
 
-  const emit = (req: Request, client: Client, e: Omit<UpdateEvent, 'at' | 'path' | 'deviceId' | 'certificateSerial' | 'authenticated' | 'remoteAddress'>): void => {
-    options.onEvent?.({
-      at: new Date().toISOString(),
-      path: req.path.slice(0, 200),
-      deviceId: client.deviceId,
-      certificateSerial: client.certificateSerial,
-      authenticated: client.authenticated,
-      remoteAddress: req.socket.remoteAddress,
-      ...e,
-    });
-  };
-  const refuse = (req: Request, res: Response, client: Client, status: number, reason: string): void => {
-    emit(req, client, { type: 'rejected', status, reason });
-    res.status(status).type('text/plain').send(`${reason}\n`);
-  };
-
-  app.use((req, res, next) => {
-    const client = identify(req);
-    res.locals.client = client;
-    const socket = req.socket as TLSSocket;
-    if (!socket.authorized && socket.getPeerX509Certificate?.() !== undefined) {
-      // A certificate that does not verify is an error, never a fallback to anonymous.
-      return refuse(req, res, client, 403, `client certificate refused: ${String(socket.authorizationError)}`);
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(req, res, client, 405, 'only GET and HEAD');
-    next();
-  });
-
-  const locals = (res: Response): Client => res.locals.client as Client;
-
-  app.get(`${base}/config.json`, (req, res) => {
-    const client = locals(res);
-    // Per-device overrides only to the device itself; defaults to anyone the TLS layer admitted.
-    const config = options.deviceConfig(client.authenticated ? client.deviceId : undefined);
-    emit(req, client, { type: 'file', status: 200 });
-    res.type('application/json').send(JSON.stringify(config));
-  });
-
-  app.get(`${base}/ca.crt`, (req, res) => sendDeviceFile(req, res, 'ca.crt'));
-
-  app.get(`${base}/firmware.bin`, (req, res) => {
-    const cur = req.query.curimage;
-    serveImage(req, res, typeof cur === 'string' ? cur : '').catch((err: Error) => refuse(req, res, locals(res), 500, `internal error: ${err.message}`));
-  });
-
-  // Seed 001 style: the current version travels in a header.
-  app.get('/update', (req, res) => {
-    const cur = req.get('x-ESP8266-version') ?? req.get('x-ESP32-version') ?? '';
-    serveImage(req, res, cur).catch((err: Error) => refuse(req, res, locals(res), 500, `internal error: ${err.message}`));
-  });
-
-  app.get(`${base}/*file`, (req, res) => {
-    const client = locals(res);
-    const m = DEVICE_FILE.exec(req.path.slice(base.length));
-    if (!m) return refuse(req, res, client, 404, 'not found');
-    if (!client.authenticated || client.deviceId !== m[1]) {
-      return refuse(req, res, client, 403, `the files of ${m[1]} are only for the device whose certificate says so`);
-    }
-    sendDeviceFile(req, res, `${m[1]}.${m[2]}`);
-  });
-
-  app.use((req, res) => refuse(req, res, locals(res), 404, 'not found'));
-
-  function sendDeviceFile(req: Request, res: Response, name: string): void {
-    const client = locals(res);
-    const file = path.join(options.deviceFilesDir, name);
-    fs.readFile(file).then(
-      (data) => {
-        emit(req, client, { type: 'file', status: 200, bytes: data.length });
-        res.type(name.endsWith('.key') ? 'application/x-pem-file' : 'application/x-x509-ca-cert').send(data);
+  const emit = (x: Exchange, e: EventFields, slot?: number): void => {
+    onEvent(
+      {
+        at: new Date().toISOString(),
+        path: x.path.slice(0, 200),
+        deviceId: x.client.deviceId,
+        certificateSerial: x.client.certificateSerial,
+        authenticated: x.client.authenticated,
+        remoteAddress: x.req.socket.remoteAddress,
+        ...(worker === undefined ? {} : { worker }),
+        ...e,
       },
-      () => refuse(req, res, client, 404, `${name} has not been issued`),
+      slot,
     );
-  }
+  };
 
-  async function serveImage(req: Request, res: Response, currentImage: string): Promise<void> {
-    const client = locals(res);
-    const kind: ImageKind = (req.get('x-ESP8266-mode') ?? req.get('x-ESP32-mode')) === 'spiffs' ? 'spiffs' : 'app';
-    const freeHeader = req.get('x-ESP8266-free-space') ?? req.get('x-ESP32-free-space');
-    const freeSpace = freeHeader !== undefined && /^\d+$/.test(freeHeader) ? Number(freeHeader) : undefined;
-    emit(req, client, { type: 'check', status: 0, image: currentImage.slice(0, 100) });
-    if (!currentImage) return refuse(req, res, client, 400, 'curimage (or x-ESP8266-version) is required');
-    const answer = await options.images.next({ currentImage, deviceId: client.deviceId, kind, freeSpace });
-    if ('none' in answer) {
-      if (answer.status === 304) {
-        emit(req, client, { type: 'not-modified', status: 304, image: currentImage, reason: answer.none });
-        res.status(304).end();
-        return;
-      }
-      return refuse(req, res, client, answer.status, answer.none);
-    }
-    const { offer } = answer;
-    // An ESP8266 already running these exact bytes has nothing to install.
-    const runningMd5 = req.get('x-ESP8266-sketch-md5');
-    if (runningMd5 && runningMd5.toLowerCase() === offer.md5) {
-      emit(req, client, { type: 'not-modified', status: 304, image: offer.name, reason: 'already running this image' });
-      res.status(304).end();
-      return;
-    }
-    if (downloads >= cap) {
-      res.set('Retry-After', String(options.retryAfterSeconds ?? 60));
-      return refuse(req, res, client, 503, `${downloads} downloads under way (limit ${cap}); retry later`);
-    }
-    let image: Buffer;
-    try {
-      image = await cache.get(offer.path, offer.sha256, offer.size);
-    } catch (err) {
-      return refuse(req, res, client, 500, (err as Error).message);
-    }
-    // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
-    res.status(200).set({
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': String(offer.size),
-      'Content-Disposition': `attachment; filename="${offer.name}.bin"`,
-      'x-MD5': offer.md5,
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    downloads++;
-    const started = Date.now();
-    let sent = 0;
-    emit(req, client, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size });
-    // 'close' fires once per response, whatever ended it: the one place that counts and reports.
-    res.on('close', () => {
-      downloads--;
-      const complete = res.writableFinished;
-      emit(req, client, {
-        type: complete ? 'download-complete' : 'download-aborted',
-        status: 200,
-        image: offer.name,
-        sha256: offer.sha256,
-        bytes: sent,
-        ms: Date.now() - started,
-        ...(complete ? {} : { reason: 'the client went away' }),
-      });
-    });
-    // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
-    const pump = (): void => {
-      while (sent < image.length) {
-        const end = Math.min(sent + SLICE_BYTES, image.length);
-        const more = res.write(image.subarray(sent, end));
-        sent = end;
-        if (!more) {
-          res.once('drain', pump);
-          return;
-        }
-      }
-      res.end();
-    };
-    pump();
-  }
+  /** A refusal: the event, then the status with the reason as text (what express's send did). */
+  const refuse = (x: Exchange, status: number, reason: string): void => {
+    emit(x, { type: 'rejected', status, reason });
+    const body = `${reason}\n`;
+    x.res.statusCode = status;
+    x.res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    x.res.setHeader('Content-Length', Buffer.byteLength(body));
+    x.res.end(x.req.method === 'HEAD' ? undefined : body);
+  };
 
-  function identify(req: Request): Client {
+  function identify(req: IncomingMessage): Client {
     const socket = req.socket as TLSSocket;
-    // The X509Certificate form: getPeerCertificate() builds fingerprints and more on every call.
-    const cert = socket.authorized ? socket.getPeerX509Certificate?.() : undefined;
-    const cn = cert ? /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] : undefined;
+    const cert = socket.authorized ? verifiedPeer(socket) : undefined;
+    const cn = cert?.commonName;
     if (cn !== undefined && isDeviceId(cn)) {
       return { deviceId: cn, certificateSerial: cert!.serialNumber, authenticated: true };
     }
     // Without a certificate (optional mode): the MAC the update client reports, for assignments only.
-    const mac = req.get('x-ESP8266-STA-MAC') ?? req.get('x-ESP32-STA-MAC');
+    const mac = header(req, 'x-esp8266-sta-mac') ?? header(req, 'x-esp32-sta-mac');
     try {
       return { deviceId: mac ? normalizeDeviceId(mac) : undefined, certificateSerial: cert?.serialNumber, authenticated: false };
     } catch {
@@ -276,19 +215,256 @@ export function createUpdateApp(options: UpdateServerOptions): express.Express {
     }
   }
 
+  /** Who asks, and the checks every request passes first; undefined when it was refused. */
+  function begin(req: IncomingMessage, res: ServerResponse, path: string): Exchange | undefined {
+    const x: Exchange = { req, res, client: identify(req), path };
+    const socket = req.socket as TLSSocket;
+    if (!socket.authorized && socket.getPeerCertificate().raw !== undefined) {
+      // A certificate that does not verify is an error, never a fallback to anonymous.
+      refuse(x, 403, `client certificate refused: ${String(socket.authorizationError)}`);
+      return undefined;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      refuse(x, 405, 'only GET and HEAD');
+      return undefined;
+    }
+    return x;
+  }
+
+  function image(x: Exchange, currentImage: string): void {
+    serveImage(x, currentImage).catch((err: Error) => refuse(x, 500, `internal error: ${err.message}`));
+  }
+
+  async function serveImage(x: Exchange, currentImage: string): Promise<void> {
+    const { req, res, client } = x;
+    const kind: ImageKind = (header(req, 'x-esp8266-mode') ?? header(req, 'x-esp32-mode')) === 'spiffs' ? 'spiffs' : 'app';
+    const freeHeader = header(req, 'x-esp8266-free-space') ?? header(req, 'x-esp32-free-space');
+    const freeSpace = freeHeader !== undefined && /^\d+$/.test(freeHeader) ? Number(freeHeader) : undefined;
+    emit(x, { type: 'check', status: 0, image: currentImage.slice(0, 100) });
+    if (!currentImage) return refuse(x, 400, 'curimage (or x-ESP8266-version) is required');
+    const answer = await options.images.next({ currentImage, deviceId: client.deviceId, kind, freeSpace });
+    if ('none' in answer) {
+      if (answer.status === 304) {
+        emit(x, { type: 'not-modified', status: 304, image: currentImage, reason: answer.none });
+        res.statusCode = 304;
+        res.end();
+        return;
+      }
+      return refuse(x, answer.status, answer.none);
+    }
+    const { offer } = answer;
+    // An ESP8266 already running these exact bytes has nothing to install.
+    const runningMd5 = header(req, 'x-esp8266-sketch-md5');
+    if (runningMd5 && runningMd5.toLowerCase() === offer.md5) {
+      emit(x, { type: 'not-modified', status: 304, image: offer.name, reason: 'already running this image' });
+      res.statusCode = 304;
+      res.end();
+      return;
+    }
+    // HEAD neither downloads nor takes a slot of the cap.
+    const head = req.method === 'HEAD';
+    const slot = head ? undefined : await acquireSlot();
+    if (slot && !('release' in slot)) {
+      res.setHeader('Retry-After', String(options.retryAfterSeconds ?? 60));
+      return refuse(x, 503, `${slot.inUse} downloads under way (limit ${cap}); retry later`);
+    }
+    let image: Buffer;
+    try {
+      image = await cache.get(offer.path, offer.sha256, offer.size);
+    } catch (err) {
+      slot?.release();
+      return refuse(x, 500, (err as Error).message);
+    }
+    if (res.destroyed || req.socket.destroyed) {
+      // Gone while the slot or the image was on its way: its 'close' has fired already.
+      slot?.release();
+      return;
+    }
+    // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Length', String(offer.size));
+    res.setHeader('Content-Disposition', `attachment; filename="${offer.name}.bin"`);
+    res.setHeader('x-MD5', offer.md5);
+    if (!slot) {
+      res.end();
+      return;
+    }
+    const started = Date.now();
+    let sent = 0;
+    emit(x, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
+    // 'close' fires once per response, whatever ended it: the one place that counts and reports.
+    sending++;
+    res.on('close', () => {
+      sending--;
+      const complete = res.writableFinished;
+      emit(
+        x,
+        {
+          type: complete ? 'download-complete' : 'download-aborted',
+          status: 200,
+          image: offer.name,
+          sha256: offer.sha256,
+          bytes: sent,
+          ms: Date.now() - started,
+          ...(complete ? {} : { reason: 'the client went away' }),
+        },
+        slot.id,
+      );
+      slot.release();
+    });
+    // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
+    // One 'drain' listener for the whole download (not a once-wrapper per slice).
+    const pump = (): void => {
+      while (sent < image.length) {
+        const end = Math.min(sent + sliceBytes(sending), image.length);
+        const more = res.write(image.subarray(sent, end));
+        sent = end;
+        if (!more) return;
+      }
+      res.off('drain', pump);
+      res.end();
+    };
+    res.on('drain', pump);
+    pump();
+  }
+
+  return { begin, emit, refuse, image };
+}
+type Handlers = ReturnType<typeof updateHandlers>;
+
+/**
+ * The express app of the update server (DESIGN.md, Update server): config.json, the
+ * device's certificate files, and the next signed image or 304, for ESP8266httpUpdate and
+ * ESP32 HTTPUpdate clients. Images are sent from memory with constant memory per request.
+ */
+export function createUpdateApp(options: UpdateServerOptions, internals?: AppInternals): express.Express {
+  return expressApp(options, updateHandlers(options, internals));
+}
+
+function expressApp(options: UpdateServerOptions, h: Handlers): express.Express {
+  const base = normalizeDownloadPath(options.downloadPath);
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const x = h.begin(req, res, req.path);
+    if (!x) return;
+    res.locals.exchange = x;
+    next();
+  });
+
+  const exchange = (res: Response): Exchange => res.locals.exchange as Exchange;
+
+  app.get(`${base}/config.json`, (_req, res) => {
+    const x = exchange(res);
+    // Per-device overrides only to the device itself; defaults to anyone the TLS layer admitted.
+    Promise.resolve(options.deviceConfig(x.client.authenticated ? x.client.deviceId : undefined)).then(
+      (config) => {
+        h.emit(x, { type: 'file', status: 200 });
+        res.type('application/json').send(JSON.stringify(config));
+      },
+      (err: Error) => h.refuse(x, 500, `internal error: ${err.message}`),
+    );
+  });
+
+  app.get(`${base}/ca.crt`, (_req, res) => sendDeviceFile(res, 'ca.crt'));
+
+  app.get(`${base}/firmware.bin`, (req, res) => {
+    const cur = req.query.curimage;
+    h.image(exchange(res), typeof cur === 'string' ? cur : '');
+  });
+
+  // Seed 001 style: the current version travels in a header.
+  app.get('/update', (req, res) => h.image(exchange(res), versionHeader(req)));
+
+  app.get(`${base}/*file`, (req, res) => {
+    const x = exchange(res);
+    const m = DEVICE_FILE.exec(req.path.slice(base.length));
+    if (!m) return h.refuse(x, 404, 'not found');
+    if (!x.client.authenticated || x.client.deviceId !== m[1]) {
+      return h.refuse(x, 403, `the files of ${m[1]} are only for the device whose certificate says so`);
+    }
+    sendDeviceFile(res, `${m[1]}.${m[2]}`);
+  });
+
+  app.use((_req, res) => h.refuse(exchange(res), 404, 'not found'));
+
+  function sendDeviceFile(res: Response, name: string): void {
+    const x = exchange(res);
+    const file = path.join(options.deviceFilesDir, name);
+    fs.readFile(file).then(
+      (data) => {
+        h.emit(x, { type: 'file', status: 200, bytes: data.length });
+        res.type(name.endsWith('.key') ? 'application/x-pem-file' : 'application/x-x509-ca-cert').send(data);
+      },
+      () => h.refuse(x, 404, `${name} has not been issued`),
+    );
+  }
+
   return app;
+}
+
+function versionHeader(req: IncomingMessage): string {
+  return header(req, 'x-esp8266-version') ?? header(req, 'x-esp32-version') ?? '';
+}
+
+/**
+ * The request listener of the HTTPS server: the express app, except for the two requests a
+ * fleet sends most (`<base>/firmware.bin?curimage=` and `/update`, the update checks and
+ * downloads), which go straight to the same handlers the app's routes call. Express costs a
+ * router walk and its request/response set-up on each of them (bench/README.md); everything
+ * else (config.json, certificate files, 404s, other spellings of those paths) is the app's.
+ */
+export function createUpdateRequestListener(options: UpdateServerOptions, internals?: AppInternals): (req: IncomingMessage, res: ServerResponse) => void {
+  const h = updateHandlers(options, internals);
+  const app = expressApp(options, h);
+  const firmwarePath = `${normalizeDownloadPath(options.downloadPath)}/firmware.bin`;
+  return (req, res) => {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const pathname = q < 0 ? url : url.slice(0, q);
+    if (pathname === firmwarePath || pathname === '/update') {
+      const x = h.begin(req, res, pathname);
+      if (!x) return;
+      if (pathname === '/update') return h.image(x, versionHeader(req));
+      const cur = q < 0 ? undefined : parseQuery(url.slice(q + 1)).curimage;
+      return h.image(x, typeof cur === 'string' ? cur : '');
+    }
+    app(req, res);
+  };
+}
+
+/** The in-process cap (one process serves): slots of a pool nobody else shares. */
+function localSlots(pool: DownloadSlotPool): AppInternals['acquireSlot'] {
+  return () => {
+    const id = pool.acquire(0);
+    return id === undefined ? { inUse: pool.inUse } : { release: () => void pool.release(0, id) };
+  };
 }
 
 export interface RunningUpdateServer {
   port: number;
   server: https.Server;
-  /** Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). */
-  setCrl(crlPem: string): void;
+  /**
+   * Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). This
+   * process uses it at once; the promise resolves when every worker process does too.
+   */
+  setCrl(crlPem: string): Promise<void>;
+  /** Process ids of the forked workers now running (empty with one process). */
+  workerPids(): number[];
   close(): Promise<void>;
 }
 
-/** Starts the app on HTTPS with client certificates checked against the CA (and its CRL). */
-export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
+/** The HTTPS server around the request listener, with the TLS settings of every serving process. */
+export function createUpdateHttpsServer(
+  options: Pick<UpdateServerOptions, 'tls' | 'clientCertificates'>,
+  listener: (req: IncomingMessage, res: ServerResponse) => void,
+  onEvent: (event: UpdateEvent) => void,
+  worker?: number,
+): { server: https.Server; setCrl(crlPem: string): void } {
   const tlsSettings = (crl: string | undefined): https.ServerOptions => ({
     key: options.tls.key,
     cert: options.tls.cert,
@@ -299,25 +475,60 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
     // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
     minVersion: 'TLSv1.2',
   });
-  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, createUpdateApp(options));
+  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, listener);
   // Refused handshakes (no certificate, another CA, revoked) belong in the audit trail too.
   server.on('tlsClientError', (err, socket) => {
-    options.onEvent?.({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress });
+    onEvent({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress, ...(worker === undefined ? {} : { worker }) });
   });
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
+  return { server, setCrl: (crl) => server.setSecureContext(tlsSettings(crl)) };
+}
+
+/** Closes a server and every connection it still has. */
+export function closeServer(server: https.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/**
+ * Starts the app on HTTPS with client certificates checked against the CA (and its CRL);
+ * with `workers` > 1 also the workers that share its socket (lib/firmware/update-workers.ts).
+ */
+export async function startUpdateServer(options: UpdateServerOptions & { port: number; host?: string }): Promise<RunningUpdateServer> {
+  const count = Math.max(1, Math.floor(options.workers ?? 1));
+  const slots = new DownloadSlotPool(options.maxConcurrentDownloads ?? 20);
+  const worker = count > 1 ? 0 : undefined;
+  const onEvent = (event: UpdateEvent): void => options.onEvent?.(event);
+  const { server, setCrl } = createUpdateHttpsServer(options, createUpdateRequestListener(options, { acquireSlot: localSlots(slots), worker }), onEvent, worker);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
   });
+  let crl = options.tls.crl;
+  let workers: WorkerPool | undefined;
+  if (count > 1) {
+    try {
+      workers = await startWorkers({ count: count - 1, server, options, slots, crl: () => crl });
+    } catch (err) {
+      await closeServer(server);
+      throw err;
+    }
+  }
   return {
     port: (server.address() as AddressInfo).port,
     server,
-    setCrl: (crl) => server.setSecureContext(tlsSettings(crl)),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    workerPids: () => workers?.pids() ?? [],
+    setCrl: async (pem) => {
+      crl = pem;
+      setCrl(pem);
+      await workers?.setCrl(pem);
+    },
+    close: async () => {
+      await workers?.close();
+      await closeServer(server);
+    },
   };
 }

@@ -55,7 +55,8 @@ export function readVerifiedCsr(pem: string): VerifiedCsr {
   return { commonName: commonNameOf(subject), spki, publicKey };
 }
 
-function commonNameOf(name: Buffer): string | undefined {
+/** The first CN of a DER Name (subject or issuer), or undefined. */
+export function commonNameOf(name: Buffer): string | undefined {
   try {
     for (const rdn of childrenOf(name, readTlv(name, 0))) {
       for (const atv of childrenOf(name, rdn)) {

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
@@ -15,6 +16,8 @@ interface EspFirmwareServerDef extends NodeDef {
   clientCertificates: 'required' | 'optional';
   folder: string;
   maxDownloads: string;
+  /** Serving processes: `auto` (one per core), or a number (default 1: Node-RED's only). */
+  workers?: string;
   action: string;
   mqttserver: string;
   mqttport: string;
@@ -70,6 +73,10 @@ export = function register(RED: NodeAPI): void {
         deviceConfig: (id) => service.deviceConfig(defaults, id),
         images: service.imageSource(),
         maxConcurrentDownloads: positive(config.maxDownloads, 'concurrent downloads') ?? 20,
+        workers: workerCount(config.workers),
+        onWorker: (w) => {
+          if (w.event === 'exited') node.warn(`update server worker ${w.worker} (pid ${w.pid}) exited (${w.signal ?? `code ${w.code}`}); starting it again in ${w.restartInMs} ms`);
+        },
         onEvent: (event: UpdateEvent) => {
           if (event.type === 'download-start') downloads++;
           if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
@@ -81,7 +88,8 @@ export = function register(RED: NodeAPI): void {
       const running = server;
       unsubscribeCrl = store.onCrlChange((crl) => running.setCrl(crl));
       showListening();
-      node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'})`);
+      const workers = server.workerPids();
+      node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
       return service;
     })();
     node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
@@ -111,6 +119,15 @@ export = function register(RED: NodeAPI): void {
         })
         .finally(done);
     });
+  }
+
+  /** `auto`: one serving process per core; blank: 1 (Node-RED's own). */
+  function workerCount(value: string | undefined): number {
+    const v = String(value ?? '').trim();
+    if (v === 'auto') return os.availableParallelism();
+    const n = positive(v, 'processes') ?? 1;
+    if (!Number.isInteger(n)) throw new Error(`processes must be a whole number or auto, got ${JSON.stringify(value)}`);
+    return n;
   }
 
   RED.nodes.registerType('esp-firmware-server', EspFirmwareServer);

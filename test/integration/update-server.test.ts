@@ -6,6 +6,7 @@ import { opensslEspHandshake } from '../support/openssl';
 import { CaStore } from '../../lib/pki/ca-store';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, ImageSource, ImageOffer, UpdateServerOptions } from '../../lib/firmware/update-server';
 import { tempDir } from '../support/temp-dir';
+import { deviceIdentity, localServerOptions } from '../support/update-server';
 import { rawRequest, esp8266UpdateRequest, ClientIdentity } from '../support/raw-https';
 
 const A = '84f3eb0000a1';
@@ -26,11 +27,7 @@ describe('the HTTPS update server with real client certificates', function () {
   let offer: ImageOffer;
   let bigOffer: ImageOffer;
   const events: UpdateEvent[] = [];
-  const id = (device?: string): ClientIdentity => ({
-    ca: store.caCertificatePem,
-    cert: device ? readFileSync(path.join(store.deviceFilesDir, `${device}.crt`), 'utf8') : undefined,
-    key: device ? readFileSync(path.join(store.deviceFilesDir, `${device}.key`), 'utf8') : undefined,
-  });
+  const id = (device?: string): ClientIdentity => deviceIdentity(store, device);
   const get = (device: string | undefined, p: string, extra = ''): ReturnType<typeof rawRequest> =>
     rawRequest(server.port, id(device), `GET ${p} HTTP/1.0\r\nHost: localhost\r\n${extra}Connection: close\r\n\r\n`);
 
@@ -49,14 +46,8 @@ describe('the HTTPS update server with real client certificates', function () {
 
   async function start(overrides: Partial<UpdateServerOptions> = {}): Promise<void> {
     await server?.close();
-    const tlsId = store.identityFiles('server', 'localhost');
     server = await startUpdateServer({
-      port: 0,
-      host: '127.0.0.1',
-      tls: { key: readFileSync(tlsId.privateKey, 'utf8'), cert: readFileSync(tlsId.certificate, 'utf8'), ca: store.caCertificatePem, crl: await store.crlPem() },
-      clientCertificates: 'required',
-      downloadPath: '/fw',
-      deviceFilesDir: store.deviceFilesDir,
+      ...(await localServerOptions(store)),
       deviceConfig: (device) => ({ mqttserver: 'broker.local', mqttport: 8883, statusinterval: 60000, ...(device === A ? { statusinterval: 15000 } : {}) }),
       images,
       onEvent: (e) => events.push(e),

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { helper, catchNode, firstMessage } from '../support/node-red';
 import { tempDir } from '../support/temp-dir';
@@ -15,6 +15,12 @@ type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 const DEV = '84f3eb0000d4';
 const P = 'GARAGE_D1MINI';
 const nodes = [espCa, espFirmwareServer, catchNode];
+/** Child processes of this one (Linux /proc). */
+const children = (): number[] =>
+  readdirSync('/proc/self/task')
+    .flatMap((t) => readFileSync(`/proc/self/task/${t}/children`, 'utf8').trim().split(/\s+/))
+    .filter(Boolean)
+    .map(Number);
 const build = (): Buffer => Buffer.concat([Buffer.from([0xe9]), randomBytes(50_000)]);
 
 describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', function () {
@@ -89,6 +95,62 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     assert.equal(list.result!.payload.images[0].file, undefined, 'internal file names stay inside');
     const assigned = await send({ topic: 'assign', payload: { target: DEV, rollback: `${P}-1.0.0` } });
     assert.equal(assigned.result!.payload.assignment.rollback, `${P}-1.0.0`);
+  });
+
+  it('with 2 processes: a worker serves, its events arrive as msgs, a publish reaches it, and it stops on redeploy', async () => {
+    // Another product and device: the tests above leave an assignment for DEV in the shared folder.
+    const P2 = 'SHED_D1MINI';
+    const DEV2 = '84f3eb0000e5';
+    const workersNow = (): number[] => children().filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('update-worker.js'));
+    const before = workersNow();
+    await helper.load(nodes, flow().map((n) => (n.id === 'fw' ? { ...n, workers: '2' } : n)));
+    const store = await (helper.getNode('ca') as unknown as EspCaNode).store();
+    await store.issueDevice(DEV2);
+    await send({ topic: 'publish', payload: build(), platform: 'esp8266', product: P2, version: '1.0.0' });
+    await send({ topic: 'publish', payload: build(), platform: 'esp8266', product: P2, version: '1.1.0' });
+    const started = workersNow().filter((p) => !before.includes(p));
+    assert.equal(started.length, 1, 'one worker process besides Node-RED');
+    const events: Msg[] = [];
+    helper.getNode('events').on('input', (m: Msg) => events.push(m));
+    const id = { ca: store.caCertificatePem, cert: readFileSync(path.join(store.deviceFilesDir, `${DEV2}.crt`), 'utf8'), key: readFileSync(path.join(store.deviceFilesDir, `${DEV2}.key`), 'utf8') };
+    /** Asks until the worker (not Node-RED's process) answered; returns the answer and its msgs. */
+    const fromWorker = async (current: string): Promise<{ status: number; md5?: string; msgs: Msg[] }> => {
+      for (let i = 0; i < 60; i++) {
+        const n = events.length;
+        const sent = rawRequest(port, id, esp8266UpdateRequest(`/fw/firmware.bin?curimage=${current}`, { mac: '84:F3:EB:00:00:E5' }), { host: '127.0.0.1' });
+        // Node-RED's process accepts too: blocking it while the connection waits lets the worker take it more often.
+        await new Promise((res) => setImmediate(res));
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+        const r = await sent;
+        const deadline = Date.now() + 5_000;
+        while (!events.slice(n).some((e) => e.topic !== 'check' && e.topic !== 'download-start')) {
+          if (Date.now() > deadline) throw new Error(`no events: ${events.slice(n).map((e) => e.topic).join(',')}`);
+          await new Promise((res) => setTimeout(res, 20));
+        }
+        const msgs = events.slice(n);
+        if (msgs.every((e) => e.payload.worker === 1)) return { status: r.status, md5: r.headers['x-md5'], msgs };
+      }
+      throw new Error('60 requests and none answered by the worker');
+    };
+    const first = await fromWorker(`${P2}-1.0.0`);
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.msgs.map((m) => m.topic), ['check', 'download-start', 'download-complete']);
+    const done = first.msgs[2]!.payload;
+    assert.deepEqual([done.deviceId, done.image, done.authenticated], [DEV2, `${P2}-1.1.0`, true]);
+    assert.match(done.sha256, /^[0-9a-f]{64}$/);
+    assert.match(done.certificateSerial, /^[0-9A-F]+$/);
+    assert.equal((await fromWorker(`${P2}-1.1.0`)).status, 304);
+    const v12 = await send({ topic: 'publish', payload: build(), platform: 'esp8266', product: P2, version: '1.2.0' });
+    const next = await fromWorker(`${P2}-1.1.0`);
+    assert.equal(next.status, 200, 'the worker offers the image published a moment ago');
+    assert.equal(next.md5, v12.result!.payload.image.md5);
+    // Redeploy: the worker goes, a new one comes; unloading stops it.
+    await helper.unload();
+    const deadline = Date.now() + 5_000;
+    while (started.some((p) => workersNow().includes(p))) {
+      if (Date.now() > deadline) throw new Error('the worker outlived its node');
+      await new Promise((res) => setTimeout(res, 20));
+    }
   });
 
   const bad: [string, Msg, RegExp][] = [

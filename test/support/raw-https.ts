@@ -18,9 +18,14 @@ export interface ClientIdentity {
  * Sends exactly the bytes given over TLS and reads until the server closes, the way an
  * ESP8266 running ESP8266httpUpdate does (HTTP/1.0, one request per connection).
  */
-export function rawRequest(port: number, id: ClientIdentity, request: string, options: { maxVersion?: tls.SecureVersion; onData?: (socket: tls.TLSSocket, received: number) => void } = {}): Promise<RawResponse> {
+export function rawRequest(
+  port: number,
+  id: ClientIdentity,
+  request: string,
+  options: { maxVersion?: tls.SecureVersion; onData?: (socket: tls.TLSSocket, received: number) => void; host?: string } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: 'localhost', port, ca: id.ca, cert: id.cert, key: id.key, servername: 'localhost', maxVersion: options.maxVersion });
+    const socket = tls.connect({ host: options.host ?? 'localhost', port, ca: id.ca, cert: id.cert, key: id.key, servername: 'localhost', maxVersion: options.maxVersion });
     const chunks: Buffer[] = [];
     let received = 0;
     socket.on('secureConnect', () => socket.write(request));
