@@ -138,8 +138,9 @@ interface Pending {
  */
 export class CommandDispatcher {
   private readonly pending = new Map<string, Pending>();
-  private slotsTaken = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly slots: Slots;
+  /** Slots of dispatches that brought their own cap, so close() can wake their queues too. */
+  private readonly ownSlots = new Set<Slots>();
   private closed = false;
   private readonly onStatus = (id: string, update: StatusUpdate): void => this.observeStatus(id, update);
   private readonly onPresence = (change: PresenceChange): void => this.observePresence(change);
@@ -152,6 +153,7 @@ export class CommandDispatcher {
   ) {
     fleet.on('status', this.onStatus);
     fleet.on('presence', this.onPresence);
+    this.slots = new Slots(options.maxInFlight);
   }
 
   get inFlight(): number {
@@ -160,38 +162,34 @@ export class CommandDispatcher {
 
   /**
    * Resolves when every device has an outcome; `onSent`/`onOutcome` report as it goes. The
-   * cap holds across overlapping dispatches: they queue for the same slots, first come first served.
+   * cap holds across overlapping dispatches: they queue for the same slots, first come first
+   * served. A dispatch with its own `maxInFlight` (a rollout panel's cap) has slots of its own.
    */
-  async dispatch(ids: string[], built: BuiltCommand, report: { onSent?(id: string): void; onOutcome?(o: CommandOutcome): void } = {}): Promise<CommandOutcome[]> {
+  async dispatch(
+    ids: string[],
+    built: BuiltCommand,
+    report: { onSent?(id: string): void; onOutcome?(o: CommandOutcome): void } = {},
+    options: { maxInFlight?: number } = {},
+  ): Promise<CommandOutcome[]> {
     const tracked = built.tracking !== 'none';
-    return Promise.all(
+    const own = options.maxInFlight !== undefined ? new Slots(options.maxInFlight) : undefined;
+    const slots = own ?? this.slots;
+    if (own) this.ownSlots.add(own);
+    const all = Promise.all(
       ids.map(async (id) => {
-        if (tracked) await this.acquireSlot();
+        if (tracked) await slots.acquire();
         let outcome: CommandOutcome;
         try {
           outcome = await this.runOne(id, built, () => report.onSent?.(id));
         } finally {
-          if (tracked) this.releaseSlot();
+          if (tracked) slots.release();
         }
         report.onOutcome?.(outcome);
         return outcome;
       }),
     );
-  }
-
-  private acquireSlot(): Promise<void> {
-    if (this.slotsTaken < Math.max(1, this.options.maxInFlight)) {
-      this.slotsTaken++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  /** Hands the slot straight to the next waiter, or frees it. */
-  private releaseSlot(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.slotsTaken--;
+    if (own) void all.finally(() => this.ownSlots.delete(own));
+    return all;
   }
 
   /** Stops watching: outstanding commands end as `timeout`, queued ones are never sent. */
@@ -200,7 +198,7 @@ export class CommandDispatcher {
     this.fleet.off('status', this.onStatus);
     this.fleet.off('presence', this.onPresence);
     for (const p of [...this.pending.values()]) p.finish(this.outcome(p, 'timeout', { error: 'stopped before an outcome was seen' }));
-    for (const wake of this.waiting.splice(0)) wake();
+    for (const slots of [this.slots, ...this.ownSlots]) slots.wakeAll();
   }
 
   private runOne(id: string, built: BuiltCommand, sent: () => void): Promise<CommandOutcome> {
@@ -276,5 +274,36 @@ export class CommandDispatcher {
       ...(p.image !== undefined ? { previousImage: p.image } : {}),
       ...(extra.error ? { error: extra.error } : {}),
     };
+  }
+}
+
+/** At most `size` holders at once; the rest wait in order. */
+class Slots {
+  private taken = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly size: number;
+
+  constructor(size: number) {
+    this.size = Math.max(1, Math.floor(size));
+  }
+
+  acquire(): Promise<void> {
+    if (this.taken < this.size) {
+      this.taken++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Hands the slot straight to the next waiter, or frees it. */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.taken--;
+  }
+
+  /** On close: queued ones go on (and find the dispatcher closed). */
+  wakeAll(): void {
+    for (const wake of this.waiting.splice(0)) wake();
   }
 }

@@ -14,7 +14,7 @@ interface EspCommandDef extends NodeDef {
   outcomeTimeout: string;
 }
 
-type CommandMsg = NodeMessageInFlow & { device?: unknown; argument?: unknown; command?: unknown };
+type CommandMsg = NodeMessageInFlow & { device?: unknown; argument?: unknown; command?: unknown; maxInFlight?: unknown };
 
 export = function register(RED: NodeAPI): void {
   function EspCommand(this: Node, config: EspCommandDef): void {
@@ -56,6 +56,8 @@ export = function register(RED: NodeAPI): void {
         const built = buildCommand(c.scheme.commandSet, command, msg.argument);
         const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
         if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
+        // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.
+        const cap = msg.maxInFlight === undefined ? undefined : positive(msg.maxInFlight, 'msg.maxInFlight');
         const startedAt = Date.now();
         const outcomes = await d.dispatch(targets, built, {
           onSent: (id) => {
@@ -67,7 +69,7 @@ export = function register(RED: NodeAPI): void {
             showProgress();
             send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device) } as NodeMessage, null]);
           },
-        });
+        }, { maxInFlight: cap });
         const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
         send([null, null, {
           ...msg,

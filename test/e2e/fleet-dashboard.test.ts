@@ -81,10 +81,16 @@ describe('fleet dashboard example in a browser', function () {
   it('the rollout panel pins the chosen image and updates the outdated devices, showing progress and outcomes', async () => {
     await page.locator('.esp-fleet-rollout-image .v-field').click();
     await page.locator('.v-overlay .v-list-item', { hasText: V2 }).click();
+    const cap = page.locator('.esp-fleet-rollout-cap input');
+    await cap.fill('2');
+    await cap.press('Enter');
     await page.getByRole('button', { name: 'Start rollout' }).click();
     const progress = page.locator('.esp-fleet-rollout-progress');
     const outdated = ids.length - 1;
-    await progress.filter({ hasText: `Finished ${V2}: ${outdated}/${outdated} done · ${outdated} updated · 0 failed · 0 timed out` }).waitFor({ timeout: 90_000 });
+    const finished = progress.filter({ hasText: `Finished ${V2}: ${outdated}/${outdated} done · ${outdated} updated · 0 failed · 0 timed out` });
+    await finished.waitFor({ timeout: 90_000 });
+    // The cap from the panel went with the msg (esp-command's msg.maxInFlight) and held.
+    assert.match((await finished.textContent()) ?? '', new RegExp(`\\(${outdated} sent, at most [12] at once, cap 2\\)`));
     for (const id of ids) await row(id).filter({ hasText: V2 }).waitFor({ timeout: 10_000 });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'fleet-dashboard.png'), fullPage: true });

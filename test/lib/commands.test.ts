@@ -149,6 +149,24 @@ describe('commands', () => {
       assert.equal(peak, 2);
     });
 
+    it('a dispatch with its own cap (msg.maxInFlight) keeps to that cap instead of the node setting', async () => {
+      setup(1, 100);
+      const devices = ids(6);
+      let peak = 0;
+      const onSent = (): void => void (peak = Math.max(peak, dispatcher.inFlight));
+      const outcomes = await dispatcher.dispatch(devices, buildCommand('esp8266', 'reboot'), { onSent }, { maxInFlight: 4 });
+      assert.equal(peak, 4);
+      assert.equal(outcomes.length, 6);
+    });
+
+    it('close() ends a dispatch queued behind its own cap', async () => {
+      setup(5, 60_000);
+      const run = dispatcher.dispatch(ids(3), buildCommand('esp8266', 'reboot'), {}, { maxInFlight: 1 });
+      await new Promise((r) => setImmediate(r));
+      dispatcher.close();
+      assert.deepEqual((await run).map((o) => o.outcome), ['timeout', 'failed', 'failed']);
+    });
+
     it('takes the first report of a device it knew nothing about as the baseline, not as a change', async () => {
       setup(5, 200);
       const [a] = ids(1);
