@@ -61,7 +61,9 @@ export function readRsaPrivateKey(pem: string, passphrase?: string): KeyObject {
     key = createPrivateKey({ key: pem, format: 'pem', passphrase: passphrase || undefined });
   } catch (err) {
     const msg = (err as Error).message;
-    if (/passphrase|decrypt|interrupted or cancelled/i.test(msg)) throw new Error('cannot read the CA private key: wrong or missing passphrase');
+    // A wrong passphrase can also decrypt to garbage with valid padding (about 1 in 256), which
+    // then fails as undecodable DER: for an encrypted key every failure means the passphrase.
+    if (/ENCRYPTED/.test(pem) || /passphrase|decrypt|interrupted or cancelled/i.test(msg)) throw new Error('cannot read the CA private key: wrong or missing passphrase');
     throw new Error(`cannot read the private key: ${msg}`);
   }
   if (key.asymmetricKeyType !== 'rsa') throw new Error(`the private key is ${key.asymmetricKeyType ?? 'unknown'}, expected RSA`);

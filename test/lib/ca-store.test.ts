@@ -86,6 +86,22 @@ describe('CaStore', function () {
     });
   });
 
+  it('reports any wrong passphrase as such, also one that decrypts to bytes that are no key (1 in ~256)', async () => {
+    const { readRsaPrivateKey, exportPrivateKeyPem } = await import('../../lib/pki/keys');
+    const { generateKeyPairSync } = await import('node:crypto');
+    const pem = exportPrivateKeyPem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'right');
+    const messages = new Set<string>();
+    for (let i = 0; i < 1500; i++) {
+      try {
+        readRsaPrivateKey(pem, `wrong-${i}`);
+        messages.add('read with a wrong passphrase');
+      } catch (err) {
+        messages.add((err as Error).message);
+      }
+    }
+    assert.deepEqual([...messages], ['cannot read the CA private key: wrong or missing passphrase']);
+  });
+
   describe('import', () => {
     const makeCa = (name: string): { cert: string; key: string } => {
       const d = path.join(tmp.path, `openssl-${name}`);
