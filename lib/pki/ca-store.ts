@@ -9,7 +9,7 @@ import {
   assertKeySize,
   generateRsaKey,
   readRsaPrivateKey,
-  spkiOf,
+  keyBelongsTo,
   exportPrivateKeyPem,
   toSigningKey,
 } from './keys';
@@ -668,7 +668,7 @@ async function importCa(
   }
   if (!cert.ca) throw new CaStoreError('the certificate to import is not a CA certificate (basicConstraints CA:TRUE missing)');
   const caKey = readRsaPrivateKey(imported.privateKey, imported.passphrase ?? passphrase);
-  if (!spkiOf(caKey).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
+  if (!keyBelongsTo(caKey, cert)) {
     throw new CaStoreError('the private key does not belong to the CA certificate');
   }
   const caPem = cert.toString();
@@ -681,7 +681,7 @@ async function loadExistingCa(dir: string, caPem: string, options: CaStoreOption
   const keyPem = await readFileIfExists(path.join(dir, FILES.caKey));
   if (keyPem === undefined) throw new CaStoreError(`the CA in ${dir} has no ca.key; restore it from a backup (a CA is never regenerated)`);
   const caKey = readRsaPrivateKey(keyPem, options.passphrase);
-  if (!spkiOf(caKey).equals(new NodeX509(caPem).publicKey.export({ type: 'spki', format: 'der' }))) {
+  if (!keyBelongsTo(caKey, new NodeX509(caPem))) {
     throw new CaStoreError(`ca.key in ${dir} does not belong to ca.crt`);
   }
   if (options.importPem && new NodeX509(options.importPem.certificate).fingerprint256 !== new NodeX509(caPem).fingerprint256) {

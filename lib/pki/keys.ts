@@ -1,4 +1,4 @@
-import { generateKeyPair, createPrivateKey, createPublicKey, KeyObject, webcrypto } from 'node:crypto';
+import { generateKeyPair, createPrivateKey, createPublicKey, KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { RSA_SHA256, CryptoKey } from './x509';
 
@@ -72,6 +72,11 @@ export function readRsaPrivateKey(pem: string, passphrase?: string): KeyObject {
 
 export function spkiOf(key: KeyObject): Buffer {
   return createPublicKey(key).export({ type: 'spki', format: 'der' });
+}
+
+/** True when the (private or public) key is the one the certificate certifies. */
+export function keyBelongsTo(key: KeyObject, certificate: X509Certificate): boolean {
+  return spkiOf(key).equals(certificate.publicKey.export({ type: 'spki', format: 'der' }));
 }
 
 export function exportPrivateKeyPem(key: KeyObject, passphrase?: string): string {
