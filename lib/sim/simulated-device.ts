@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, KeyObject, X509Certifica
 import { EventEmitter } from 'node:events';
 import mqtt, { MqttClient } from 'mqtt';
 import { verifyEsp8266 } from '../firmware/signing';
+import { keyBelongsTo } from '../pki/keys';
 import { checkDeviceConfig, DeviceConfig } from '../firmware/firmware-service';
 import type { StatusReport } from '../fleet/telemetry';
 import { deviceGet, esp8266UpdateHeaders, HttpsTarget } from './device-https';
@@ -251,11 +252,18 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     }
   }
 
+  /** Where downloads go after boot: config.json's downloadserver/port/path, else where it came from. */
+  private downloadServer(): HttpsTarget & { path: string } {
+    const c = this.config;
+    const b = this.options.bootstrap;
+    const path = typeof c.downloadpath === 'string' ? `/${c.downloadpath.replace(/^\/+|\/+$/g, '')}`.replace(/^\/$/, '') : b.path;
+    return c.downloadserver ? { host: String(c.downloadserver), port: Number(c.downloadport) || 443, path } : { ...b, path };
+  }
+
   private async firmware(): Promise<void> {
-    const b = this.config.downloadserver ? { host: String(this.config.downloadserver), port: Number(this.config.downloadport) || 443 } : this.options.bootstrap;
-    const base = typeof this.config.downloadpath === 'string' ? `/${this.config.downloadpath.replace(/^\/+|\/+$/g, '')}` : this.options.bootstrap.path;
+    const server = this.downloadServer();
     const freeSpace = this.options.freeSpace ?? 1_000_000;
-    const res = await deviceGet(b, `${base === '/' ? '' : base}/firmware.bin?curimage=${encodeURIComponent(this.image)}`, this.files, {
+    const res = await deviceGet(server, `${server.path}/firmware.bin?curimage=${encodeURIComponent(this.image)}`, this.files, {
       headers: esp8266UpdateHeaders({ mac: this.id, freeSpace, sketchSize: 400_000, sketchMd5: this.imageMd5 }),
       maxBody: freeSpace,
       timeoutMs: 120_000,
@@ -292,19 +300,14 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   /** A reboot is a dropped link (the broker sends the LWT), a pause, then a boot. */
   private reboot(): void {
     this.setState('rebooting');
-    const client = this.client;
-    this.client = undefined;
-    if (client) {
-      client.stream?.destroy();
-      client.end(true);
-    }
+    this.dropLink();
     this.later(this.options.rebootDelayMs ?? 1500, () => void this.boot());
   }
 
   private async downloadFile(command: 'ca' | 'cert' | 'key'): Promise<void> {
-    const b = this.options.bootstrap;
+    const server = this.downloadServer();
     const name = command === 'ca' ? 'ca.crt' : `${this.id}.${command === 'cert' ? 'crt' : 'key'}`;
-    const res = await deviceGet(b, `${b.path}/${name}`, this.files, { maxBody: 16 * 1024, timeoutMs: 15_000 });
+    const res = await deviceGet(server, `${server.path}/${name}`, this.files, { maxBody: 16 * 1024, timeoutMs: 15_000 });
     if (res.status !== 200) return this.fail(command, `${name}: HTTP ${res.status}`);
     const pem = res.body.toString('utf8');
     try {
@@ -315,7 +318,6 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     }
     const files = { ...this.files, [command]: pem };
     this.files = files;
-    this.errormessage = '';
     this.log(`stored new ${name}`);
     // Reconnect with the new identity once certificate and key belong together.
     if (certMatchesKey(files.cert, files.key)) this.reconnect();
@@ -332,11 +334,16 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
 
   private goSilent(): void {
     this.log('going silent');
-    const client = this.client;
-    this.client = undefined;
     this.setState('silent');
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.dropLink();
+  }
+
+  /** The link dies without a DISCONNECT (power cut, reset): the broker publishes the LWT. */
+  private dropLink(): void {
+    const client = this.client;
+    this.client = undefined;
     client?.stream?.destroy();
     client?.end(true);
   }
@@ -373,9 +380,7 @@ function md5(text: string): string {
 
 function certMatchesKey(certPem: string, keyPem: string): boolean {
   try {
-    const fromCert = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-    const fromKey = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
-    return fromCert.equals(fromKey);
+    return keyBelongsTo(createPrivateKey(keyPem), new X509Certificate(certPem));
   } catch {
     return false;
   }

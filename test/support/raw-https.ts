@@ -1,4 +1,6 @@
 import * as tls from 'node:tls';
+import { esp8266UpdateHeaders } from '../../lib/sim/device-https';
+import { normalizeDeviceId } from '../../lib/device-id';
 
 export interface RawResponse {
   status: number;
@@ -53,23 +55,14 @@ export function rawRequest(
 
 /** The request ESP8266httpUpdate sends (esp8266/Arduino ESP8266httpUpdate.cpp), for a device. */
 export function esp8266UpdateRequest(pathAndQuery: string, device: { mac: string; version?: string; freeSpace?: number; sketchMd5?: string; mode?: 'sketch' | 'spiffs' }): string {
-  const lines = [
-    `GET ${pathAndQuery} HTTP/1.0`,
-    'Host: localhost',
-    'User-Agent: ESP8266-http-Update',
-    'x-ESP8266-Chip-ID: 1234567',
-    `x-ESP8266-STA-MAC: ${device.mac}`,
-    'x-ESP8266-AP-MAC: 86:F3:EB:01:23:45',
-    `x-ESP8266-free-space: ${device.freeSpace ?? 2_000_000}`,
-    'x-ESP8266-sketch-size: 400000',
-    `x-ESP8266-sketch-md5: ${device.sketchMd5 ?? '00000000000000000000000000000000'}`,
-    'x-ESP8266-chip-size: 4194304',
-    'x-ESP8266-sdk-version: 2.2.2-dev(38a443e)',
-    `x-ESP8266-mode: ${device.mode ?? 'sketch'}`,
-    ...(device.version ? [`x-ESP8266-version: ${device.version}`] : []),
-    'Connection: close',
-    '',
-    '',
-  ];
+  const headers = esp8266UpdateHeaders({
+    mac: normalizeDeviceId(device.mac),
+    version: device.version,
+    freeSpace: device.freeSpace ?? 2_000_000,
+    sketchSize: 400_000,
+    sketchMd5: device.sketchMd5 ?? '00000000000000000000000000000000',
+    mode: device.mode,
+  });
+  const lines = [`GET ${pathAndQuery} HTTP/1.0`, 'Host: localhost', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''];
   return lines.join('\r\n');
 }
