@@ -29,6 +29,15 @@ export interface PublishInput {
   trusts?: string[];
 }
 
+export interface OutdatedDevice {
+  device: string;
+  /** What it runs now. */
+  image: string;
+  product: string;
+  /** What it would install next (a bridge image when a key rotation lies on the way). */
+  next: string;
+}
+
 export interface PublishResult {
   entry: CatalogueEntry;
   /** `signed` here, or `verified` when the build arrived already signed by one of our keys. */
@@ -144,6 +153,19 @@ export class FirmwareService {
     }
     const entry = await this.catalogue.add({ data: signed, name, product, version, platform, kind, signedWith: key.id, trusts, channel: input.channel });
     return { entry, signature };
+  }
+
+  /**
+   * The devices the update server would offer an image now, by the same rule it serves with
+   * (version order, trusted keys, pins, channels, groups), and the image each would get next.
+   */
+  outdated(devices: { id: string; image: string }[]): OutdatedDevice[] {
+    const out: OutdatedDevice[] = [];
+    for (const d of devices) {
+      const r = this.catalogue.next({ currentImage: d.image, deviceId: d.id, kind: 'app', groups: this.groupsOf(d.id) });
+      if ('entry' in r) out.push({ device: d.id, image: d.image, product: r.entry.product, next: r.entry.name });
+    }
+    return out;
   }
 
   /** The catalogue as the update server asks it: the next image, or why none. */

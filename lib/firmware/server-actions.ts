@@ -1,9 +1,10 @@
 import { FirmwareService, PublishInput } from './firmware-service';
 import { assertScheme } from './keyring';
 import type { CatalogueEntry } from './types';
+import { normalizeDeviceId } from '../device-id';
 
 /** What `esp-firmware-server` does for each `msg.topic`; the node only moves msgs. */
-export const FIRMWARE_ACTIONS = ['publish', 'list', 'remove', 'assign', 'unassign', 'assignments', 'keys', 'rotate', 'public-key', 'config', 'groups'] as const;
+export const FIRMWARE_ACTIONS = ['publish', 'list', 'remove', 'assign', 'unassign', 'assignments', 'keys', 'rotate', 'public-key', 'config', 'groups', 'outdated'] as const;
 export type FirmwareAction = (typeof FIRMWARE_ACTIONS)[number];
 
 export function parseFirmwareAction(value: unknown): FirmwareAction {
@@ -33,6 +34,20 @@ function publishInput(msg: Msg): PublishInput {
     signWith: str('signWith'),
     trusts: Array.isArray(list) ? (list as string[]) : typeof list === 'string' ? list.split(/[\s,]+/).filter(Boolean) : undefined,
   };
+}
+
+/**
+ * `outdated` takes the devices as an array or as an object of them (e.g. esp-fleet registry
+ * entries kept in flow context): each with `id` (or `device`) and the `image` it runs.
+ */
+function deviceImages(payload: unknown): { id: string; image: string }[] {
+  const list = Array.isArray(payload) ? payload : typeof payload === 'object' && payload !== null && !Buffer.isBuffer(payload) ? Object.values(payload) : undefined;
+  if (!list) throw new Error('outdated needs msg.payload = a list of devices, each {id, image} (or an object of them)');
+  return list.map((d: unknown) => {
+    const o = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
+    if (typeof o.image !== 'string' || !o.image) throw new Error(`device ${JSON.stringify(o.id ?? o.device ?? d)} has no image: each needs {id, image}`);
+    return { id: normalizeDeviceId(o.id ?? o.device), image: o.image };
+  });
 }
 
 const summary = (e: CatalogueEntry): Omit<CatalogueEntry, 'file'> => {
@@ -77,6 +92,11 @@ export async function runFirmwareAction(service: FirmwareService, action: Firmwa
       // Explicit, so a typo (`group:` for `groups:`) cannot silently take a device out of its groups.
       if (!('groups' in obj)) throw new Error('groups needs {device, groups: [...]} (an empty list takes the device out of all groups)');
       return { action, device: obj.device, groups: await service.setGroups(obj.device, obj.groups) };
+    case 'outdated': {
+      const devices = deviceImages(p);
+      const outdated = service.outdated(devices);
+      return { action, outdated, devices: outdated.map((o) => o.device), upToDate: devices.length - outdated.length };
+    }
     case 'config': {
       const overrides = await service.setDeviceConfig(obj.device, obj.overrides ?? null);
       return { action, device: obj.device, overrides };

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
+import { runFirmwareAction } from '../../lib/firmware/server-actions';
 import { startUpdateServer, RunningUpdateServer } from '../../lib/firmware/update-server';
 import { tempDir } from '../support/temp-dir';
 import { openssl } from '../support/openssl';
@@ -82,6 +83,21 @@ describe('publishing signed firmware and serving it over mutual TLS, with a key 
     assert.ok(fromV2.body.equals(readFileSync(service.catalogue.pathOf(`${P}-00.00.03.a`))));
     assert.ok(opensslVerifies(fromV2.body, k2), 'the bridge trusts k2, v3 is signed with k2');
     assert.equal((await check(`${P}-00.00.03.a`)).status, 304);
+  });
+
+  it('outdated: the devices the server would offer an image now, by the rule it serves with', async () => {
+    const other = '84f3eb0000c4';
+    const r = (await runFirmwareAction(service, 'outdated', {
+      payload: {
+        [DEV]: { id: DEV, image: `${P}-00.00.01.a`, online: true },
+        [other]: { id: '84:F3:EB:00:00:C4', image: `${P}-00.00.03.a` },
+      },
+    })) as { outdated: { device: string; next: string; product: string }[]; devices: string[]; upToDate: number };
+    assert.deepEqual(r.outdated, [{ device: DEV, image: `${P}-00.00.01.a`, product: P, next: `${P}-00.00.02.a` }], 'v1 gets the bridge next');
+    assert.deepEqual([r.devices, r.upToDate], [[DEV], 1]);
+    await assert.rejects(runFirmwareAction(service, 'outdated', { payload: [{ id: 'nope', image: 'X-1' }] }), /invalid device id "nope"/);
+    await assert.rejects(runFirmwareAction(service, 'outdated', { payload: [{ id: DEV }] }), /has no image/);
+    await assert.rejects(runFirmwareAction(service, 'outdated', { payload: 'all' }), /needs msg.payload = a list of devices/);
   });
 
   it('never serves a lower version, unless an operator assigns a rollback the device can verify', async () => {
