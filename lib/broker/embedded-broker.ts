@@ -230,10 +230,8 @@ export class EmbeddedBroker {
 
   /** Rights from the store as it is now: a device issued a moment ago is admitted without a restart. */
   private permissionsFor(identity: string): Permissions {
-    const valid = this.options.store.list().filter((r) => r.commonName === identity);
-    const devices = valid.filter((r) => r.kind === 'device').map((r) => r.commonName);
-    const backends = valid.filter((r) => r.kind === 'backend').map((r) => r.commonName);
-    return new Permissions(identity, aclEntries(devices, backends, this.options.scheme));
+    const holds = (kind: 'device' | 'backend'): string[] => (this.options.store.currentIdentity(kind, identity) ? [identity] : []);
+    return new Permissions(identity, aclEntries(holds('device'), holds('backend'), this.options.scheme));
   }
 
   private authorizePublish(client: Client | null, topic: string): Error | null {

@@ -65,8 +65,19 @@ interface StoreIndex {
   nextSerial: number;
   crlNumber: number;
   certificates: IssuedRecord[];
+  /** The same records by serial and by common name: brokers look them up on every connection. */
+  bySerial: Map<string, IssuedRecord>;
+  byName: Map<string, IssuedRecord[]>;
   /** Mosquitto config folders written by us, kept current on issue and revoke. */
   mosquitto: MosquittoEntry[];
+}
+
+function addRecord(index: StoreIndex, r: IssuedRecord): void {
+  index.certificates.push(r);
+  index.bySerial.set(r.serial, r);
+  const named = index.byName.get(r.commonName);
+  if (named) named.push(r);
+  else index.byName.set(r.commonName, [r]);
 }
 
 /** One line of `journal.jsonl`: every change to the store, appended and synced before it counts. */
@@ -308,7 +319,7 @@ export class CaStore {
     } catch {
       // not a device: server and backend names are matched as given
     }
-    const candidates = this.index.certificates.filter((r) => r.commonName === cn && !r.revokedAt);
+    const candidates = (this.index.byName.get(cn) ?? []).filter((r) => !r.revokedAt);
     if (candidates.length === 0) throw new CaStoreError(`no valid certificate for ${JSON.stringify(cn)} to renew`);
     return candidates.reduce((a, b) => (a.notAfter >= b.notAfter ? a : b));
   }
@@ -382,7 +393,7 @@ export class CaStore {
   }
 
   findBySerial(serial: string): IssuedRecord {
-    const record = this.index.certificates.find((r) => r.serial === serial);
+    const record = this.index.bySerial.get(serial);
     if (!record) throw new CaStoreError(`no certificate with serial ${serial} was issued by this CA`);
     return record;
   }
@@ -443,8 +454,8 @@ export class CaStore {
 
   private latestValid(kind: CertificateKind, commonName: string): IssuedRecord | undefined {
     const now = new Date().toISOString();
-    return this.index.certificates
-      .filter((r) => r.kind === kind && r.commonName === commonName && !r.revokedAt && r.notAfter > now)
+    return (this.index.byName.get(commonName) ?? [])
+      .filter((r) => r.kind === kind && !r.revokedAt && r.notAfter > now)
       .sort((a, b) => b.notAfter.localeCompare(a.notAfter))[0];
   }
 
@@ -555,7 +566,7 @@ export class CaStore {
 
     // On disk before anyone sees it: a certificate that was handed out is never lost or re-numbered.
     await this.journal.append({ t: 'cert', r: record, der: der.toString('base64') });
-    this.index.certificates.push(record);
+    addRecord(this.index, record);
 
     const files: IssuedCertificate['files'] = { certificate: this.identityFile(spec.kind, spec.commonName, 'crt') };
     await writeFileAtomic(files.certificate, certificatePem);
@@ -706,17 +717,15 @@ async function readCrlNextUpdate(file: string): Promise<Date | undefined> {
 }
 
 function replay(entries: JournalEntry[]): StoreIndex {
-  const index: StoreIndex = { nextSerial: FIRST_LEAF_SERIAL, crlNumber: 0, certificates: [], mosquitto: [] };
-  const bySerial = new Map<string, IssuedRecord>();
+  const index: StoreIndex = { nextSerial: FIRST_LEAF_SERIAL, crlNumber: 0, certificates: [], bySerial: new Map(), byName: new Map(), mosquitto: [] };
   for (const e of entries) {
     switch (e.t) {
       case 'cert':
-        index.certificates.push(e.r);
-        bySerial.set(e.r.serial, e.r);
+        addRecord(index, e.r);
         index.nextSerial = Math.max(index.nextSerial, parseInt(e.r.serial, 16) + 1);
         break;
       case 'revoke': {
-        const r = bySerial.get(e.serial);
+        const r = index.bySerial.get(e.serial);
         if (r) Object.assign(r, { revokedAt: e.at, revocationReason: e.reason });
         break;
       }
