@@ -3,10 +3,18 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { chromium } from 'playwright-core';
 import { freePort } from '../support/mosquitto';
 import { tempDir } from '../support/temp-dir';
 
 const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** What the test reads of the editor page. */
+interface EditorWindow {
+  RED: { nodes: { getType(type: string): { defaults: Record<string, { validate?: (v: string) => unknown }> } | undefined } };
+}
 
 interface Demo {
   child: ChildProcess;
@@ -87,6 +95,37 @@ describe('the demo (npm start)', function () {
       assert.equal(dashboard.status, 200);
     } finally {
       assert.equal(await stop(demo), 0, `Ctrl-C ends the demo cleanly:\n${demo.output().slice(-2000)}`);
+    }
+  });
+
+  it("the editor loads every node's form with the shared helpers (resources/), and their checks work", async () => {
+    const demo = start();
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      await devicesOnline(demo);
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${ports.editor}/`);
+      await page.waitForFunction(() => (window as unknown as EditorWindow).RED?.nodes?.getType?.('esp-broker') !== undefined, undefined, { timeout: 60_000 });
+      const checks = await page.evaluate(() => {
+        const types = (window as unknown as EditorWindow).RED.nodes;
+        const validate = (type: string, prop: string, v: string): boolean => types.getType(type)!.defaults[prop]!.validate!(v) === true;
+        return [
+          validate('esp-broker', 'port', '8883'),
+          validate('esp-broker', 'port', '70000'),
+          validate('esp-firmware-server', 'port', ''),
+          validate('esp-firmware-server', 'hostname', 'fw.local'),
+          validate('esp-firmware-server', 'hostname', 'bad_name'),
+          validate('esp-command', 'maxInFlight', '0'),
+          validate('esp-fleet', 'statusInterval', '500'),
+        ];
+      });
+      assert.deepEqual(checks, [true, false, true, true, false, false, false]);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      assert.equal(await stop(demo), 0);
     }
   });
 
