@@ -55,7 +55,8 @@ async function writeFlow(): Promise<void> {
  */
 async function prepare(): Promise<string> {
   const store = await CaStore.open({ dir: path.join(userDir, 'esp-fleet-ca') });
-  for (const id of deviceIds('a4cf12', deviceCount)) if (!store.currentIdentity('device', id)) await store.issueDevice(id);
+  // Never again for a device that was revoked: revocation is not undone by a restart.
+  for (const id of deviceIds('a4cf12', deviceCount)) if (!store.everIssued('device', id)) await store.issueDevice(id);
   await store.idle();
   const service = await FirmwareService.open(path.join(userDir, 'esp-fleet-firmware'));
   if (!service.catalogue.list({ product: DEMO_PRODUCT }).length) {

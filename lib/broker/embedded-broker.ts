@@ -7,7 +7,7 @@ import { Aedes, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import { CaStore } from '../pki/ca-store';
 import { assertDnsName, normalizeSerial } from '../pki/names';
 import { TopicScheme } from '../fleet/topic-scheme';
-import { storedIdentity } from '../fleet/backend-identity';
+import { identity } from '../pki/identity';
 import { aclEntries, Permissions } from './acl';
 import { PacketSizeGuard } from './packet-size-guard';
 
@@ -300,11 +300,8 @@ export function serverNamesOf(names: readonly string[] | undefined): string[] {
   return hostOk && host !== 'localhost' ? [host, 'localhost'] : ['localhost'];
 }
 
-/** The stored server identity for these names when it is valid and carries them all; otherwise a new one. */
+/** The server identity for these names: the one get-or-issue step, shared with the update server on the same host name. */
 async function serverIdentity(store: CaStore, names: string[]): Promise<{ cert: string; key: string }> {
   const [commonName, ...more] = names;
-  const stored = await storedIdentity(store, 'server', commonName, (r) => names.every((n) => r.dnsNames?.includes(n)));
-  if (stored) return stored;
-  const issued = await store.issueServer({ commonName, dnsNames: more });
-  return { cert: issued.certificatePem, key: issued.privateKeyPem! };
+  return identity(store, { kind: 'server', commonName, dnsNames: more });
 }

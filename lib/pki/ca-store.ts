@@ -17,9 +17,11 @@ import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, 
 import { normalizeDeviceId } from '../device-id';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
 import { CoalescingTask } from '../coalescing-task';
+import { KeyedLock } from '../concurrency/keyed-lock';
 import { AppendLog } from '../fs/append-log';
 import { buildTbsCertificate, signCertificate, subjectNameOf, keyIdentifier } from './leaf-certificate';
 import { readVerifiedCsr, VerifiedCsr } from './csr';
+import { identity } from './identity';
 import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
 import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
 
@@ -122,8 +124,8 @@ export interface MosquittoSetup {
   confFile: string;
   aclFile: string;
   crlFile: string;
-  server: IssuedCertificate | IssuedRecord;
-  backend: IssuedCertificate | IssuedRecord;
+  server: IssuedRecord;
+  backend: IssuedRecord;
 }
 
 const DAY_MS = 86_400_000;
@@ -155,6 +157,8 @@ export class CaStore {
   private crlNextUpdate: Date | undefined;
   private caFileWritten = false;
   private readonly crlListeners = new Set<(crlPem: string) => void>();
+  /** Get-or-issue and issue-unless-held run one at a time per identity (lib/pki/identity.ts). */
+  private readonly identityLocks = new KeyedLock();
   /** Fixed for the CA's life, so computed once instead of per certificate. */
   private readonly issuerName: Buffer;
   private readonly authorityKeyId: Buffer;
@@ -242,11 +246,37 @@ export class CaStore {
 
   // ---- issuing -------------------------------------------------------------------------
 
-  async issueDevice(idInput: unknown, opts: { validityDays?: unknown } = {}): Promise<IssuedCertificate> {
+  /**
+   * A certificate and a fresh key for a device. One device, one valid certificate: an id that
+   * holds one is refused unless `replace` is set, which revokes the old one (superseded) once
+   * the new one is stored. Renewal keeps the old one valid instead (renew).
+   */
+  async issueDevice(idInput: unknown, opts: { validityDays?: unknown; replace?: unknown } = {}): Promise<IssuedCertificate> {
     const id = normalizeDeviceId(idInput);
     const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
-    const key = await generateRsaKey(this.options.leafKeySize);
-    return this.issueAndSave({ kind: 'device', commonName: id, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
+    return this.issueUnlessHeld(id, opts.replace, async () => {
+      const key = await generateRsaKey(this.options.leafKeySize);
+      return this.issueAndSave({ kind: 'device', commonName: id, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
+    });
+  }
+
+  /** Runs `job` for one identity at a time: the same (kind, name) never has two get-or-issue or issue steps at once. */
+  serialized<T>(kind: CertificateKind, name: string, job: () => Promise<T>): Promise<T> {
+    return this.identityLocks.run(`${kind}:${name}`, job);
+  }
+
+  private issueUnlessHeld(id: string, replace: unknown, issue: () => Promise<IssuedCertificate>): Promise<IssuedCertificate> {
+    return this.serialized('device', id, async () => {
+      const held = this.latestValid('device', id);
+      if (held && replace !== true) {
+        throw new CaStoreError(
+          `device ${id} already holds a valid certificate (serial ${held.serial}, valid until ${held.notAfter.slice(0, 10)}): renew it, or set replace: true to revoke it and issue a new one`,
+        );
+      }
+      const issued = await issue();
+      if (held) await this.revoke(held.serial, 'superseded');
+      return issued;
+    });
   }
 
   async issueServer(opts: { commonName: unknown; dnsNames?: unknown; ipAddresses?: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
@@ -269,7 +299,7 @@ export class CaStore {
   }
 
   /** Signs a device's CSR after checking its self-signature and that its CN is the expected id. */
-  async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
+  async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown }): Promise<IssuedCertificate> {
     const expected = normalizeDeviceId(opts.deviceId);
     const validityDays = assertValidityDays(opts.validityDays, this.options.leafValidityDays);
     if (typeof csrPem !== 'string') throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
@@ -282,7 +312,7 @@ export class CaStore {
     if (csr.commonName !== expected) throw new CaStoreError(`the CSR is for CN ${JSON.stringify(csr.commonName ?? '')}, expected device ${expected}`);
     assertRsaKey(csr.publicKey);
     const spki = csr.spki;
-    return this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' });
+    return this.issueUnlessHeld(expected, opts.replace, () => this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' }));
   }
 
   /**
@@ -415,16 +445,16 @@ export class CaStore {
     const scheme = (opts.scheme ?? 'secure-esp8266') as BuiltinSchemeName;
     if (!(scheme in BUILTIN_SCHEMES)) throw new CaStoreError(`unknown topic scheme ${JSON.stringify(opts.scheme)}: ${Object.keys(BUILTIN_SCHEMES).join(' or ')}`);
 
-    const server = this.latestValid('server', serverName) ?? (await this.issueServer({ commonName: serverName }));
-    const backend = this.latestValid('backend', backendName) ?? (await this.issueBackend({ commonName: backendName }));
-    const serverRecord = 'record' in server ? server.record : server;
+    const server = await identity(this, { kind: 'server', commonName: serverName });
+    const backend = await identity(this, { kind: 'backend', commonName: backendName });
+    const serverRecord = server.record;
 
     const listener: MosquittoListener = { port, bindAddress };
     const files = mosquittoFilesIn(dir);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(files.caFile, this.caCertificatePem);
-    await writeFileAtomic(files.certFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'crt')));
-    await writeFileAtomic(files.keyFile, await fs.readFile(this.identityFile('server', serverRecord.commonName, 'key')), PRIVATE_FILE_MODE);
+    await writeFileAtomic(files.certFile, server.cert);
+    await writeFileAtomic(files.keyFile, server.key, PRIVATE_FILE_MODE);
     await writeFileAtomic(files.crlFile, await this.crlPem());
     await writeFileAtomic(files.aclFile, this.renderAcl(scheme));
     const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
@@ -433,7 +463,7 @@ export class CaStore {
     const entry: MosquittoEntry = { dir, listener, serverName: serverRecord.commonName, scheme };
     await this.journal.append({ t: 'mosquitto', m: entry });
     this.index.mosquitto = this.index.mosquitto.filter((m) => m.dir !== dir).concat(entry);
-    return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server, backend };
+    return { dir, confFile, aclFile: files.aclFile, crlFile: files.crlFile, server: server.record, backend: backend.record };
   }
 
   /**
@@ -444,6 +474,11 @@ export class CaStore {
   onCrlChange(listener: (crlPem: string) => void): () => void {
     this.crlListeners.add(listener);
     return () => this.crlListeners.delete(listener);
+  }
+
+  /** Whether this CA ever issued a certificate for the identity, revoked or not: a revoked device is not issued again by accident. */
+  everIssued(kind: CertificateKind, commonName: string): boolean {
+    return (this.index.byName.get(commonName) ?? []).some((r) => r.kind === kind);
   }
 
   /** The newest certificate of an identity that is neither revoked nor expired. */

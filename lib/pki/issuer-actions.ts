@@ -59,7 +59,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
   switch (action) {
     case 'device': {
       const a = argsOf(payload, 'id');
-      return shape(action, await store.issueDevice(a.id ?? a.mac ?? a.deviceId, { validityDays: validity(a) }), defaults);
+      return shape(action, await store.issueDevice(a.id ?? a.mac ?? a.deviceId, { validityDays: validity(a), replace: a.replace }), defaults);
     }
     case 'server': {
       const a = argsOf(payload, 'commonName');
@@ -72,7 +72,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     }
     case 'csr': {
       const a = argsOf(payload, 'csr');
-      return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a) }), defaults);
+      return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a), replace: a.replace }), defaults);
     }
     case 'renew': {
       // A bare device id names the identity; any other bare string is a serial.

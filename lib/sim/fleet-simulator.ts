@@ -28,10 +28,10 @@ export function identityFromFolder(dir: string): IdentitySource {
   };
 }
 
-/** Enrols devices from a CA store this process owns: a certificate is issued for a device that has none. */
+/** Enrols devices from a CA store this process owns: a certificate is issued for a device that never had one (a revoked one stays revoked). */
 export function identityFromStore(store: CaStore): IdentitySource {
   return async (id) => {
-    if (!store.currentIdentity('device', id)) await store.issueDevice(id);
+    if (!store.everIssued('device', id)) await store.issueDevice(id);
     return identityFromFolder(store.deviceFilesDir)(id);
   };
 }

@@ -1,7 +1,7 @@
-import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
+import { identity } from '../../lib/pki/identity';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
@@ -46,10 +46,8 @@ export = function register(RED: NodeAPI): void {
       const hostname = config.hostname?.trim() || 'localhost';
       const port = positive(config.port, 'port') ?? 8070;
       const downloadPath = normalizeDownloadPath(config.downloadPath || 'fw');
-      // One click: the server identity for this host name is issued from the CA when missing.
-      if (!store.currentIdentity('server', hostname.toLowerCase())) await store.issueServer({ commonName: hostname });
-      const files = store.identityFiles('server', hostname.toLowerCase());
-      const [cert, key] = await Promise.all([fs.readFile(files.certificate, 'utf8'), fs.readFile(files.privateKey, 'utf8')]);
+      // One click: the server identity for this host name, shared with a broker on the same name.
+      const { cert, key } = await identity(store, { kind: 'server', commonName: hostname });
       const service = await FirmwareService.open(folderInUserDir(RED, config.folder, 'esp-fleet-firmware'));
       const defaults: DeviceConfig = {
         downloadserver: hostname,

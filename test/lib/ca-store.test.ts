@@ -234,7 +234,10 @@ describe('CaStore', function () {
       const id = 'a0b1c2d3e4f7';
       const made = await store.issueDevice(id);
       assert.ok(readFileSync(made.files.privateKey!));
-      const issued = await store.signCsr(csr('switch', `/CN=${id}`), { deviceId: id });
+      // One device, one valid certificate: switching keys replaces (and revokes) the old one.
+      await assert.rejects(store.signCsr(csr('switch', `/CN=${id}`), { deviceId: id }), /already holds a valid certificate/);
+      const issued = await store.signCsr(csr('switch', `/CN=${id}`), { deviceId: id, replace: true });
+      assert.equal(store.findBySerial(made.record.serial).revocationReason, 'superseded');
       assert.equal(existsSync(path.join(dir, 'devices', `${id}.key`)), false, 'a stale key must never be served');
       assert.equal(readFileSync(path.join(dir, 'devices', `${id}.crt`), 'utf8'), issued.certificatePem);
     });
