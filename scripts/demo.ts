@@ -13,6 +13,8 @@ import { CaStore } from '../lib/pki/ca-store';
 import { FirmwareService } from '../lib/firmware/firmware-service';
 import { publishSimImage } from '../lib/sim/publish';
 import { deviceIds } from '../lib/sim/fleet-simulator';
+import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../lib/fs/atomic-file';
+import { authSettingsSource, newPassword, Login } from './node-red-auth';
 
 const root = path.resolve(__dirname, '..', '..');
 const userDir = path.resolve(process.env.ESP_FLEET_DEMO_DIR || path.join(root, '.demo'));
@@ -95,17 +97,34 @@ function waitForPort(port: number, child: ChildProcess, ms = 120_000): Promise<v
   });
 }
 
+/** The demo's login: user `admin`, a password made on first run and kept (mode 0600) in the demo folder. */
+export const DEMO_USER = 'admin';
+export const PASSWORD_FILE = 'demo-password';
+async function demoLogin(): Promise<Login> {
+  const file = path.join(userDir, PASSWORD_FILE);
+  let password = (await readFileIfExists(file))?.trim();
+  if (!password) {
+    password = newPassword();
+    await writeFileAtomic(file, `${password}\n`, PRIVATE_FILE_MODE);
+  }
+  return { username: DEMO_USER, password };
+}
+
 async function main(): Promise<void> {
-  mkdirSync(userDir, { recursive: true });
+  mkdirSync(userDir, { recursive: true, mode: 0o700 });
   linkModules();
   await writeFlow();
   const trustFile = await prepare();
+  const login = await demoLogin();
   const settings = path.join(userDir, 'settings.js');
-  await fs.writeFile(
+  // The editor, the admin API, http-in routes and the dashboard all need the login: nobody who
+  // merely reaches the port can deploy flows, issue, revoke, sign or command.
+  await writeFileAtomic(
     settings,
     `module.exports = { uiPort: ${editorPort}, uiHost: '127.0.0.1', flowFile: 'flows.json', credentialSecret: false,\n` +
       `  editorTheme: { tours: false }, telemetry: { enabled: false, updateNotification: false },\n` +
-      `  logging: { console: { level: 'info' } } };\n`,
+      `  logging: { console: { level: 'info' } },${authSettingsSource(login)}\n};\n`,
+    PRIVATE_FILE_MODE,
   );
   const red = spawn(process.execPath, [require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', settings], { stdio: 'inherit' });
   const children: ChildProcess[] = [red];
@@ -140,6 +159,7 @@ async function main(): Promise<void> {
   sim.on('exit', () => stop());
   console.log(
     `\nESP fleet demo is up:\n  editor     http://127.0.0.1:${editorPort}/\n  dashboard  http://127.0.0.1:${editorPort}/dashboard\n` +
+      `  login      user ${login.username}, password ${login.password} (kept in ${path.join(userDir, PASSWORD_FILE)})\n` +
       `  broker     mqtts://localhost:${mqttPort} (embedded, mutual TLS)   update server https://localhost:${firmwarePort}/fw\n` +
       `  ${deviceCount} simulated devices run ${FIRST_IMAGE}; press "update" on one in the dashboard. Ctrl-C stops everything.\n`,
   );

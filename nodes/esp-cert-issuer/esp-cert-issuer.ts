@@ -3,6 +3,7 @@ import { runIssuerAction, parseAction, IssuerDefaults } from '../../lib/pki/issu
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
 import { errorText, shortText, optionalNumber, folderInUserDir } from '../shared/settings';
+import { openEditorBadge } from '../shared/admin-auth';
 
 interface EspCertIssuerDef extends NodeDef {
   ca: string;
@@ -31,7 +32,8 @@ export = function register(RED: NodeAPI): void {
 
     const showSummary = (store: CaStore): void => {
       const until = store.caNotAfter.toISOString().slice(0, 10);
-      node.status({ fill: 'green', shape: 'dot', text: `${store.issuedCount} issued · CA until ${until}` });
+      const open = openEditorBadge(RED);
+      node.status({ fill: open.fill, shape: 'dot', text: `${store.issuedCount} issued · CA until ${until}${open.suffix}` });
     };
 
     if (!caNode) {

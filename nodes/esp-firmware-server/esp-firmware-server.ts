@@ -1,11 +1,15 @@
 import * as os from 'node:os';
+import express from 'express';
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
+import type { Request, Response } from 'express';
 import type { EspCaNode } from '../esp-ca/types';
 import { identity } from '../../lib/pki/identity';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
+import { DEFAULT_MAX_IMAGE_SIZE } from '../../lib/firmware/catalogue';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
+import { openEditorBadge } from '../shared/admin-auth';
 
 interface EspFirmwareServerDef extends NodeDef {
   ca: string;
@@ -28,6 +32,9 @@ interface EspFirmwareServerDef extends NodeDef {
 }
 
 export = function register(RED: NodeAPI): void {
+  /** The service of each deployed update server, for the editor's upload (admin endpoints below). */
+  const services = new Map<string, Promise<FirmwareService>>();
+
   function EspFirmwareServer(this: Node, config: EspFirmwareServerDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -36,7 +43,8 @@ export = function register(RED: NodeAPI): void {
     let downloads = 0;
     let unsubscribeCrl: (() => void) | undefined;
     const showListening = (): void => {
-      if (server) node.status({ fill: 'green', shape: 'dot', text: `:${server.port} · ${downloads} downloading` });
+      const open = openEditorBadge(RED);
+      if (server) node.status({ fill: open.fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${open.suffix}` });
     };
 
     const starting = (async () => {
@@ -90,6 +98,7 @@ export = function register(RED: NodeAPI): void {
       node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
       return service;
     })();
+    services.set(node.id, starting);
     node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
     starting.catch((err) => {
       node.error(`update server cannot start: ${errorText(err)}`);
@@ -109,6 +118,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     node.on('close', (done: () => void) => {
+      if (services.get(node.id) === starting) services.delete(node.id);
       starting
         .catch(() => undefined)
         .then(() => {
@@ -129,4 +139,37 @@ export = function register(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType('esp-firmware-server', EspFirmwareServer);
+
+  // Publishing signs with the fleet's key, so it is an admin action behind Node-RED's own login
+  // (adminAuth), never an http-in route: the editor's upload form posts the image here.
+  const serviceOf = (req: Request, res: Response): Promise<FirmwareService> | undefined => {
+    const service = services.get(String(req.params.id));
+    if (!service) res.status(404).type('text/plain').send('deploy this update server first');
+    return service;
+  };
+  const answerError = (res: Response, err: unknown): void => void res.status(400).type('text/plain').send(shortText(errorText(err), 300));
+  RED.httpAdmin.post(
+    '/esp-fleet/firmware/:id/publish',
+    RED.auth.needsPermission('esp-firmware-server.write'),
+    express.raw({ type: () => true, limit: DEFAULT_MAX_IMAGE_SIZE }),
+    (req: Request, res: Response) => {
+      const service = serviceOf(req, res);
+      if (!service) return;
+      const q = req.query as Record<string, unknown>;
+      const text = (k: string): string | undefined => (typeof q[k] === 'string' && q[k] ? (q[k] as string) : undefined);
+      if (!Buffer.isBuffer(req.body) || req.body.length === 0) return answerError(res, new Error('send the image as the request body'));
+      const msg = { payload: req.body as Buffer, platform: text('platform'), product: text('product'), version: text('version'), name: text('name'), channel: text('channel'), kind: text('kind'), scheme: text('scheme') };
+      service
+        .then((s) => runFirmwareAction(s, 'publish', msg))
+        .then((result) => res.json(result))
+        .catch((err) => answerError(res, err));
+    },
+  );
+  RED.httpAdmin.get('/esp-fleet/firmware/:id/catalogue', RED.auth.needsPermission('esp-firmware-server.read'), (req: Request, res: Response) => {
+    const service = serviceOf(req, res);
+    service
+      ?.then((s) => runFirmwareAction(s, 'list', { payload: '' }))
+      .then((result) => res.json(result))
+      .catch((err) => answerError(res, err));
+  });
 };

@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { spawn, ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { freePort } from '../support/mosquitto';
 import { tempDir } from '../support/temp-dir';
+import { adminBearer, basicAuthorization, Login } from '../../scripts/node-red-auth';
 
 const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
 const CHROMIUM = '/usr/bin/chromium';
@@ -21,10 +22,10 @@ interface Demo {
   output(): string;
 }
 
-function getJson(port: number, urlPath: string): Promise<{ status: number; body: unknown }> {
+function getJson(port: number, urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path: urlPath }, (res) => {
+      .get({ host: '127.0.0.1', port, path: urlPath, headers }, (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
         res.on('end', () => {
@@ -58,12 +59,22 @@ describe('the demo (npm start)', function () {
     return { child, output: () => out };
   }
 
+  /** The demo's login: user admin and the password it made on first run (0600 in its folder). */
+  function login(): Login {
+    return { username: 'admin', password: readFileSync(path.join(tmp.path, 'demo-password'), 'utf8').trim() };
+  }
+
   /** Waits until every device has reported since `since` (the registry outlives a restart). */
   async function devicesOnline(demo: Demo, since = Date.now()): Promise<{ id: string; online: boolean; image?: string }[]> {
     const until = Date.now() + 90_000;
+    let bearer: string | undefined;
     for (;;) {
       if (demo.child.exitCode !== null) throw new Error(`the demo stopped:\n${demo.output()}`);
-      const res = await getJson(ports.editor, '/esp-fleet/fleet/fleet-broker-conn/devices').catch(() => undefined);
+      // The password file appears on the demo's first start, the token once Node-RED is up.
+      bearer ??= await Promise.resolve()
+        .then(() => adminBearer(`http://127.0.0.1:${ports.editor}`, login()))
+        .catch(() => undefined);
+      const res = bearer ? await getJson(ports.editor, '/esp-fleet/fleet/fleet-broker-conn/devices', { authorization: bearer }).catch(() => undefined) : undefined;
       const list = (res?.body as { devices?: { id: string; online: boolean; image?: string; lastSeen: string }[] } | undefined)?.devices ?? [];
       if (list.filter((d) => d.online && Date.parse(d.lastSeen) >= since).length === devices) return list;
       if (Date.now() > until) throw new Error(`devices not online in the demo (${list.length} known):\n${demo.output().slice(-3000)}`);
@@ -91,7 +102,13 @@ describe('the demo (npm start)', function () {
       const list = await devicesOnline(demo);
       assert.ok(list.every((d) => d.image === 'ESP8266_DEMO-1.0.0'), JSON.stringify(list));
       assert.match(demo.output(), new RegExp(`dashboard +http://127\\.0\\.0\\.1:${ports.editor}/dashboard`));
-      const dashboard = await getJson(ports.editor, '/dashboard/');
+      // The login is printed and kept 0600; without it nothing answers but the login itself.
+      assert.ok(demo.output().includes(`login      user admin, password ${login().password}`));
+      assert.equal(statSync(path.join(tmp.path, 'demo-password')).mode & 0o777, 0o600);
+      assert.equal((await getJson(ports.editor, '/dashboard/')).status, 401);
+      assert.equal((await getJson(ports.editor, '/esp-fleet/fleet/fleet-broker-conn/devices')).status, 401);
+      assert.equal((await getJson(ports.editor, '/flows')).status, 401);
+      const dashboard = await getJson(ports.editor, '/dashboard/', { authorization: basicAuthorization(login()) });
       assert.equal(dashboard.status, 200);
     } finally {
       assert.equal(await stop(demo), 0, `Ctrl-C ends the demo cleanly:\n${demo.output().slice(-2000)}`);
@@ -107,6 +124,10 @@ describe('the demo (npm start)', function () {
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(`http://127.0.0.1:${ports.editor}/`);
+      // The editor asks for the demo's login first.
+      await page.locator('#node-dialog-login-username').fill(login().username);
+      await page.locator('#node-dialog-login-password').fill(login().password);
+      await page.locator('#node-dialog-login-submit').click();
       await page.waitForFunction(() => (window as unknown as EditorWindow).RED?.nodes?.getType?.('esp-broker') !== undefined, undefined, { timeout: 60_000 });
       const checks = await page.evaluate(() => {
         const types = (window as unknown as EditorWindow).RED.nodes;

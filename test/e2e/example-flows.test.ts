@@ -146,32 +146,46 @@ describe('example flows in the Node-RED runtime', function () {
     assert.deepEqual(tapped(fx.red, 'offline-alert-hook', from).map((m) => m.topic), [silent]);
   });
 
-  it('publish firmware: the upload form signs and publishes an image and answers with the catalogue', async () => {
-    await deploy('publish-firmware.json');
-    const form = await fetch(`${fx.red.url}/esp-fleet/upload`);
-    assert.equal(form.status, 200);
-    assert.match(await form.text(), /<form method="post" action="upload" enctype="multipart\/form-data">/);
-
+  it('publish firmware: no open route signs; the editor upload (admin API, login) and the build-file inject publish', async () => {
+    const from = await deploy('publish-firmware.json', (flows) => tap(flows, 'publish-results'));
+    const catalogue = await fs.readFile(path.join(fx.red.userDir, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8');
     const image = buildSimImage({ image: 'SIM_UPLOAD-1.0.0', build: 'test', trusts: [fx.trustedKeyPem] }, 16 * 1024);
-    const body = new FormData();
-    body.append('image', new Blob([new Uint8Array(image)]), 'sim-upload.bin');
-    body.append('platform', 'esp8266');
-    body.append('product', 'SIM_UPLOAD');
-    body.append('version', '1.0.0');
-    const res = await fetch(`${fx.red.url}/esp-fleet/upload`, { method: 'POST', body });
-    const page = await res.text();
-    assert.equal(res.status, 200, page);
-    assert.match(page, /<h1>Published SIM_UPLOAD-1\.0\.0<\/h1>/);
-    assert.match(page, /Signature: signed with key [0-9a-f]{16} for esp8266;/);
-    assert.match(page, /<h2>Catalogue \(3 images\)<\/h2>/);
-    for (const name of [V1, V2, 'SIM_UPLOAD-1.0.0']) assert.ok(page.includes(`<td>${name}</td>`), `catalogue lists ${name}`);
+    const publishUrl = `${fx.red.url}/admin/esp-fleet/firmware/fleet-update-server/publish?platform=esp8266&product=SIM_UPLOAD&version=1.0.0`;
 
-    // A refused upload is answered too (no version for an ESP8266 image).
-    const bad = new FormData();
-    bad.append('image', new Blob([new Uint8Array(image)]), 'sim-upload.bin');
-    bad.append('product', 'SIM_UPLOAD');
-    const refused = await fetch(`${fx.red.url}/esp-fleet/upload`, { method: 'POST', body: bad });
+    // Nothing on http-in: the old upload route is gone, with or without the login.
+    for (const method of ['GET', 'POST']) {
+      const res = await fetch(`${fx.red.url}/esp-fleet/upload`, { method, headers: fx.red.nodeHeaders(), body: method === 'POST' ? new Uint8Array(image) : undefined });
+      assert.equal(res.status, 404, `${method} /esp-fleet/upload`);
+    }
+    // The admin endpoint without a login: refused, nothing stored.
+    const anonymous = await fetch(publishUrl, { method: 'POST', body: new Uint8Array(image), headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(anonymous.status, 401);
+    assert.equal(await fs.readFile(path.join(fx.red.userDir, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8'), catalogue);
+
+    // Logged in, as the node's dialog posts it.
+    const res = await fetch(publishUrl, { method: 'POST', body: new Uint8Array(image), headers: await fx.red.adminHeaders({ 'content-type': 'application/octet-stream' }) });
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    const published = JSON.parse(text) as { image: { name: string }; signature: string };
+    assert.deepEqual([published.image.name, published.signature], ['SIM_UPLOAD-1.0.0', 'signed']);
+    const list = await fetch(`${fx.red.url}/admin/esp-fleet/firmware/fleet-update-server/catalogue`, { headers: await fx.red.adminHeaders() });
+    const names = ((await list.json()) as { images: { name: string }[] }).images.map((e) => e.name);
+    for (const name of [V1, V2, 'SIM_UPLOAD-1.0.0']) assert.ok(names.includes(name), `catalogue lists ${name}`);
+
+    // A refused upload is a short text (no version for an ESP8266 image), and changes nothing.
+    const before = await fs.readFile(path.join(fx.red.userDir, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8');
+    const refused = await fetch(publishUrl.replace('&version=1.0.0', ''), { method: 'POST', body: new Uint8Array(image), headers: await fx.red.adminHeaders({ 'content-type': 'application/octet-stream' }) });
     assert.equal(refused.status, 400);
-    assert.match(await refused.text(), /^not published: /);
+    const reason = await refused.text();
+    assert.ok(reason.length < 300 && !/\n\s+at /.test(reason), reason);
+    assert.equal(await fs.readFile(path.join(fx.red.userDir, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8'), before);
+
+    // The flow's own way: a build file in the user directory, published by the inject.
+    await fs.mkdir(path.join(fx.red.userDir, 'builds'), { recursive: true });
+    const build = buildSimImage({ image: 'ESP8266_WEMOS_D1MINIPRO-00.00.09', build: 'test', trusts: [fx.trustedKeyPem] }, 16 * 1024);
+    await fs.writeFile(path.join(fx.red.userDir, 'builds', 'sketch.ino.bin'), build);
+    await fx.red.inject('publish-build-file');
+    const result = await untilTapped(fx.red, 'publish-results', (m) => m.topic === 'publish', 20_000, from);
+    assert.equal((result.payload as { image?: { name: string } }).image?.name, 'ESP8266_WEMOS_D1MINIPRO-00.00.09', JSON.stringify(result));
   });
 });

@@ -36,7 +36,9 @@ describe('fleet dashboard example in a browser', function () {
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    // The dashboard is behind httpNodeAuth (and its socket.io behind the same login), as in the demo.
+    const login = fx.red.login!;
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, httpCredentials: { username: login.username, password: login.password } });
   });
 
   after(async () => {

@@ -9,6 +9,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { promises as fs, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from './mosquitto';
+import { adminBearer, authSettingsSource, basicAuthorization, Login, newPassword } from '../../scripts/node-red-auth';
 
 /** Root of this package (dist/test/support → the folder with package.json). */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -23,7 +24,8 @@ export interface LogEntry {
 
 export type FlowNode = Record<string, unknown> & { id: string; type: string };
 
-const SETTINGS = `// Written by the test: JSON log lines on stdout, editor off, no credential encryption.
+/** settings.js: JSON log lines on stdout, editor off, no credential encryption, and (unless `login` is undefined) the login the demo uses. */
+const settings = (login: Login | undefined): string => `// Written by the test: JSON log lines on stdout, editor off, no credential encryption.
 const LEVELS = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'audit', 99: 'metric' };
 module.exports = {
   uiPort: Number(process.env.NR_PORT),
@@ -34,7 +36,7 @@ module.exports = {
   disableEditor: true,
   editorTheme: { projects: { enabled: false }, tours: false },
   telemetry: { enabled: false, updateNotification: false },
-  externalModules: { autoInstall: false },
+  externalModules: { autoInstall: false },${login ? authSettingsSource(login) : ''}
   logging: {
     console: { level: 'off' },
     jsonLines: {
@@ -54,19 +56,37 @@ export class NodeRedProcess {
   readonly logs: LogEntry[] = [];
   private waiters: { match: (e: LogEntry) => boolean; resolve: (e: LogEntry) => void }[] = [];
   private stderr = '';
+  private bearer: string | undefined;
 
   private constructor(
     readonly userDir: string,
     readonly port: number,
     private readonly child: ChildProcess,
+    /** The login every admin call, http-in route and the dashboard need (none: an open Node-RED). */
+    readonly login: Login | undefined,
   ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Starts Node-RED with an empty flow file in `userDir` (created if missing). */
-  static async start(userDir: string): Promise<NodeRedProcess> {
+  /** Headers for an admin API call: the bearer token of a login as the editor's (POST /auth/token). */
+  async adminHeaders(headers: Record<string, string> = {}): Promise<Record<string, string>> {
+    if (!this.login) return headers;
+    this.bearer ??= await adminBearer(`${this.url}/admin`, this.login);
+    return { ...headers, authorization: this.bearer };
+  }
+
+  /** Headers for http-in routes and the dashboard (HTTP Basic of httpNodeAuth). */
+  nodeHeaders(headers: Record<string, string> = {}): Record<string, string> {
+    return this.login ? { ...headers, authorization: basicAuthorization(this.login) } : headers;
+  }
+
+  /**
+   * Starts Node-RED with an empty flow file in `userDir` (created if missing), secured the way
+   * the demo is (adminAuth, httpNodeAuth, dashboard login) unless `open` is set.
+   */
+  static async start(userDir: string, opts: { open?: boolean } = {}): Promise<NodeRedProcess> {
     const modules = path.join(userDir, 'node_modules');
     await fs.mkdir(path.join(modules, '@flowfuse'), { recursive: true });
     const link = async (target: string, at: string): Promise<void> => {
@@ -75,14 +95,15 @@ export class NodeRedProcess {
     };
     await link(PACKAGE_ROOT, path.join(modules, 'node-red-contrib-esp-fleet'));
     await link(realpathSync(path.dirname(require.resolve('@flowfuse/node-red-dashboard/package.json'))), path.join(modules, '@flowfuse', 'node-red-dashboard'));
-    await fs.writeFile(path.join(userDir, 'settings.js'), SETTINGS);
+    const login = opts.open ? undefined : { username: 'admin', password: newPassword() };
+    await fs.writeFile(path.join(userDir, 'settings.js'), settings(login));
     await fs.writeFile(path.join(userDir, 'flows.json'), '[]');
     const port = await freePort();
     const child = spawn(process.execPath, [require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
       env: { ...process.env, NR_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const red = new NodeRedProcess(userDir, port, child);
+    const red = new NodeRedProcess(userDir, port, child, login);
     let partial = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');
@@ -146,7 +167,7 @@ export class NodeRedProcess {
     const from = this.logs.length;
     const res = await fetch(`${this.url}/admin/flows`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full', 'Node-RED-API-Version': 'v1' },
+      headers: await this.adminHeaders({ 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full', 'Node-RED-API-Version': 'v1' }),
       body: JSON.stringify(flows),
     });
     if (res.status !== 204 && res.status !== 200) throw new Error(`deploy refused: HTTP ${res.status} ${await res.text()}`);
@@ -156,13 +177,13 @@ export class NodeRedProcess {
 
   /** Presses an inject node's button (the editor's POST /inject/:id). */
   async inject(id: string): Promise<void> {
-    const res = await fetch(`${this.url}/admin/inject/${encodeURIComponent(id)}`, { method: 'POST' });
+    const res = await fetch(`${this.url}/admin/inject/${encodeURIComponent(id)}`, { method: 'POST', headers: await this.adminHeaders() });
     if (res.status !== 200) throw new Error(`inject ${id}: HTTP ${res.status} ${await res.text()}`);
   }
 
   /** Every node type the runtime loaded, with the module that provides it. */
   async nodeTypes(): Promise<Map<string, string>> {
-    const res = await fetch(`${this.url}/admin/nodes`, { headers: { accept: 'application/json' } });
+    const res = await fetch(`${this.url}/admin/nodes`, { headers: await this.adminHeaders({ accept: 'application/json' }) });
     const sets = (await res.json()) as { module: string; types: string[]; enabled: boolean; err?: string }[];
     const types = new Map<string, string>();
     for (const set of sets) if (set.enabled && !set.err) for (const t of set.types) types.set(t, set.module);
