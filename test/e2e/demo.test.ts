@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { freePort } from '../support/mosquitto';
 import { tempDir } from '../support/temp-dir';
+import { CaStore } from '../../lib/pki/ca-store';
+import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { adminBearer, basicAuthorization, Login } from '../../scripts/node-red-auth';
 
 const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
@@ -64,8 +66,8 @@ describe('the demo (npm start)', function () {
     return { username: 'admin', password: readFileSync(path.join(tmp.path, 'demo-password'), 'utf8').trim() };
   }
 
-  /** Waits until every device has reported since `since` (the registry outlives a restart). */
-  async function devicesOnline(demo: Demo, since = Date.now()): Promise<{ id: string; online: boolean; image?: string }[]> {
+  /** Waits until `expected` devices have reported since `since` (the registry outlives a restart). */
+  async function devicesOnline(demo: Demo, since = Date.now(), expected = devices): Promise<{ id: string; online: boolean; image?: string; lastSeen: string }[]> {
     const until = Date.now() + 90_000;
     let bearer: string | undefined;
     for (;;) {
@@ -76,7 +78,7 @@ describe('the demo (npm start)', function () {
         .catch(() => undefined);
       const res = bearer ? await getJson(ports.editor, '/esp-fleet/fleet/fleet-broker-conn/devices', { authorization: bearer }).catch(() => undefined) : undefined;
       const list = (res?.body as { devices?: { id: string; online: boolean; image?: string; lastSeen: string }[] } | undefined)?.devices ?? [];
-      if (list.filter((d) => d.online && Date.parse(d.lastSeen) >= since).length === devices) return list;
+      if (list.filter((d) => d.online && Date.parse(d.lastSeen) >= since).length === expected) return list;
       if (Date.now() > until) throw new Error(`devices not online in the demo (${list.length} known):\n${demo.output().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -150,16 +152,25 @@ describe('the demo (npm start)', function () {
     }
   });
 
-  it('a second start reuses the same CA and catalogue', async () => {
+  it('a second start reuses the same CA and catalogue, and a device revoked in between stays revoked and offline', async () => {
     const caCert = readFileSync(path.join(tmp.path, 'esp-fleet-ca', 'ca.crt'), 'utf8');
     const catalogue = readFileSync(path.join(tmp.path, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8');
+    // Revoked while the demo is down (the CA has one writer at a time).
+    const [lost] = deviceIds('a4cf12', 1);
+    const ca = await CaStore.open({ dir: path.join(tmp.path, 'esp-fleet-ca') });
+    await ca.revoke(ca.currentIdentity('device', lost)!.serial, 'keyCompromise');
+    await ca.idle();
+    const since = Date.now();
     const demo = start();
     try {
-      await devicesOnline(demo);
+      const list = await devicesOnline(demo, since, devices - 1);
+      assert.ok(!list.some((d) => d.id === lost && Date.parse(d.lastSeen) >= since), `${lost} is revoked and must not report`);
     } finally {
       assert.equal(await stop(demo), 0, demo.output().slice(-3000));
     }
     assert.equal(readFileSync(path.join(tmp.path, 'esp-fleet-ca', 'ca.crt'), 'utf8'), caCert);
     assert.equal(readFileSync(path.join(tmp.path, 'esp-fleet-firmware', 'catalogue', 'catalogue.json'), 'utf8'), catalogue);
+    const after = await CaStore.open({ dir: path.join(tmp.path, 'esp-fleet-ca') });
+    assert.equal(after.currentIdentity('device', lost), undefined, 'the restart did not issue the revoked device again');
   });
 });
