@@ -8,6 +8,7 @@ import { freePort } from '../support/mosquitto';
 import { tempDir } from '../support/temp-dir';
 import { CaStore } from '../../lib/pki/ca-store';
 import { deviceIds } from '../../lib/sim/fleet-simulator';
+import { buildSimImage } from '../../lib/sim/sim-image';
 import { adminBearer, basicAuthorization, Login } from '../../scripts/node-red-auth';
 
 const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
@@ -145,6 +146,19 @@ describe('the demo (npm start)', function () {
         ];
       });
       assert.deepEqual(checks, [true, false, true, true, false, false, false]);
+      // The update server's dialog signs and publishes an image through the admin API, as the logged-in user.
+      type EditorRed = { RED: { editor: { edit(n: unknown): void }; nodes: { node(id: string): unknown } } };
+      await page.waitForFunction(() => Boolean((window as unknown as EditorRed).RED.nodes.node('fleet-update-server')), undefined, { timeout: 30_000 });
+      await page.evaluate(() => {
+        const red = (window as unknown as EditorRed).RED;
+        red.editor.edit(red.nodes.node('fleet-update-server'));
+      });
+      const image = buildSimImage({ image: 'ESP8266_DEMO-3.0.0', build: 'editor', trusts: [] }, 8 * 1024);
+      await page.locator('#esp-firmware-upload-file').setInputFiles({ name: 'demo.bin', mimeType: 'application/octet-stream', buffer: image });
+      await page.locator('#esp-firmware-upload-product').fill('ESP8266_DEMO');
+      await page.locator('#esp-firmware-upload-version').fill('3.0.0');
+      await page.locator('#esp-firmware-upload-button').click();
+      await page.locator('#esp-firmware-upload-result', { hasText: /published ESP8266_DEMO-3\.0\.0 \(signed, \d+ bytes\)/ }).waitFor({ timeout: 20_000 });
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();
