@@ -1,9 +1,10 @@
 import { createPrivateKey } from 'node:crypto';
 import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
 import { normalizeDeviceId } from '../device-id';
+import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
-export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl'] as const;
+export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore'] as const;
 export type IssuerAction = (typeof ISSUER_ACTIONS)[number];
 
 export interface IssuerDefaults {
@@ -37,7 +38,15 @@ export type IssuerResult =
   | { action: 'revoke'; revoked: IssuedRecord; crlFile: string; crlNextUpdate?: string }
   | { action: 'list' | 'expiring'; certificates: IssuedRecord[]; count: number; days?: number }
   | { action: 'mosquitto'; dir: string; confFile: string; aclFile: string; crlFile: string; serverSerial: string; backendSerial: string; hint: string }
-  | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number };
+  | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number }
+  | BackupActionResult;
+
+/** What `backup` and `restore` need beyond the store; the node supplies it. */
+export interface IssuerContext {
+  backup?: BackupContext;
+  /** The backup passphrase, already taken out of msg.payload (takePassphrase) so no output or Catch node sees it. */
+  passphrase?: unknown;
+}
 
 type Args = Record<string, unknown>;
 
@@ -54,7 +63,7 @@ function argsOf(payload: unknown, mainArg: string): Args {
   throw new Error('msg.payload must be an object with the action arguments (or a string for the main one)');
 }
 
-export async function runIssuerAction(store: CaStore, action: IssuerAction, payload: unknown, defaults: IssuerDefaults = {}): Promise<IssuerResult> {
+export async function runIssuerAction(store: CaStore, action: IssuerAction, payload: unknown, defaults: IssuerDefaults = {}, context: IssuerContext = {}): Promise<IssuerResult> {
   const validity = (a: Args): unknown => a.validityDays ?? defaults.validityDays;
   switch (action) {
     case 'device': {
@@ -137,6 +146,11 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
         revokedCount: store.list({ includeRevoked: true }).filter((r) => r.revokedAt).length,
       };
     }
+    case 'backup':
+    case 'restore': {
+      const { passphrase, rest } = takePassphrase(payload);
+      return runBackupAction(store, action, rest, context.passphrase ?? passphrase, context.backup);
+    }
   }
 }
 
@@ -177,4 +191,4 @@ function shape(action: IssuerAction, issued: IssuedCertificate, defaults: Issuer
   return out;
 }
 
-export { REVOCATION_REASONS };
+export { REVOCATION_REASONS, takePassphrase };

@@ -6,6 +6,7 @@ import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-servi
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
+import { exposeBackupState, firmwareState } from '../shared/backup-state';
 
 interface EspFirmwareServerDef extends NodeDef {
   ca: string;
@@ -92,6 +93,7 @@ export = function register(RED: NodeAPI): void {
       node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
       return service;
     })();
+    exposeBackupState(node, firmwareState(config.ca, folderInUserDir(RED, config.folder, 'esp-fleet-firmware'), starting));
     node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
     starting.catch((err) => {
       node.error(`update server cannot start: ${errorText(err)}`);
