@@ -29,10 +29,11 @@ export interface FleetState {
  * and backend identity and its Mosquitto folder; a firmware folder with a signed image and one
  * signed with a rotated key; a registry file with the devices in it.
  */
-export async function makeFleetState(root: string): Promise<FleetState> {
+export async function makeFleetState(root: string, options: { mosquittoPort?: number } = {}): Promise<FleetState> {
   const store = await CaStore.open({ dir: path.join(root, 'esp-fleet-ca') });
   for (const id of DEVICES) await store.issueDevice(id);
-  await store.writeMosquittoConfig({ port: 18883 });
+  // The Mosquitto folder inside the CA folder (the default), on 127.0.0.1 only.
+  await store.writeMosquittoConfig({ port: options.mosquittoPort ?? 18883, bindAddress: '127.0.0.1' });
   const revokedSerial = (await store.issueDevice('84f3eb0000ff')).record.serial;
   await store.revoke(revokedSerial, 'keyCompromise');
   const service = await FirmwareService.open(path.join(root, 'esp-fleet-firmware'));
