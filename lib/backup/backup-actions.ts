@@ -3,6 +3,7 @@ import { BackupError } from './archive-crypto';
 import { BackupSummary, RestoreSummary, createBackup, restoreBackup } from './backup';
 import { backupFilePath, defaultBackupName } from './backup-file';
 import { caSource } from './sources';
+import { realPathOf } from './read-folder';
 import type { PartSource } from './snapshot';
 
 /**
@@ -18,6 +19,8 @@ export interface StatePart {
   key: string;
   path: string;
   settle(): Promise<void>;
+  /** Called once its place was restored: the owner's copy in memory is stale and must write nothing more. */
+  retire?(): void;
 }
 
 export interface BackupContext {
@@ -70,6 +73,8 @@ export async function runBackupAction(store: StoreLike, action: 'backup' | 'rest
   for (const p of parts) await p.settle();
   const places = [{ role: 'ca' as const, path: store.dir }, ...parts.map((p) => ({ role: p.role, key: p.key, path: p.path }))];
   const summary = await restoreBackup(file, passphrase, places, { force: a.force === true, home: context.userDir });
+  const replaced = new Set(summary.restored.map((r) => r.path));
+  for (const p of parts) if (replaced.has(p.path) || replaced.has(await realPathOf(p.path) ?? '')) p.retire?.();
   return {
     action,
     ...summary,

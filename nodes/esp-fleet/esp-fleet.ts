@@ -55,7 +55,7 @@ export = function register(RED: NodeAPI): void {
     })();
     starting.catch((err) => node.error(`esp-fleet cannot start: ${errorText(err)}`));
     node.fleet = () => starting;
-    exposeBackupState(node, registryState(config, folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), () => registryFile?.flush()));
+    exposeBackupState(node, registryState(config, folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), () => registryFile));
 
     async function tlsMaterial(c: EspFleetDef, credentials: EspFleetCredentials): Promise<TlsMaterial> {
       switch (c.tlsSource || 'esp-ca') {

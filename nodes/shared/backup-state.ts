@@ -14,6 +14,8 @@ export interface BackupState {
   ca: string | undefined;
   path: string;
   settle(): Promise<void>;
+  /** After a restore: this node's copy in memory is stale and must not be written back. */
+  retire?(): void;
 }
 
 export function exposeBackupState(node: Node, state: BackupState): void {
@@ -34,8 +36,15 @@ export function firmwareState(ca: string, folder: string, starting: Promise<{ ke
 }
 
 /** A registry file: part of the fleet of the esp-ca its esp-fleet node takes its TLS identity from. */
-export function registryState(config: { tlsSource?: string; ca?: string }, file: string, flush: () => Promise<void> | undefined): BackupState {
-  return { role: 'registry', ca: (config.tlsSource || 'esp-ca') === 'esp-ca' ? config.ca : undefined, path: file, settle: async () => flush() };
+export function registryState(config: { tlsSource?: string; ca?: string }, file: string, current: () => { flush(): Promise<void>; retire(): void } | undefined): BackupState {
+  return {
+    role: 'registry',
+    ca: (config.tlsSource || 'esp-ca') === 'esp-ca' ? config.ca : undefined,
+    path: file,
+    settle: async () => current()?.flush(),
+    // Its close-time flush would otherwise put the registry from before back over the restored one.
+    retire: () => current()?.retire(),
+  };
 }
 
 /** The firmware folders and registry files of the deployed nodes that use esp-ca `caId`. */
@@ -44,7 +53,7 @@ export function backupStatesOf(RED: NodeAPI, caId: string): StatePart[] {
   RED.nodes.eachNode((def) => {
     const live = RED.nodes.getNode(def.id) as unknown as Record<string, unknown> | null;
     const state = live?.[PROPERTY] as BackupState | undefined;
-    if (state && state.ca === caId) out.push({ role: state.role, key: def.id, path: state.path, settle: state.settle });
+    if (state && state.ca === caId) out.push({ role: state.role, key: def.id, path: state.path, settle: state.settle, retire: state.retire });
   });
   return out;
 }
