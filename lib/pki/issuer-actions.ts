@@ -2,6 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
 import { normalizeDeviceId } from '../device-id';
 import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
+import { shownInput } from '../input-text';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
 export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore'] as const;
@@ -52,7 +53,7 @@ type Args = Record<string, unknown>;
 
 export function parseAction(value: unknown): IssuerAction {
   if (typeof value === 'string' && (ISSUER_ACTIONS as readonly string[]).includes(value)) return value as IssuerAction;
-  throw new Error(`unknown action ${JSON.stringify(value)}: set msg.topic to one of ${ISSUER_ACTIONS.join(', ')}`);
+  throw new Error(`unknown action ${shownInput(value)}: set msg.topic to one of ${ISSUER_ACTIONS.join(', ')}`);
 }
 
 /** A bare string or number payload stands for the action's main argument. */
@@ -103,7 +104,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     case 'list': {
       const a = argsOf(ignoreTrigger(payload), 'kind');
       const kind = a.kind as CertificateKind | undefined;
-      if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${JSON.stringify(kind)}: device, server or backend`);
+      if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${shownInput(kind)}: device, server or backend`);
       const certificates = store.list({ kind, includeRevoked: a.includeRevoked === true });
       return { action, certificates, count: certificates.length };
     }
@@ -111,7 +112,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       const a = argsOf(payload, 'days');
       const days = Number(a.days ?? 30);
       if (!Number.isFinite(days) || days < 0 || days > 3650) {
-        throw new Error(`expiring needs a number of days from 0 to 3650, got ${JSON.stringify(a.days)} (an inject's timestamp? set its payload to the days)`);
+        throw new Error(`expiring needs a number of days from 0 to 3650, got ${shownInput(a.days)} (an inject's timestamp? set its payload to the days)`);
       }
       const certificates = store.expiring(days);
       return { action, certificates, count: certificates.length, days };
