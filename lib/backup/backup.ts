@@ -53,10 +53,19 @@ export async function createBackup(sources: PartSource[], passphraseInput: unkno
   const counts: Counts = { certificates: 0, images: 0, devices: 0 };
   let caFingerprint = '';
   const taken = new Set<string>();
+  const target = path.join((await realPathOf(path.dirname(file))) ?? path.resolve(path.dirname(file)), path.basename(file));
+  for (const source of sources) {
+    const real = (await realPathOf(source.path)) ?? path.resolve(source.path);
+    // A backup inside a folder it backs up would be taken into the next one, and restored over itself.
+    if (source.role !== 'registry' && isInside(target, real)) throw new BackupError(`the backup file ${file} lies inside ${real}, which it backs up: write it elsewhere`);
+  }
   for (const source of sources) {
     const captured = await capturePart(source);
     // Two nodes sharing a folder: one copy of it.
     if (!captured || taken.has(captured.realPath)) continue;
+    for (const other of taken) {
+      if (isInside(captured.realPath, other) || isInside(other, captured.realPath)) throw new BackupError(`${captured.realPath} and ${other} overlap: each part of a backup needs its own folder`);
+    }
     taken.add(captured.realPath);
     const id = partId(source.role, source.key);
     const rel = home ? path.relative(home, captured.realPath) : '';
@@ -175,6 +184,12 @@ export async function restoreBackup(file: string, passphrase: unknown, places: R
     restored.push({ id: p.id, role: p.role, path: p.target, files: p.files.length, ...(keptAside ? { keptAside } : {}) });
   }
   return { file, createdAt: manifest.createdAt, caFingerprint: manifest.caFingerprint, counts: manifest.counts, restored, warnings };
+}
+
+/** `inner` is `outer` or lies below it. */
+function isInside(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
 function countOf(data: Buffer | undefined, field: 'images' | 'devices'): number {

@@ -38,10 +38,9 @@ async function unknownDevices(dir: string, archived: FolderFile[]): Promise<stri
     const fp = certFingerprint({ path: `devices/${name}`, mode: 0, data: (await readIfThere(path.join(dir, 'devices', name))) ?? Buffer.alloc(0) });
     if (fp) local.push({ kind: 'device', serial: '?', commonName: name.slice(0, -4), sha256: fp });
   }
-  const unknown = local.filter((r) => !known.has(r.sha256));
-  const names2 = [...new Set(unknown.map((r) => r.commonName))];
+  const unknown = [...new Set(local.filter((r) => !known.has(r.sha256)).map((r) => r.commonName))];
   return unknown.length
-    ? [`the CA in ${dir} has issued device certificates the archive does not hold (${names2.slice(0, 5).join(', ')}${names2.length > 5 ? ', …' : ''})`]
+    ? [`the CA in ${dir} has issued device certificates the archive does not hold (${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''})`]
     : [];
 }
 

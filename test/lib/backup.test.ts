@@ -357,6 +357,14 @@ describe('backup and restore (lib/backup)', function () {
     await restored.idle();
   });
 
+  it('refuses a backup file inside a folder it backs up, and parts that overlap', async () => {
+    const inside = path.join(fleet.store.dir, 'self.efb');
+    await assert.rejects(createBackup(fleet.sources, PASSPHRASE, inside, { kdf: TEST_KDF }), /lies inside .* which it backs up/);
+    assert.ok(!(await fs.stat(inside).catch(() => undefined)), 'not written');
+    const nested = { role: 'firmware' as const, key: 'inner', path: path.join(fleet.store.dir, 'mosquitto'), settle: async () => undefined };
+    await assert.rejects(createBackup([...fleet.sources, nested], PASSPHRASE, path.join(tmp.path, 'overlap.efb'), { kdf: TEST_KDF }), /overlap: each part of a backup needs its own folder/);
+  });
+
   it('checks the passphrase before reading anything, and never puts it in a message', async () => {
     await assert.rejects(createBackup(fleet.sources, 'short', path.join(tmp.path, 'x.efb'), { kdf: TEST_KDF }), /at least 12 characters/);
     await assert.rejects(createBackup(fleet.sources, undefined, path.join(tmp.path, 'x.efb'), { kdf: TEST_KDF }), /at least 12 characters/);
