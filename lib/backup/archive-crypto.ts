@@ -14,8 +14,8 @@ import { createCipheriv, createDecipheriv, randomBytes, scrypt, ScryptOptions } 
  *   tag        16 bytes (GCM authentication tag)
  *
  * The whole header is GCM additional data (NIST SP 800-38D, 7.1): a header changed in any bit
- * fails the tag check like a changed ciphertext does, so nothing in it can be trusted unchecked
- * except the KDF parameters, which are bounded before use.
+ * fails the tag check like a changed ciphertext does. Only the KDF parameters are used before
+ * the tag can be checked (the key comes from them), so they are bounded first.
  */
 
 export const MAGIC = Buffer.from('ESPFLBAK', 'ascii');

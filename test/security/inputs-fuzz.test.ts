@@ -367,6 +367,8 @@ describe('fuzzing the inputs of the issuer, the catalogue and esp-status (fast-c
           const r = parseStatus(p);
           assert.equal(({} as Record<string, unknown>).polluted, undefined);
           assert.deepEqual(Object.getOwnPropertyNames(Object.prototype).sort(), protoNames);
+          const size = typeof p === 'string' ? Buffer.byteLength(p) : p.length;
+          if (size > MAX_STATUS_BYTES) assert.equal(r.ok, false, `a payload of ${size} bytes was accepted`);
           if (!r.ok) {
             refused++;
             assert.equal(typeof r.reason, 'string');
