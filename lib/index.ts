@@ -22,3 +22,6 @@ export { DeviceRegistry } from './fleet/registry';
 export { FleetClient } from './fleet/fleet-client';
 export { CommandDispatcher, buildCommand, resolveTargets } from './fleet/commands';
 export { parseStatus } from './fleet/telemetry';
+export { createBackup, restoreBackup, readBackup } from './backup/backup';
+export type { BackupSummary, RestoreSummary, BackupOptions, RestoreOptions } from './backup/backup';
+export { caSource, firmwareSource, registrySource } from './backup/sources';

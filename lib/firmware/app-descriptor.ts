@@ -5,6 +5,7 @@
  * `esp_image_header_t` and the first 8-byte `esp_image_segment_header_t`.
  */
 import type { ImageKind, Platform } from './types';
+import { shownInput } from '../input-text';
 
 export const APP_DESC_OFFSET = 32;
 export const APP_DESC_MAGIC = 0xabcd5432;
@@ -80,7 +81,7 @@ function hex2(byte: number): string {
 export function checkMagic(image: Buffer, platform: Platform, kind: ImageKind): MagicCheck {
   if (!Buffer.isBuffer(image) || image.length === 0) return { ok: false, reason: 'image is empty' };
   if (kind === 'spiffs') return { ok: true };
-  if (kind !== 'app') return { ok: false, reason: `unknown image kind ${String(kind)}` };
+  if (kind !== 'app') return { ok: false, reason: `unknown image kind ${shownInput(kind)}` };
   const first = image[0];
   if (platform === 'esp8266') {
     if (first === 0xe9) return { ok: true };
@@ -93,5 +94,5 @@ export function checkMagic(image: Buffer, platform: Platform, kind: ImageKind): 
     const gz = first === 0x1f && image[1] === 0x8b ? ' (it is gzip-compressed: ESP32 OTA takes the plain .bin)' : '';
     return { ok: false, reason: `image does not start with 0xE9 (starts with ${hex2(first)}): not an ESP32 app image${gz}` };
   }
-  return { ok: false, reason: `unknown platform ${String(platform)}` };
+  return { ok: false, reason: `unknown platform ${shownInput(platform)}` };
 }

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
 import { normalizeDeviceId } from '../device-id';
+import { shownInput } from '../input-text';
 import { CatalogueEntry, ImageKind, Platform } from './types';
 import { ImageNameError, assertProduct, compareVersions, imageName, parseImageName, parseVersion } from './version';
 import { NextImageRequest, NextImageResult, nextImage } from './next-image';
@@ -152,8 +153,12 @@ export class FirmwareCatalogue {
     });
   }
 
-  /** Checks an add and returns the entry it would make; for an idempotent retry, the stored one. */
-  private checkAdd(input: AddImageInput): CatalogueEntry {
+  /**
+   * The checks of `add` that need neither signing key nor stored state (data, name, platform,
+   * kind, channel): a caller about to make a signing key for an image runs them first, so a
+   * refused image leaves no key behind.
+   */
+  checkImage(input: Omit<AddImageInput, 'signedWith' | 'trusts'>): { name: string; product: string; version: string; platform: Platform; kind: ImageKind; channel?: string } {
     if (!input || typeof input !== 'object') throw new CatalogueError('add needs { data, name (or product and version), platform, signedWith, trusts }');
     const { data } = input;
     if (!(data instanceof Uint8Array)) throw new CatalogueError('image data must be a Buffer');
@@ -161,20 +166,27 @@ export class FirmwareCatalogue {
     if (data.byteLength > this.maxImageSize) throw new CatalogueError(`the image is ${data.byteLength} bytes, more than the limit of ${this.maxImageSize} bytes`);
     const parsed = nameOf(input);
     const platform = input.platform;
-    if (!PLATFORMS.includes(platform)) throw new CatalogueError(`unknown platform ${JSON.stringify(platform)}: one of ${PLATFORMS.join(', ')}`);
+    if (!PLATFORMS.includes(platform)) throw new CatalogueError(`unknown platform ${shownInput(platform)}: one of ${PLATFORMS.join(', ')}`);
     const kind = input.kind ?? 'app';
-    if (!KINDS.includes(kind)) throw new CatalogueError(`unknown image kind ${JSON.stringify(kind)}: one of ${KINDS.join(', ')}`);
+    if (!KINDS.includes(kind)) throw new CatalogueError(`unknown image kind ${shownInput(kind)}: one of ${KINDS.join(', ')}`);
     if (kind === 'app' && data[0] !== APP_MAGIC && data[0] !== GZIP_MAGIC) {
       throw new CatalogueError(
         `an app image must start with byte 0xE9 (or 0x1F, gzip), this one starts with 0x${data[0].toString(16).padStart(2, '0').toUpperCase()}: devices would refuse it`,
       );
     }
+    return { ...parsed, platform, kind, channel: entryChannel(input.channel) };
+  }
+
+  /** Checks an add and returns the entry it would make; for an idempotent retry, the stored one. */
+  private checkAdd(input: AddImageInput): CatalogueEntry {
+    const { name, product, version, platform, kind, channel } = this.checkImage(input);
+    const parsed = { name, product, version };
+    const data = input.data;
     const signedWith = keyId(input.signedWith, 'signedWith');
     if (!Array.isArray(input.trusts) || input.trusts.length === 0) {
       throw new CatalogueError('trusts must list the key ids compiled into the image (at least one): without them no device running it could verify an update');
     }
     const trusts = [...new Set(input.trusts.map((k) => keyId(k, 'trusts')))];
-    const channel = entryChannel(input.channel);
     const digest = createHash('sha256').update(data).digest('hex');
     const entry: CatalogueEntry = {
       name: parsed.name,
@@ -376,7 +388,7 @@ function safeText(input: unknown): string {
   return JSON.stringify(input.length > 80 ? `${input.slice(0, 80)}…` : input);
 }
 
-function nameOf(input: AddImageInput): { name: string; product: string; version: string } {
+function nameOf(input: Pick<AddImageInput, 'name' | 'product' | 'version'>): { name: string; product: string; version: string } {
   try {
     if (input.name !== undefined) {
       const p = parseImageName(input.name);

@@ -9,6 +9,7 @@ import type { ImageSource, ImageAnswer } from './update-server';
 import type { CatalogueEntry, ImageKind, Platform, SignatureScheme } from './types';
 import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
 import { normalizeDeviceId } from '../device-id';
+import { shownInput } from '../input-text';
 
 export interface PublishInput {
   /** The build output: a Buffer, or a file path (absolute, or inside `baseDir`). */
@@ -114,7 +115,7 @@ export class FirmwareService {
 
   async publish(input: PublishInput, baseDir?: string): Promise<PublishResult> {
     const platform = input.platform;
-    if (platform !== 'esp8266' && platform !== 'esp32') throw new Error(`platform must be esp8266 or esp32, got ${JSON.stringify(platform)}`);
+    if (platform !== 'esp8266' && platform !== 'esp32') throw new Error(`platform must be esp8266 or esp32, got ${shownInput(platform)}`);
     const kind: ImageKind = input.kind ?? 'app';
     const data = input.data ?? (await readImageFile(input.file, baseDir));
     const magic = checkMagic(data, platform, kind);
@@ -129,13 +130,15 @@ export class FirmwareService {
       version ??= desc.version;
     }
 
+    // Everything the image alone can fail on, before a first publish of a scheme makes its key.
+    this.catalogue.checkImage({ data, name, product, version, platform, kind, channel: input.channel });
     const scheme: SignatureScheme = platform === 'esp8266' ? 'esp8266-rsa' : (input.scheme ?? 'esp32-ecdsa-v1');
     if (platform === 'esp32' && scheme === 'esp8266-rsa') throw new Error('esp8266-rsa signatures are for ESP8266 images');
     const key = input.signWith ? this.keyring.get(input.signWith) : await this.keyring.current(scheme);
-    if (!key) throw new Error(`no signing key ${JSON.stringify(input.signWith)} in the keyring`);
+    if (!key) throw new Error(`no signing key ${shownInput(input.signWith)} in the keyring`);
     if (key.scheme !== scheme) throw new Error(`key ${key.id} signs ${key.scheme} images, not ${scheme}`);
     const trusts = input.trusts?.length ? input.trusts : [key.id];
-    for (const id of trusts) if (!this.keyring.get(id)) throw new Error(`the image trusts key ${JSON.stringify(id)}, which the keyring does not hold`);
+    for (const id of trusts) if (!this.keyring.get(id)) throw new Error(`the image trusts key ${shownInput(id)}, which the keyring does not hold`);
 
     const publicKey = createPublicKey(key.publicKeyPem);
     const already = verifyImage(scheme, data, publicKey);
@@ -206,7 +209,7 @@ export function checkDeviceConfig(value: unknown): DeviceConfig {
   const out: DeviceConfig = {};
   for (const [key, v] of Object.entries(value)) {
     const type = DEVICE_CONFIG_KEYS[key as keyof typeof DEVICE_CONFIG_KEYS];
-    if (!type) throw new Error(`unknown config.json key ${JSON.stringify(key)}: one of ${Object.keys(DEVICE_CONFIG_KEYS).join(', ')}`);
+    if (!type) throw new Error(`unknown config.json key ${shownInput(key)}: one of ${Object.keys(DEVICE_CONFIG_KEYS).join(', ')}`);
     if (typeof v !== type || (type === 'number' && !(Number.isFinite(v) && (v as number) >= 0))) throw new Error(`config.json key ${key} must be a ${type}${type === 'number' ? ' ≥ 0' : ''}`);
     out[key as keyof DeviceConfig] = v as string | number | boolean;
   }
@@ -217,6 +220,6 @@ async function readImageFile(file: string | undefined, baseDir: string | undefin
   if (typeof file !== 'string' || !file) throw new Error('give the image as msg.payload (a Buffer) or as a file path');
   const resolved = path.isAbsolute(file) ? file : path.resolve(baseDir ?? process.cwd(), file);
   const stat = await fs.stat(resolved).catch(() => undefined);
-  if (!stat?.isFile()) throw new Error(`no image file at ${resolved}`);
+  if (!stat?.isFile()) throw new Error(`no image file at ${resolved.length > 200 ? `${resolved.slice(0, 200)}…` : resolved}`);
   return fs.readFile(resolved);
 }

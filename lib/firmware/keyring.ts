@@ -14,6 +14,7 @@ import { KeyObject, createPrivateKey, createPublicKey, generateKeyPair } from 'n
 import type { SignatureScheme, SigningKeyInfo } from './types';
 import { keyIdOf, esp32RawPublicKey, secureBootV2KeyDigest, signImage } from './signing';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
+import { shownInput } from '../input-text';
 
 export class KeyringError extends Error {}
 
@@ -33,7 +34,7 @@ export const SIGNATURE_SCHEMES = Object.keys(KEY_SPECS) as SignatureScheme[];
 
 export function assertScheme(value: unknown): SignatureScheme {
   if (typeof value !== 'string' || !(SIGNATURE_SCHEMES as string[]).includes(value)) {
-    throw new KeyringError(`unknown signature scheme ${JSON.stringify(value)}: use ${SIGNATURE_SCHEMES.join(', ')}`);
+    throw new KeyringError(`unknown signature scheme ${shownInput(value)}: use ${SIGNATURE_SCHEMES.join(', ')}`);
   }
   return value as SignatureScheme;
 }
@@ -211,7 +212,7 @@ export class SigningKeyring {
 
   private requireKey(id: string): SigningKeyInfo {
     const info = typeof id === 'string' ? this.index.keys.find((k) => k.id === id) : undefined;
-    if (!info) throw new KeyringError(`no signing key ${JSON.stringify(id)} in the keyring`);
+    if (!info) throw new KeyringError(`no signing key ${shownInput(id)} in the keyring`);
     return info;
   }
 

@@ -22,6 +22,7 @@
 import { KeyObject, createHash, createPublicKey, sign as cryptoSign, verify as cryptoVerify, constants } from 'node:crypto';
 import { p256 } from '@noble/curves/nist';
 import type { SignatureScheme } from './types';
+import { shownInput } from '../input-text';
 
 export class SigningError extends Error {}
 
@@ -414,7 +415,7 @@ export function signImage(scheme: SignatureScheme, image: Buffer, privateKey: Ke
     case 'esp32-sbv2-rsa':
       return signSecureBootV2(image, privateKey);
     default:
-      throw new SigningError(`unknown signature scheme ${String(scheme)}`);
+      throw new SigningError(`unknown signature scheme ${shownInput(scheme)}`);
   }
 }
 
@@ -428,6 +429,6 @@ export function verifyImage(scheme: SignatureScheme, signed: Buffer, publicKey: 
     case 'esp32-sbv2-rsa':
       return verifySecureBootV2(signed, publicKey);
     default:
-      return { ok: false, reason: `unknown signature scheme ${String(scheme)}` };
+      return { ok: false, reason: `unknown signature scheme ${shownInput(scheme)}` };
   }
 }

@@ -16,6 +16,7 @@ export class RegistryFile {
   private readonly writer = new CoalescingTask(() => this.write());
   private written = -1;
   private timer: NodeJS.Timeout | undefined;
+  private retired = false;
 
   private constructor(
     readonly file: string,
@@ -40,7 +41,7 @@ export class RegistryFile {
 
   /** Call after changes; the write happens within `intervalMs`. */
   changed(): void {
-    if (this.timer) return;
+    if (this.timer || this.retired) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.writer.request().catch(() => undefined);
@@ -57,7 +58,18 @@ export class RegistryFile {
     await this.writer.request();
   }
 
+  /**
+   * Writes nothing from now on: the file was replaced under this copy (a restore from a backup),
+   * and what this copy holds must not overwrite it before the flows restart.
+   */
+  retire(): void {
+    this.retired = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
   private async write(): Promise<void> {
+    if (this.retired) return;
     const version = this.registry.version;
     if (version === this.written) return;
     const content: RegistryFileContent = { version: 1, devices: this.registry.list() };

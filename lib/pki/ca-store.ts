@@ -24,6 +24,7 @@ import { readVerifiedCsr, VerifiedCsr } from './csr';
 import { identity } from './identity';
 import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
 import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
+import { shownInput } from '../input-text';
 
 export type CertificateKind = 'device' | 'server' | 'backend';
 type BuiltinSchemeName = keyof typeof BUILTIN_SCHEMES;
@@ -309,7 +310,7 @@ export class CaStore {
     } catch (err) {
       throw new CaStoreError((err as Error).message);
     }
-    if (csr.commonName !== expected) throw new CaStoreError(`the CSR is for CN ${JSON.stringify(csr.commonName ?? '')}, expected device ${expected}`);
+    if (csr.commonName !== expected) throw new CaStoreError(`the CSR is for CN ${shownInput(csr.commonName ?? '')}, expected device ${expected}`);
     assertRsaKey(csr.publicKey);
     const spki = csr.spki;
     return this.issueUnlessHeld(expected, opts.replace, () => this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' }));
@@ -350,7 +351,7 @@ export class CaStore {
       // not a device: server and backend names are matched as given
     }
     const candidates = (this.index.byName.get(cn) ?? []).filter((r) => !r.revokedAt);
-    if (candidates.length === 0) throw new CaStoreError(`no valid certificate for ${JSON.stringify(cn)} to renew`);
+    if (candidates.length === 0) throw new CaStoreError(`no valid certificate for ${shownInput(cn)} to renew`);
     return candidates.reduce((a, b) => (a.notAfter >= b.notAfter ? a : b));
   }
 
@@ -359,8 +360,9 @@ export class CaStore {
   async revoke(serialInput: unknown, reasonInput: unknown = 'unspecified'): Promise<IssuedRecord> {
     const serial = normalizeSerial(serialInput);
     const reason = (reasonInput ?? 'unspecified') as RevocationReason;
-    if (!(reason in REVOCATION_REASONS)) {
-      throw new CaStoreError(`unknown revocation reason ${JSON.stringify(reasonInput)}: one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
+    // Own keys only: `in` would also take constructor, toString, __proto__ from Object.prototype.
+    if (typeof reason !== 'string' || !Object.hasOwn(REVOCATION_REASONS, reason)) {
+      throw new CaStoreError(`unknown revocation reason ${shownInput(reasonInput)}: one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
     }
     const record = this.findBySerial(serial);
     if (record.revokedAt) throw new CaStoreError(`certificate ${serial} is already revoked (${record.revokedAt})`);
@@ -408,7 +410,7 @@ export class CaStore {
   /** Valid (not revoked, not yet expired) certificates that expire within `days`. */
   expiring(days: unknown, now = new Date()): IssuedRecord[] {
     const n = Number(days);
-    if (!Number.isFinite(n) || n < 0) throw new CaStoreError(`invalid number of days ${JSON.stringify(days)}`);
+    if (!Number.isFinite(n) || n < 0) throw new CaStoreError(`invalid number of days ${shownInput(days)}`);
     const until = now.getTime() + n * DAY_MS;
     return this.list()
       .filter((r) => {
@@ -440,10 +442,10 @@ export class CaStore {
     const serverName = assertDnsName(opts.serverName ?? 'localhost');
     const backendName = assertBackendName(opts.backendName ?? 'node-red');
     const port = Number(opts.port ?? 8883);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CaStoreError(`invalid port ${JSON.stringify(opts.port)}`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CaStoreError(`invalid port ${shownInput(opts.port)}`);
     const bindAddress = opts.bindAddress ? assertIpAddress(opts.bindAddress) : undefined;
     const scheme = (opts.scheme ?? 'secure-esp8266') as BuiltinSchemeName;
-    if (!(scheme in BUILTIN_SCHEMES)) throw new CaStoreError(`unknown topic scheme ${JSON.stringify(opts.scheme)}: ${Object.keys(BUILTIN_SCHEMES).join(' or ')}`);
+    if (typeof scheme !== 'string' || !Object.hasOwn(BUILTIN_SCHEMES, scheme)) throw new CaStoreError(`unknown topic scheme ${shownInput(opts.scheme)}: ${Object.keys(BUILTIN_SCHEMES).join(' or ')}`);
 
     const server = await identity(this, { kind: 'server', commonName: serverName });
     const backend = await identity(this, { kind: 'backend', commonName: backendName });

@@ -1,9 +1,11 @@
 import { createPrivateKey } from 'node:crypto';
 import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
 import { normalizeDeviceId } from '../device-id';
+import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
+import { shownInput } from '../input-text';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
-export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl'] as const;
+export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore'] as const;
 export type IssuerAction = (typeof ISSUER_ACTIONS)[number];
 
 export interface IssuerDefaults {
@@ -37,13 +39,21 @@ export type IssuerResult =
   | { action: 'revoke'; revoked: IssuedRecord; crlFile: string; crlNextUpdate?: string }
   | { action: 'list' | 'expiring'; certificates: IssuedRecord[]; count: number; days?: number }
   | { action: 'mosquitto'; dir: string; confFile: string; aclFile: string; crlFile: string; serverSerial: string; backendSerial: string; hint: string }
-  | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number };
+  | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number }
+  | BackupActionResult;
+
+/** What `backup` and `restore` need beyond the store; the node supplies it. */
+export interface IssuerContext {
+  backup?: BackupContext;
+  /** The backup passphrase, already taken out of msg.payload (takePassphrase) so no output or Catch node sees it. */
+  passphrase?: unknown;
+}
 
 type Args = Record<string, unknown>;
 
 export function parseAction(value: unknown): IssuerAction {
   if (typeof value === 'string' && (ISSUER_ACTIONS as readonly string[]).includes(value)) return value as IssuerAction;
-  throw new Error(`unknown action ${JSON.stringify(value)}: set msg.topic to one of ${ISSUER_ACTIONS.join(', ')}`);
+  throw new Error(`unknown action ${shownInput(value)}: set msg.topic to one of ${ISSUER_ACTIONS.join(', ')}`);
 }
 
 /** A bare string or number payload stands for the action's main argument. */
@@ -54,7 +64,7 @@ function argsOf(payload: unknown, mainArg: string): Args {
   throw new Error('msg.payload must be an object with the action arguments (or a string for the main one)');
 }
 
-export async function runIssuerAction(store: CaStore, action: IssuerAction, payload: unknown, defaults: IssuerDefaults = {}): Promise<IssuerResult> {
+export async function runIssuerAction(store: CaStore, action: IssuerAction, payload: unknown, defaults: IssuerDefaults = {}, context: IssuerContext = {}): Promise<IssuerResult> {
   const validity = (a: Args): unknown => a.validityDays ?? defaults.validityDays;
   switch (action) {
     case 'device': {
@@ -94,7 +104,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     case 'list': {
       const a = argsOf(ignoreTrigger(payload), 'kind');
       const kind = a.kind as CertificateKind | undefined;
-      if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${JSON.stringify(kind)}: device, server or backend`);
+      if (kind !== undefined && !['device', 'server', 'backend'].includes(kind)) throw new Error(`unknown kind ${shownInput(kind)}: device, server or backend`);
       const certificates = store.list({ kind, includeRevoked: a.includeRevoked === true });
       return { action, certificates, count: certificates.length };
     }
@@ -102,7 +112,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       const a = argsOf(payload, 'days');
       const days = Number(a.days ?? 30);
       if (!Number.isFinite(days) || days < 0 || days > 3650) {
-        throw new Error(`expiring needs a number of days from 0 to 3650, got ${JSON.stringify(a.days)} (an inject's timestamp? set its payload to the days)`);
+        throw new Error(`expiring needs a number of days from 0 to 3650, got ${shownInput(a.days)} (an inject's timestamp? set its payload to the days)`);
       }
       const certificates = store.expiring(days);
       return { action, certificates, count: certificates.length, days };
@@ -136,6 +146,11 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
         nextUpdate: store.crlNextUpdateAt?.toISOString(),
         revokedCount: store.list({ includeRevoked: true }).filter((r) => r.revokedAt).length,
       };
+    }
+    case 'backup':
+    case 'restore': {
+      const { passphrase, rest } = takePassphrase(payload);
+      return runBackupAction(store, action, rest, context.passphrase ?? passphrase, context.backup);
     }
   }
 }
@@ -177,4 +192,4 @@ function shape(action: IssuerAction, issued: IssuedCertificate, defaults: Issuer
   return out;
 }
 
-export { REVOCATION_REASONS };
+export { REVOCATION_REASONS, takePassphrase };

@@ -1,9 +1,10 @@
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
-import { runIssuerAction, parseAction, IssuerDefaults } from '../../lib/pki/issuer-actions';
+import { runIssuerAction, parseAction, IssuerDefaults, takePassphrase } from '../../lib/pki/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
-import { errorText, shortText, optionalNumber, folderInUserDir } from '../shared/settings';
+import { errorText, shortText, optionalNumber, folderInUserDir, userDirOf } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
+import { backupStatesOf } from '../shared/backup-state';
 
 interface EspCertIssuerDef extends NodeDef {
   ca: string;
@@ -29,6 +30,9 @@ export = function register(RED: NodeAPI): void {
       mosquittoDir: config.mosquittoDir?.trim() ? folderInUserDir(RED, config.mosquittoDir, '') : undefined,
       mosquittoPort: optionalNumber(config.mosquittoPort),
     };
+    const backup = { userDir: userDirOf(RED), parts: () => backupStatesOf(RED, config.ca) };
+    /** After a restore the CA in memory is the one from before: nothing more until flows restart. */
+    let restored = false;
 
     const showSummary = (store: CaStore): void => {
       const until = store.caNotAfter.toISOString().slice(0, 10);
@@ -46,16 +50,23 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       (async () => {
         if (!caNode) throw new Error('no esp-ca node is configured for this issuer');
+        // The backup passphrase leaves the msg at once: neither the output nor a Catch node sees it.
+        const { passphrase, rest } = takePassphrase(msg.payload);
+        if (passphrase !== undefined) msg.payload = rest;
         const action = parseAction(msg.topic || config.action);
+        if (restored) throw new Error('the CA was restored from a backup: restart flows (Deploy ▸ Restart Flows) to load it before anything else');
         const store = await caNode.store();
-        const result = await runIssuerAction(store, action, msg.payload, defaults);
+        const result = await runIssuerAction(store, action, msg.payload, defaults, { backup, passphrase });
         for (const warning of 'warnings' in result ? result.warnings : []) node.warn(warning);
-        showSummary(store);
+        if (result.action === 'restore') {
+          restored = true;
+          node.status({ fill: 'yellow', shape: 'ring', text: 'restored · restart flows' });
+        } else showSummary(store);
         send({ ...msg, topic: action, payload: result });
       })().then(
         () => done(),
         (err: unknown) => {
-          node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+          if (!restored) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
           // done(err) reports through node.error(err, msg), so Catch nodes see it.
           done(err instanceof Error ? err : new Error(errorText(err)));
         },

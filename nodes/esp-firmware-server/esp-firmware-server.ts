@@ -10,6 +10,7 @@ import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadP
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
+import { exposeBackupState, firmwareState } from '../shared/backup-state';
 
 interface EspFirmwareServerDef extends NodeDef {
   ca: string;
@@ -99,6 +100,7 @@ export = function register(RED: NodeAPI): void {
       return service;
     })();
     services.set(node.id, starting);
+    exposeBackupState(node, firmwareState(config.ca, folderInUserDir(RED, config.folder, 'esp-fleet-firmware'), starting));
     node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
     starting.catch((err) => {
       node.error(`update server cannot start: ${errorText(err)}`);

@@ -7,6 +7,7 @@ import { RegistryFile } from '../../lib/fleet/registry-file';
 import { backendIdentity, TlsMaterial } from '../../lib/fleet/backend-identity';
 import { folderInUserDir, errorText, positive } from '../shared/settings';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
+import { exposeBackupState, registryState } from '../shared/backup-state';
 
 interface EspFleetDef extends NodeDef, SchemeSettings {
   broker: string;
@@ -54,6 +55,7 @@ export = function register(RED: NodeAPI): void {
     })();
     starting.catch((err) => node.error(`esp-fleet cannot start: ${errorText(err)}`));
     node.fleet = () => starting;
+    exposeBackupState(node, registryState(config, folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), () => registryFile));
 
     async function tlsMaterial(c: EspFleetDef, credentials: EspFleetCredentials): Promise<TlsMaterial> {
       switch (c.tlsSource || 'esp-ca') {

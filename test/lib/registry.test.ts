@@ -93,4 +93,23 @@ describe('device registry', () => {
       tmp.remove();
     }
   });
+
+  it('writes nothing more once retired (its file was restored under it), neither throttled nor on flush', async () => {
+    const tmp = tempDir('registry');
+    try {
+      const file = path.join(tmp.path, 'registry.json');
+      const a = await RegistryFile.open(file, { intervalMs: 20 });
+      a.registry.recordStatus(ID, SEED_STATUS, T0);
+      a.changed();
+      a.retire();
+      writeFileSync(file, '{"version":1,"devices":[]}');
+      a.registry.recordStatus(ID, SEED_STATUS, T0 + 1000);
+      a.changed();
+      await new Promise((r) => setTimeout(r, 60));
+      await a.flush();
+      assert.equal(readFileSync(file, 'utf8'), '{"version":1,"devices":[]}');
+    } finally {
+      tmp.remove();
+    }
+  });
 });

@@ -19,6 +19,8 @@ declare module 'node-red-node-test-helper' {
     unload(): Promise<void>;
     getNode(id: string): TestNode;
     request(): SuperTest;
+    /** The spy on the runtime's log: every call's arguments. */
+    log(): { args: unknown[][] };
   }
   const helper: Helper;
   export = helper;
