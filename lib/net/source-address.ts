@@ -12,7 +12,7 @@ export function sourceKey(address: string | undefined): string {
   if (isIPv4(bare)) return bare;
   if (!isIPv6(bare)) return bare.toLowerCase();
   const groups = ipv6Groups(bare);
-  const mapped = /^0:0:0:0:0:ffff$/.test(groups.slice(0, 6).join(':'));
+  const mapped = groups.slice(0, 6).join(':') === '0:0:0:0:0:65535';
   if (mapped) return `${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`;
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }
