@@ -221,6 +221,11 @@ export class EmbeddedBroker {
     return this.handshakes.count();
   }
 
+  /** Connections past the TLS handshake held by one certificate identity. */
+  connectionsOf(identity: string): number {
+    return this.sessions.count(identity);
+  }
+
   /** Connections refused since the start (every `refused` event). */
   get refusedCount(): number {
     return this.refusals.total;
