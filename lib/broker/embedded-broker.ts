@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { Aedes, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import { CaStore, IssuedRecord } from '../pki/ca-store';
 import { assertDnsName, normalizeSerial } from '../pki/names';
+import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { TopicScheme } from '../fleet/topic-scheme';
 import { storedIdentity } from '../fleet/backend-identity';
 import { aclEntries, Permissions } from './acl';
@@ -333,15 +334,15 @@ export class EmbeddedBroker {
   }
 
   private accept(socket: tls.TLSSocket): void {
-    const cert = socket.getPeerX509Certificate();
-    const identity = cert && /^CN=(.*)$/m.exec(cert.subject)?.[1];
+    const cert = verifiedPeer(socket);
+    const identity = cert?.identity;
     const address = socket.remoteAddress;
     if (!cert || !identity) {
       this.refuse('not-authorized', 'client certificate without a CN', { address });
       socket.destroy();
       return;
     }
-    const peer: Peer = { identity, serial: normalizeSerial(cert.serialNumber) };
+    const peer: Peer = { identity, serial: cert.serial };
     // The identity is known here, before any MQTT: a certificate over its share never holds a session slot.
     const backend = this.recordOf(peer.serial)?.kind === 'backend';
     const { maxClients } = this.options;
@@ -473,6 +474,19 @@ function kindOf(permissions: Permissions | undefined): 'device' | 'backend' | 'u
   if (permissions?.kinds.has('device')) return 'device';
   if (permissions?.kinds.has('backend')) return 'backend';
   return 'unknown';
+}
+
+/**
+ * CN and serial of the client certificate the handshake verified, read from the TLS session
+ * (~9 us) rather than by the first getPeerX509Certificate() (~140 us, a tenth of the broker's
+ * CPU per connect); see lib/pki/peer-certificate.ts.
+ */
+function verifiedPeer(socket: tls.TLSSocket): { identity?: string; serial: string } | undefined {
+  const session = socket.getSession();
+  const fromSession = session && peerCertificateOfSession(session);
+  if (fromSession) return { identity: fromSession.commonName, serial: normalizeSerial(fromSession.serialNumber) };
+  const cert = socket.getPeerX509Certificate();
+  return cert && { identity: /^CN=(.*)$/m.exec(cert.subject)?.[1], serial: normalizeSerial(cert.serialNumber) };
 }
 
 /** The same for the raw socket and the TLS socket on top of it, and unique among open connections. */
