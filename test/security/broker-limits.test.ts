@@ -66,11 +66,12 @@ describe('security: embedded broker connection limits (no address or identity ke
   }
 
   /** A device connects over mutual TLS and its status reaches the backend. */
-  async function reports(id: string, inbox: Inbox): Promise<void> {
+  async function reports(id: string, inbox: Inbox): Promise<MqttClient> {
     const c = await mqttClient(deviceFiles(store, id), `${id}-${Date.now()}`);
     const payload = JSON.stringify({ uptimemillis: Date.now() });
     await c.publishAsync(`/status/${id}`, payload, { qos: 1 });
     await inbox.until((t, p) => t === `/status/${id}` && p === payload);
+    return c;
   }
 
   const refused = (cause: string): number => broker.refusedByCause()[cause as keyof ReturnType<EmbeddedBroker['refusedByCause']>] ?? 0;
@@ -92,9 +93,10 @@ describe('security: embedded broker connection limits (no address or identity ke
     const idle = await IdleSockets.open(broker.port, 250, '127.0.0.2');
     cleanup.push(() => idle.destroy());
     assert.ok(await waitUntil(() => broker.handshakingCount === 250, 2_000), `handshaking: ${broker.handshakingCount}`);
-    await reports(A, inbox);
+    const a = await reports(A, inbox);
     assert.equal(idle.open, 250, 'the device got in while all 250 were held');
     assert.ok(await idle.allClosed(6_000), `${idle.open} idle sockets still open`);
+    assert.ok(a.connected, 'the deadline is for handshakes only: the device stays connected');
     const earliest = Math.min(...idle.closedAfter.map((t) => t ?? Infinity));
     assert.ok(earliest >= 1_800, `an idle socket was closed after ${earliest} ms, before the 2 s deadline`);
     assert.equal(refused('handshake-timeout'), 250);
