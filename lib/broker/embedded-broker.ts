@@ -1,8 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
-import type { Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import * as net from 'node:net';
+import type { Socket, AddressInfo } from 'node:net';
 import { Aedes, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import { CaStore, IssuedRecord } from '../pki/ca-store';
 import { assertDnsName, normalizeSerial } from '../pki/names';
@@ -137,6 +137,8 @@ export class EmbeddedBroker {
 
   private constructor(
     private readonly options: Required<Pick<EmbeddedBrokerOptions, 'store' | 'scheme' | 'maxPacketBytes'>> & EmbeddedBrokerOptions,
+    /** Accepts TCP and counts handshakes; passes only what it admits on to `server`. */
+    private readonly listener: net.Server,
     private readonly server: tls.Server,
     private readonly aedes: Aedes,
     private readonly tlsOptions: (crl: string) => tls.SecureContextOptions,
@@ -163,6 +165,10 @@ export class EmbeddedBroker {
     // broker's deadline from TCP accept destroys the socket (startHandshake); Node's stays, later, as a backstop.
     const handshakeTimeout = (opts.handshakeTimeoutMs ?? BROKER_LIMIT_DEFAULTS.handshakeTimeoutMs) + 1_000;
     const server = tls.createServer({ ...tlsOptions(await store.crlPem()), requestCert: true, rejectUnauthorized: true, handshakeTimeout });
+    // A plain TCP listener in front: a connection refused by a cap is closed before Node builds any
+    // TLS state for it (about half the cost of a refusal). Admitted ones are handed to the TLS server
+    // the documented way, by emitting 'connection' on it (Node docs, tls.Server event 'connection').
+    const listener = net.createServer();
     // Hooks are bound after construction: they need the instance, aedes needs them at creation.
     let self: EmbeddedBroker | undefined;
     const aedes = await Aedes.createBroker({
@@ -176,15 +182,15 @@ export class EmbeddedBroker {
       authorizeSubscribe: (client, sub, done) => done(null, self!.authorizeSubscribe(client, sub.topic) ? sub : null),
       authorizeForward: (client, packet) => (self!.peerOf(client)?.permissions?.canRead(packet.topic) ? packet : null),
     });
-    const broker = new EmbeddedBroker(options, server, aedes, tlsOptions, names);
+    const broker = new EmbeddedBroker(options, listener, server, aedes, tlsOptions, names);
     self = broker;
     broker.wire();
     try {
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.port ?? 8883, options.host || undefined, () => {
-          server.off('error', reject);
-          server.on('error', (err) => broker.emit({ type: 'error', reason: err.message }));
+        listener.once('error', reject);
+        listener.listen(options.port ?? 8883, options.host || undefined, () => {
+          listener.off('error', reject);
+          listener.on('error', (err) => broker.emit({ type: 'error', reason: err.message }));
           resolve();
         });
       });
@@ -197,7 +203,7 @@ export class EmbeddedBroker {
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return (this.listener.address() as AddressInfo).port;
   }
 
   /** MQTT clients past CONNACK. */
@@ -246,7 +252,7 @@ export class EmbeddedBroker {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.unsubscribeCrl?.();
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
       for (const socket of this.sockets) socket.destroy();
       await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
       await closed;
@@ -256,7 +262,7 @@ export class EmbeddedBroker {
 
   private wire(): void {
     const { server, aedes, options } = this;
-    server.on('connection', (socket: Socket) => this.startHandshake(socket));
+    this.listener.on('connection', (socket: Socket) => this.startHandshake(socket));
     server.on('tlsClientError', (err: Error & { code?: string; reason?: string }, socket) => {
       const address = socket.remoteAddress;
       // Node leaves the socket open after its handshake timeout (it only emits this event).
@@ -318,6 +324,7 @@ export class EmbeddedBroker {
       raw.destroy();
       return;
     }
+    this.server.emit('connection', raw);
     const tuple = fourTuple(raw);
     const timer = setTimeout(() => {
       if (raw.destroyed) return;
