@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
 import { EmbeddedBroker, BrokerEvent, EmbeddedBrokerOptions } from '../../lib/broker/embedded-broker';
+import { RateGate } from '../../lib/net/rate-gate';
 import { errorText, positive, shortText } from '../shared/settings';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 
@@ -20,11 +21,13 @@ interface EspBrokerDef extends NodeDef, SchemeSettings {
 
 /** Badge updates at most this often: a flood of refusals must not flood the editor with status messages. */
 const BADGE_INTERVAL_MS = 500;
+/** Refusals sent one by one per second at most; the rest go out as one `refused-summary` msg per second. */
+const REFUSED_MSGS_PER_SECOND = 20;
 
 /**
  * The embedded MQTT broker as a flow node: starts on deploy, stops on redeploy, shows how many
  * devices are connected and how many connections it refused, and sends one msg per connect,
- * disconnect, refusal and ACL denial.
+ * disconnect, refusal (in a flood: a summary per second) and ACL denial.
  */
 export = function register(RED: NodeAPI): void {
   function EspBroker(this: Node, config: EspBrokerDef): void {
@@ -33,6 +36,13 @@ export = function register(RED: NodeAPI): void {
     let broker: EmbeddedBroker | undefined;
     let closing = false;
     let badgeTimer: NodeJS.Timeout | undefined;
+    let summaryTimer: NodeJS.Timeout | undefined;
+    const refusedGate = new RateGate(REFUSED_MSGS_PER_SECOND, 1_000);
+    const sendSummary = (): void => {
+      summaryTimer = undefined;
+      const held = refusedGate.takeHeld();
+      if (held && !closing) node.send({ topic: 'refused-summary', payload: { count: held.total, byCause: held.byKey } } as NodeMessage);
+    };
 
     const showCounts = (): void => {
       if (!broker || closing) return;
@@ -64,6 +74,10 @@ export = function register(RED: NodeAPI): void {
         onEvent: (event: BrokerEvent) => {
           if (closing) return;
           showCountsSoon();
+          if (event.type === 'refused' && !refusedGate.pass(event.cause)) {
+            summaryTimer ??= setTimeout(sendSummary, 1_000);
+            return;
+          }
           node.send({ topic: event.type, payload: event } as NodeMessage);
         },
       });
@@ -81,6 +95,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (done: () => void) => {
       closing = true;
       clearTimeout(badgeTimer);
+      clearTimeout(summaryTimer);
       starting
         .catch(() => undefined)
         .then(() => broker?.close())

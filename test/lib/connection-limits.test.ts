@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { KeyedCounter, RefusalTally, Slot } from '../../lib/net/connection-limits';
 import { sourceKey } from '../../lib/net/source-address';
+import { RateGate } from '../../lib/net/rate-gate';
 
 describe('KeyedCounter (connection caps per key and in total)', () => {
   it('refuses beyond the per-key cap and beyond the total, and counts both', () => {
@@ -68,5 +69,18 @@ describe('sourceKey (what a per-address cap counts)', () => {
 
   it('has a key for a missing address', () => {
     assert.equal(sourceKey(undefined), 'unknown');
+  });
+});
+
+describe('RateGate (a flood of events as a few messages and a summary)', () => {
+  it('passes `limit` per window, counts the rest by key, and starts afresh in the next window', () => {
+    let now = 0;
+    const gate = new RateGate<'a' | 'b'>(2, 1_000, () => now);
+    assert.deepEqual([gate.pass('a'), gate.pass('a'), gate.pass('a'), gate.pass('b'), gate.pass('a')], [true, true, false, false, false]);
+    assert.deepEqual(gate.takeHeld(), { total: 3, byKey: { a: 2, b: 1 } });
+    assert.equal(gate.takeHeld(), undefined);
+    now = 1_000;
+    assert.deepEqual([gate.pass('b'), gate.pass('b'), gate.pass('b')], [true, true, false]);
+    assert.deepEqual(gate.takeHeld(), { total: 1, byKey: { b: 1 } });
   });
 });

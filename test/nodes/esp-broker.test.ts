@@ -126,6 +126,22 @@ describe('esp-broker node (real Node-RED runtime): esp-fleet and devices on the 
     }
   });
 
+  it('in a flood of refusals sends 20 a second one by one and counts the rest in a refused-summary msg', async () => {
+    const { events } = await deploy({ maxHandshakesPerAddress: '1', handshakeTimeout: '30' });
+    const sockets: net.Socket[] = [];
+    try {
+      // One handshake slot for 127.0.0.2: the first socket holds it, the other 59 are refused.
+      for (let i = 0; i < 60; i++) sockets.push(net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' }).on('error', () => undefined));
+      const summary = await events.until((m) => m.topic === 'refused-summary', 5_000);
+      const single = events.msgs.filter((m) => m.topic === 'refused').length;
+      assert.equal(single, 20);
+      assert.equal(summary.payload.count, 59 - single);
+      assert.deepEqual(summary.payload.byCause, { 'handshakes-per-address': 59 - single });
+    } finally {
+      sockets.forEach((s) => s.destroy());
+    }
+  });
+
   it('frees the port on redeploy: the next deploy binds it again, and nothing listens after the last one', async () => {
     await deploy();
     await helper.unload();
