@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
-import { EmbeddedBroker, BrokerEvent } from '../../lib/broker/embedded-broker';
+import { EmbeddedBroker, BrokerEvent, EmbeddedBrokerOptions } from '../../lib/broker/embedded-broker';
+import { RateGate } from '../../lib/net/rate-gate';
 import { errorText, positive, shortText } from '../shared/settings';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 
@@ -10,11 +11,23 @@ interface EspBrokerDef extends NodeDef, SchemeSettings {
   bindAddress: string;
   serverNames: string;
   maxClients: string;
+  /** Seconds for the TLS handshake, and again for the MQTT CONNECT after it. */
+  handshakeTimeout?: string;
+  maxHandshakes?: string;
+  maxHandshakesPerAddress?: string;
+  sessionsPerDevice?: string;
+  sessionsPerBackend?: string;
 }
+
+/** Badge updates at most this often: a flood of refusals must not flood the editor with status messages. */
+const BADGE_INTERVAL_MS = 500;
+/** Refusals sent one by one per second at most; the rest go out as one `refused-summary` msg per second. */
+const REFUSED_MSGS_PER_SECOND = 20;
 
 /**
  * The embedded MQTT broker as a flow node: starts on deploy, stops on redeploy, shows how many
- * devices are connected and sends one msg per connect, disconnect, refusal and ACL denial.
+ * devices are connected and how many connections it refused, and sends one msg per connect,
+ * disconnect, refusal (in a flood: a summary per second) and ACL denial.
  */
 export = function register(RED: NodeAPI): void {
   function EspBroker(this: Node, config: EspBrokerDef): void {
@@ -22,11 +35,27 @@ export = function register(RED: NodeAPI): void {
     const node = this;
     let broker: EmbeddedBroker | undefined;
     let closing = false;
+    let badgeTimer: NodeJS.Timeout | undefined;
+    let summaryTimer: NodeJS.Timeout | undefined;
+    const refusedGate = new RateGate(REFUSED_MSGS_PER_SECOND, 1_000);
+    const sendSummary = (): void => {
+      summaryTimer = undefined;
+      const held = refusedGate.takeHeld();
+      if (held && !closing) node.send({ topic: 'refused-summary', payload: { count: held.total, byCause: held.byKey } } as NodeMessage);
+    };
 
     const showCounts = (): void => {
       if (!broker || closing) return;
       const { devices, backends } = broker.counts();
-      node.status({ fill: 'green', shape: 'dot', text: `${devices} device${devices === 1 ? '' : 's'} connected${backends ? ` · ${backends} backend${backends === 1 ? '' : 's'}` : ''}` });
+      const refused = broker.refusedCount;
+      const parts = [`${devices} device${devices === 1 ? '' : 's'} connected`, backends ? `${backends} backend${backends === 1 ? '' : 's'}` : '', refused ? `${refused} refused` : ''];
+      node.status({ fill: 'green', shape: 'dot', text: parts.filter(Boolean).join(' · ') });
+    };
+    const showCountsSoon = (): void => {
+      badgeTimer ??= setTimeout(() => {
+        badgeTimer = undefined;
+        showCounts();
+      }, BADGE_INTERVAL_MS);
     };
 
     const starting = (async () => {
@@ -41,9 +70,14 @@ export = function register(RED: NodeAPI): void {
         serverNames: (config.serverNames ?? '').split(/[\s,]+/).filter(Boolean),
         scheme: schemeFromSettings(config),
         maxClients: positive(config.maxClients, 'max clients') ?? 250,
+        ...connectionLimits(config),
         onEvent: (event: BrokerEvent) => {
           if (closing) return;
-          showCounts();
+          showCountsSoon();
+          if (event.type === 'refused' && !refusedGate.pass(event.cause)) {
+            summaryTimer ??= setTimeout(sendSummary, 1_000);
+            return;
+          }
           node.send({ topic: event.type, payload: event } as NodeMessage);
         },
       });
@@ -60,6 +94,8 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (done: () => void) => {
       closing = true;
+      clearTimeout(badgeTimer);
+      clearTimeout(summaryTimer);
       starting
         .catch(() => undefined)
         .then(() => broker?.close())
@@ -70,3 +106,16 @@ export = function register(RED: NodeAPI): void {
 
   RED.nodes.registerType('esp-broker', EspBroker);
 };
+
+/** The editor's limits; blank fields leave the broker's defaults (BROKER_LIMIT_DEFAULTS). */
+function connectionLimits(config: EspBrokerDef): Partial<EmbeddedBrokerOptions> {
+  const seconds = positive(config.handshakeTimeout, 'handshake deadline');
+  return {
+    handshakeTimeoutMs: seconds && seconds * 1000,
+    connectTimeoutMs: seconds && seconds * 1000,
+    maxHandshakes: positive(config.maxHandshakes, 'max handshakes'),
+    maxHandshakesPerAddress: positive(config.maxHandshakesPerAddress, 'handshakes per address'),
+    maxSessionsPerDevice: positive(config.sessionsPerDevice, 'sessions per device'),
+    maxSessionsPerBackend: positive(config.sessionsPerBackend, 'sessions per backend'),
+  };
+}

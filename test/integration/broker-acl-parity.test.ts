@@ -155,7 +155,9 @@ describe('ACL parity: the embedded broker decides as a real Mosquitto with the g
     ports.mosquitto = await freePort();
     const setup = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: BE, port: ports.mosquitto });
     mosquitto = await startMosquitto(setup.dir);
-    embedded = await EmbeddedBroker.start({ store, port: 0, host: '127.0.0.1', serverNames: ['localhost'] });
+    // Every case opens its own clients and keeps them to the end, many per identity at once (the
+    // per-identity caps have their own tests in test/security/broker-limits).
+    embedded = await EmbeddedBroker.start({ store, port: 0, host: '127.0.0.1', serverNames: ['localhost'], maxSessionsPerDevice: 100, maxSessionsPerBackend: 100 });
     ports.embedded = embedded.port;
   });
 

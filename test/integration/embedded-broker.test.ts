@@ -65,7 +65,8 @@ describe('the embedded broker (aedes on mutual TLS from the CA)', function () {
     await Promise.all([A, B].map((id) => store.issueDevice(id)));
     await store.issueBackend({ commonName: 'node-red' });
     port = await freePort();
-    broker = await EmbeddedBroker.start({ store, port, host: '127.0.0.1', serverNames: ['localhost'], onEvent: (e) => events.push(e) });
+    // The tests leave their clients open until the end: more than the default 2 per device.
+    broker = await EmbeddedBroker.start({ store, port, host: '127.0.0.1', serverNames: ['localhost'], maxSessionsPerDevice: 10, onEvent: (e) => events.push(e) });
     const be = identityFromFiles(path.join(store.deviceFilesDir, 'ca.crt'), path.join(store.dir, 'backends', 'node-red.crt'), path.join(store.dir, 'backends', 'node-red.key'));
     backend = track(await connectTls(port, be, 'esp-fleet-test'));
     backendInbox = new Inbox(backend);
