@@ -111,7 +111,8 @@ async function main(): Promise<void> {
     { id: 'fleet', type: 'esp-fleet', broker: `mqtts://localhost:${mqttPort}`, tlsSource: 'esp-ca', ca: 'ca', backendName: 'node-red', scheme: 'secure-esp8266', statusInterval: '60000', registryFile: path.join(tmp, 'registry.json') },
     { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [[], [], []] },
     { id: 'cmd', z: 'tab', x: 100, y: 200, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: true, maxInFlight: String(N.cap), outcomeTimeout: '300', wires: [[], [], []] },
-    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: '5000', wires: [[], []] },
+    // Every simulated device connects from 127.0.0.1: the connection caps lifted above the rollout's needs.
+    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), maxConnections: '4096', maxConnectionsPerAddress: '4096', mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: '5000', wires: [[], []] },
   ]);
   let fleetNode: { fleet(): Promise<FleetClient> } | null = null;
   for (let i = 0; !(fleetNode = red.getNode('fleet')); i++) {

@@ -85,6 +85,10 @@ async function startOurs(s: NodeServerStart): Promise<number> {
     images,
     maxConcurrentDownloads: s.maxConcurrentDownloads,
     workers: s.workers,
+    // Every device of the bench comes from 127.0.0.1 (up to 1,000 at once in the in-flight
+    // phase): the caps as high as nginx's worker_connections here; the deadlines stay the defaults.
+    maxConnections: 4096,
+    maxConnectionsPerAddress: 4096,
     onEvent: (e) => {
       count(e.type);
       if (e.type === 'download-start') {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import express, { Response } from 'express';
@@ -12,6 +12,11 @@ import { ImageCache } from './image-cache';
 import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { DownloadSlotPool } from './download-slots';
 import { startWorkers, WorkerInfo, WorkerPool } from './update-workers';
+import { guardConnections, servingLimits, ServingLimits, SERVING_LIMITS } from './connection-guard';
+import { revokedSerials } from '../pki/crl-serials';
+
+export { SERVING_LIMITS, servingLimits };
+export type { ServingLimits };
 
 /** What the server asks for: the next image a device may install (the catalogue answers). */
 export interface ImageRequest {
@@ -59,7 +64,7 @@ export interface UpdateEvent {
   worker?: number;
 }
 
-export interface UpdateServerOptions {
+export interface UpdateServerOptions extends Partial<ServingLimits> {
   tls: { key: string; cert: string; ca: string; crl?: string };
   /** `required`: only devices with a certificate of the CA; `optional`: others get the public endpoints. */
   clientCertificates: 'required' | 'optional';
@@ -84,6 +89,13 @@ export interface UpdateServerOptions {
   workers?: number;
   /** Workers started, exited (and restarted): for logs. */
   onWorker?(info: WorkerInfo): void;
+  /**
+   * Whether a certificate serial (upper-case hex, as Node formats `serialNumber`) is revoked
+   * now, asked on every request of a verified client: closes the gap between a revocation and
+   * the CRL that lists it reaching `setCrl`. This process only (a function does not cross to
+   * the workers; they go by the CRL). The CRL's own serials are refused without it.
+   */
+  isRevoked?(serial: string): boolean;
 }
 
 /** What a forked worker's app gets instead of the in-process defaults (lib/firmware/update-worker.ts). */
@@ -93,6 +105,32 @@ export interface AppInternals {
   worker?: number;
   /** Instead of options.onEvent; `slot` names the download slot a download event belongs to. */
   onEvent?(event: UpdateEvent, slot?: number): void;
+  /** The serials refused on every request (shared with the HTTPS server, which loads each CRL into it). */
+  revocation?: Revocation;
+}
+
+/**
+ * The certificate serials a serving process refuses: those of the CRL it serves with, and
+ * whatever the caller's own `isRevoked` says. A Set lookup per request.
+ */
+export class Revocation {
+  private serials = new Set<string>();
+  constructor(
+    crlPem: string | undefined,
+    private readonly hook?: (serial: string) => boolean,
+  ) {
+    if (crlPem) this.load(crlPem);
+  }
+  load(crlPem: string): void {
+    this.serials = revokedSerials(crlPem);
+  }
+  /** The serials of a CRL read with revokedSerials. */
+  use(serials: Set<string>): void {
+    this.serials = serials;
+  }
+  isRevoked(serial: string): boolean {
+    return this.serials.has(serial) || this.hook?.(serial) === true;
+  }
 }
 export type SlotAnswer = { id?: number; release(): void } | { inUse: number };
 
@@ -172,6 +210,8 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
   /** Downloads this process is sending (with workers, the cap counts all processes). */
   let sending = 0;
   const onEvent = internals?.onEvent ?? ((event: UpdateEvent) => options.onEvent?.(event));
+  const revocation = internals?.revocation ?? new Revocation(options.tls.crl, options.isRevoked);
+  const idleSeconds = (options.idleTimeoutMs ?? SERVING_LIMITS.idleTimeoutMs) / 1000;
 
   const emit = (x: Exchange, e: EventFields, slot?: number): void => {
     onEvent(
@@ -189,10 +229,14 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
     );
   };
 
-  /** A refusal: the event, then the status with the reason as text (what express's send did). */
+  /** A refusal: the event, then the status with the reason as text (never a path of this machine). */
   const refuse = (x: Exchange, status: number, reason: string): void => {
     emit(x, { type: 'rejected', status, reason });
-    const body = `${reason}\n`;
+    if (x.res.headersSent) {
+      x.res.destroy();
+      return;
+    }
+    const body = `${status >= 500 ? withoutPaths(reason) : reason}\n`;
     x.res.statusCode = status;
     x.res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     x.res.setHeader('Content-Length', Buffer.byteLength(body));
@@ -224,8 +268,28 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
       refuse(x, 403, `client certificate refused: ${String(socket.authorizationError)}`);
       return undefined;
     }
+    // The CRL (and the caller's check) on every request: a keep-alive connection of a device
+    // revoked since its handshake gets nothing more, and is closed.
+    if (x.client.certificateSerial !== undefined && revocation.isRevoked(x.client.certificateSerial)) {
+      res.setHeader('Connection', 'close');
+      refuse(x, 403, 'client certificate revoked');
+      return undefined;
+    }
+    // llhttp accepts an HTTP/0.9 request line (no version, no headers); its client could not
+    // read an HTTP/1.1 answer anyway (RFC 9110 section 15.6.6).
+    if (req.httpVersionMajor !== 1) {
+      res.setHeader('Connection', 'close');
+      refuse(x, 505, 'HTTP/1.0 and HTTP/1.1 only');
+      return undefined;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       refuse(x, 405, 'only GET and HEAD');
+      return undefined;
+    }
+    // RFC 9112 section 3.2: a server must answer 400 to an HTTP/1.1 request without Host (done
+    // here rather than by Node, so it is audited).
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      refuse(x, 400, 'an HTTP/1.1 request needs a Host header');
       return undefined;
     }
     return x;
@@ -292,6 +356,12 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
     }
     const started = Date.now();
     let sent = 0;
+    // The server's idle timeout (Node's socket timeout): a device that reads nothing for that long loses its slot.
+    let idle = false;
+    res.once('timeout', () => {
+      idle = true;
+      res.destroy();
+    });
     emit(x, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
     // 'close' fires once per response, whatever ended it: the one place that counts and reports.
     sending++;
@@ -307,7 +377,7 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
           sha256: offer.sha256,
           bytes: sent,
           ms: Date.now() - started,
-          ...(complete ? {} : { reason: 'the client went away' }),
+          ...(complete ? {} : { reason: idle ? `no byte moved for ${idleSeconds} s: connection closed` : 'the client went away' }),
         },
         slot.id,
       );
@@ -329,7 +399,24 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
     pump();
   }
 
-  return { begin, emit, refuse, image };
+  /**
+   * The last word on a request nothing else answered, or an error of express: 404, or the
+   * error's 4xx status with a short reason (500 otherwise), and its audit event.
+   */
+  function fail(req: IncomingMessage, res: ServerResponse, err?: unknown): void {
+    const x: Exchange = ((res as { locals?: { exchange?: Exchange } }).locals?.exchange) ?? { req, res, client: identify(req), path: (req.url ?? '').split('?')[0] };
+    if (err === undefined) return refuse(x, 404, 'not found');
+    const e = (typeof err === 'object' && err !== null ? err : {}) as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown };
+    const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : 500;
+    if (status >= 400 && status < 500) {
+      // express's router wraps decodeURIComponent's URIError ("Failed to decode param ...").
+      const malformed = err instanceof URIError || /decode/i.test(String(e.message));
+      return refuse(x, status, malformed ? 'malformed percent-encoding in the path' : e.expose === true ? String(e.message).slice(0, 200) : 'bad request');
+    }
+    refuse(x, 500, `internal error: ${String(e.message ?? err).slice(0, 200)}`);
+  }
+
+  return { begin, emit, refuse, image, fail };
 }
 type Handlers = ReturnType<typeof updateHandlers>;
 
@@ -348,6 +435,8 @@ function expressApp(options: UpdateServerOptions, h: Handlers): express.Express 
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
+  // Whatever reaches express's final handler gets no stack trace (finalhandler shows one outside production).
+  app.set('env', 'production');
 
   app.use((req, res, next) => {
     const x = h.begin(req, res, req.path);
@@ -392,6 +481,13 @@ function expressApp(options: UpdateServerOptions, h: Handlers): express.Express 
 
   app.use((_req, res) => h.refuse(exchange(res), 404, 'not found'));
 
+  // Errors of express and its router (e.g. a path segment with a bad percent-encoding, which
+  // decodeURIComponent refuses): a short text and an audit event, never a stack trace.
+  app.use((err: unknown, req: express.Request, res: Response, _next: express.NextFunction) => {
+    void _next;
+    h.fail(req, res, err);
+  });
+
   function sendDeviceFile(res: Response, name: string): void {
     const x = exchange(res);
     const file = path.join(options.deviceFilesDir, name);
@@ -405,6 +501,14 @@ function expressApp(options: UpdateServerOptions, h: Handlers): express.Express 
   }
 
   return app;
+}
+
+/**
+ * A reason as a client may see it: absolute paths of this machine cut down to their last
+ * segment (an error of the file system names the install folder).
+ */
+export function withoutPaths(reason: string): string {
+  return reason.replace(/(?:[A-Za-z]:)?(?:[\\/][^\s\\/'"`]+)+[\\/]([^\s\\/'"`]*)/g, '$1');
 }
 
 function versionHeader(req: IncomingMessage): string {
@@ -423,9 +527,19 @@ export function createUpdateRequestListener(options: UpdateServerOptions, intern
   const app = expressApp(options, h);
   const firmwarePath = `${normalizeDownloadPath(options.downloadPath)}/firmware.bin`;
   return (req, res) => {
+    // The last request maxRequestsPerSocket allows: Node says `Connection: close` but keeps the
+    // socket open (lib/_http_outgoing.js sets no `_last` for it); the header set here closes it.
+    if ((res as { maxRequestsOnConnectionReached?: boolean }).maxRequestsOnConnectionReached === true) res.setHeader('Connection', 'close');
     const url = req.url ?? '';
     const q = url.indexOf('?');
     const pathname = q < 0 ? url : url.slice(0, q);
+    // RFC 9112 section 3.2: origin-form (a path) or absolute-form; anything else (`*`, an
+    // authority) is no request for this server, and express would answer it with an HTML page.
+    if (url.charCodeAt(0) !== 0x2f && !/^https?:\/\//i.test(url)) {
+      const x = h.begin(req, res, pathname.slice(0, 200));
+      if (x) h.refuse(x, 400, 'the request target must be a path');
+      return;
+    }
     if (pathname === firmwarePath || pathname === '/update') {
       const x = h.begin(req, res, pathname);
       if (!x) return;
@@ -433,7 +547,8 @@ export function createUpdateRequestListener(options: UpdateServerOptions, intern
       const cur = q < 0 ? undefined : parseQuery(url.slice(q + 1)).curimage;
       return h.image(x, typeof cur === 'string' ? cur : '');
     }
-    app(req, res);
+    // Whatever express leaves unanswered ends here, not in its HTML final handler.
+    app(req as express.Request, res as Response, (err?: unknown) => h.fail(req, res, err));
   };
 }
 
@@ -449,8 +564,10 @@ export interface RunningUpdateServer {
   port: number;
   server: https.Server;
   /**
-   * Loads a new CRL for connections from now on (call it whenever the CA re-signs its CRL). This
-   * process uses it at once; the promise resolves when every worker process does too.
+   * Loads a new CRL (call it whenever the CA re-signs its CRL): new handshakes are checked
+   * against it, every request from then on too, and every open connection whose certificate
+   * it lists is closed. This process does so at once; the promise resolves when every worker
+   * process has done the same.
    */
   setCrl(crlPem: string): Promise<void>;
   /** Process ids of the forked workers now running (empty with one process). */
@@ -458,13 +575,28 @@ export interface RunningUpdateServer {
   close(): Promise<void>;
 }
 
-/** The HTTPS server around the request listener, with the TLS settings of every serving process. */
+/** What createUpdateHttpsServer gives each serving process. */
+export interface UpdateHttpsServer {
+  server: https.Server;
+  /** The new CRL for handshakes and requests; closes the open connections it revokes (how many). */
+  setCrl(crlPem: string): number;
+  /** Stops accepting and closes every connection, in its handshake or not. */
+  close(): Promise<void>;
+}
+
+/**
+ * The HTTPS server around the request listener, with the TLS settings, caps and deadlines of
+ * every serving process (lib/firmware/connection-guard.ts). `revocation` is the one the
+ * listener checks requests against; setCrl loads each CRL into it.
+ */
 export function createUpdateHttpsServer(
-  options: Pick<UpdateServerOptions, 'tls' | 'clientCertificates'>,
+  options: Pick<UpdateServerOptions, 'tls' | 'clientCertificates'> & Partial<ServingLimits>,
   listener: (req: IncomingMessage, res: ServerResponse) => void,
   onEvent: (event: UpdateEvent) => void,
-  worker?: number,
-): { server: https.Server; setCrl(crlPem: string): void } {
+  worker: number | undefined,
+  revocation: Revocation,
+): UpdateHttpsServer {
+  const limits = servingLimits(options);
   const tlsSettings = (crl: string | undefined): https.ServerOptions => ({
     key: options.tls.key,
     cert: options.tls.cert,
@@ -475,22 +607,56 @@ export function createUpdateHttpsServer(
     // ESP8266 BearSSL speaks TLS 1.2 at most; nothing older is offered.
     minVersion: 'TLSv1.2',
   });
-  const server = https.createServer({ ...tlsSettings(options.tls.crl), maxHeaderSize: 8 * 1024 }, listener);
-  // Refused handshakes (no certificate, another CA, revoked) belong in the audit trail too.
-  server.on('tlsClientError', (err, socket) => {
-    onEvent({ type: 'rejected', at: new Date().toISOString(), path: '', status: 0, reason: `TLS handshake: ${err.message}`, remoteAddress: socket.remoteAddress, ...(worker === undefined ? {} : { worker }) });
-  });
-  server.headersTimeout = 20_000;
-  server.requestTimeout = 120_000;
-  return { server, setCrl: (crl) => server.setSecureContext(tlsSettings(crl)) };
-}
-
-/** Closes a server and every connection it still has. */
-export function closeServer(server: https.Server): Promise<void> {
-  return new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  const server = https.createServer(
+    {
+      ...tlsSettings(options.tls.crl),
+      maxHeaderSize: 8 * 1024,
+      // A request has no body worth waiting for (GET and HEAD only): headers and body share one deadline.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Node checks the two deadlines above on this interval (default 30 s, which let slow headers last ~40 s).
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+      // The Host check is the handlers' (audited); Node's own would answer 400 silently.
+      requireHostHeader: false,
+    },
+    listener,
+  );
+  server.timeout = limits.idleTimeoutMs;
+  server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+  const refused = (socket: Socket, status: number, reason: string): void => {
+    const tls = socket as TLSSocket;
+    const peer = tls.encrypted && tls.authorized ? verifiedPeer(tls) : undefined;
+    const cn = peer?.commonName;
+    onEvent({
+      type: 'rejected',
+      at: new Date().toISOString(),
+      path: '',
+      status,
+      reason,
+      ...(peer ? { certificateSerial: peer.serialNumber, authenticated: true, ...(cn !== undefined && isDeviceId(cn) ? { deviceId: cn } : {}) } : {}),
+      remoteAddress: socket.remoteAddress,
+      ...(worker === undefined ? {} : { worker }),
+    });
+  };
+  const guard = guardConnections(server, limits, refused);
+  const serialOf = (tls: TLSSocket): string | undefined => verifiedPeer(tls)?.serialNumber;
+  return {
+    server,
+    setCrl: (crl) => {
+      // Read first: a CRL that cannot be read changes nothing.
+      const serials = revokedSerials(crl);
+      server.setSecureContext(tlsSettings(crl));
+      revocation.use(serials);
+      return guard.closeRevoked((serial) => revocation.isRevoked(serial), serialOf);
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        guard.destroyAll();
+      }),
+  };
 }
 
 /**
@@ -502,7 +668,9 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
   const slots = new DownloadSlotPool(options.maxConcurrentDownloads ?? 20);
   const worker = count > 1 ? 0 : undefined;
   const onEvent = (event: UpdateEvent): void => options.onEvent?.(event);
-  const { server, setCrl } = createUpdateHttpsServer(options, createUpdateRequestListener(options, { acquireSlot: localSlots(slots), worker }), onEvent, worker);
+  const revocation = new Revocation(options.tls.crl, options.isRevoked);
+  const serving = createUpdateHttpsServer(options, createUpdateRequestListener(options, { acquireSlot: localSlots(slots), worker, revocation }), onEvent, worker, revocation);
+  const { server } = serving;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
@@ -513,7 +681,7 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
     try {
       workers = await startWorkers({ count: count - 1, server, options, slots, crl: () => crl });
     } catch (err) {
-      await closeServer(server);
+      await serving.close();
       throw err;
     }
   }
@@ -522,13 +690,13 @@ export async function startUpdateServer(options: UpdateServerOptions & { port: n
     server,
     workerPids: () => workers?.pids() ?? [],
     setCrl: async (pem) => {
+      serving.setCrl(pem);
       crl = pem;
-      setCrl(pem);
       await workers?.setCrl(pem);
     },
     close: async () => {
       await workers?.close();
-      await closeServer(server);
+      await serving.close();
     },
   };
 }

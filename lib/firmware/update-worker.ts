@@ -3,13 +3,13 @@
 // keeps no state of its own beyond the image cache: the answer to each check, config.json and
 // the download slots come from the parent over IPC, and its events go back there.
 import type { Server } from 'node:net';
-import { createUpdateRequestListener, createUpdateHttpsServer, closeServer, SlotAnswer, UpdateEvent, ImageAnswer, ImageRequest } from './update-server';
+import { createUpdateRequestListener, createUpdateHttpsServer, Revocation, SlotAnswer, UpdateEvent, ImageAnswer, ImageRequest } from './update-server';
 import type { FromWorker, ToWorker, WorkerOutItem, WorkerQuestion, WorkerSettings, SlotReply } from './update-workers';
 
 const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 let nextId = 1;
 let outbox: WorkerOutItem[] = [];
-let setCrl: ((crl: string) => void) | undefined;
+let setCrl: ((crl: string) => number) | undefined;
 let close: (() => Promise<void>) | undefined;
 
 function send(m: FromWorker): void {
@@ -43,8 +43,11 @@ function start(settings: WorkerSettings, handle: Server): void {
     deviceConfig: (deviceId: string | undefined) => ask({ k: 'config', deviceId }) as Promise<Record<string, unknown>>,
     images: { next: (request: ImageRequest) => ask({ k: 'next', request }) as Promise<ImageAnswer> },
   };
+  // The CRL's serials only: the parent's isRevoked does not cross processes.
+  const revocation = new Revocation(settings.tls.crl);
   const listener = createUpdateRequestListener(options, {
     worker,
+    revocation,
     onEvent: (event: UpdateEvent, slot?: number) => queue(slot === undefined ? { event } : { event, slot }),
     acquireSlot: async (): Promise<SlotAnswer> => {
       const r = (await ask({ k: 'slot' })) as SlotReply;
@@ -60,9 +63,9 @@ function start(settings: WorkerSettings, handle: Server): void {
       };
     },
   });
-  const https = createUpdateHttpsServer(settings, listener, (event) => queue({ event }), worker);
+  const https = createUpdateHttpsServer(settings, listener, (event) => queue({ event }), worker, revocation);
   setCrl = https.setCrl;
-  close = () => closeServer(https.server);
+  close = https.close;
   https.server.once('error', (err) => {
     console.error(`update server worker ${worker}: ${err.message}`);
     process.exit(1);
@@ -86,7 +89,12 @@ process.on('message', (m: ToWorker, handle?: Server) => {
       }
       return;
     case 'crl':
-      setCrl?.(m.crl);
+      // Handshakes, requests and open connections alike (the connections it revokes are closed here).
+      try {
+        setCrl?.(m.crl);
+      } catch (err) {
+        console.error(`update server worker ${m.seq}: CRL not loaded: ${(err as Error).message}`);
+      }
       send({ t: 'crl-applied', seq: m.seq });
       return;
     case 'close':

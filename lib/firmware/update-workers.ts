@@ -3,6 +3,7 @@ import type { Server } from 'node:net';
 import * as path from 'node:path';
 import type { DownloadSlotPool } from './download-slots';
 import type { ImageAnswer, ImageRequest, UpdateEvent, UpdateServerOptions } from './update-server';
+import { servingLimits, ServingLimits } from './connection-guard';
 
 // The update server on more than one core. The process that calls startUpdateServer (in
 // Node-RED: the node) listens and serves as before, and forks workers that accept on the same
@@ -13,7 +14,8 @@ import type { ImageAnswer, ImageRequest, UpdateEvent, UpdateServerOptions } from
 // as one IPC message (under load, many questions and events share a message).
 
 /** What a worker needs to serve: the serialisable part of UpdateServerOptions. */
-export interface WorkerSettings {
+/** With the caps and deadlines of each worker (each process counts its own connections). */
+export interface WorkerSettings extends ServingLimits {
   worker: number;
   tls: UpdateServerOptions['tls'];
   clientCertificates: UpdateServerOptions['clientCertificates'];
@@ -74,6 +76,7 @@ export async function startWorkers(p: {
   crl(): string | undefined;
 }): Promise<WorkerPool> {
   const { options, slots } = p;
+  const limits = servingLimits(options);
   const children = new Map<number, ChildProcess>();
   /** download-start events by worker and slot: what to report when a worker dies mid-download. */
   const open = new Map<string, UpdateEvent>();
@@ -206,6 +209,7 @@ export async function startWorkers(p: {
         maxConcurrentDownloads: slots.limit,
         retryAfterSeconds: options.retryAfterSeconds,
         imageCacheBytes: options.imageCacheBytes,
+        ...limits,
       };
       child.send({ t: 'init', settings } satisfies ToWorker, p.server);
     });

@@ -6,7 +6,7 @@ import type { EspCaNode } from '../esp-ca/types';
 import { identity } from '../../lib/pki/identity';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
 import { DEFAULT_MAX_IMAGE_SIZE } from '../../lib/firmware/catalogue';
-import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath } from '../../lib/firmware/update-server';
+import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath, ServingLimits } from '../../lib/firmware/update-server';
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
@@ -23,6 +23,14 @@ interface EspFirmwareServerDef extends NodeDef {
   maxDownloads: string;
   /** Serving processes: `auto` (one per core), or a number (default 1: Node-RED's only). */
   workers?: string;
+  /** Connection caps and deadlines (blank: SERVING_LIMITS); the timeouts in seconds. */
+  maxConnections?: string;
+  maxConnectionsPerAddress?: string;
+  handshakeTimeout?: string;
+  headersTimeout?: string;
+  keepAliveTimeout?: string;
+  idleTimeout?: string;
+  maxRequests?: string;
   action: string;
   mqttserver: string;
   mqttport: string;
@@ -81,6 +89,15 @@ export = function register(RED: NodeAPI): void {
         images: service.imageSource(),
         maxConcurrentDownloads: positive(config.maxDownloads, 'concurrent downloads') ?? 20,
         workers: workerCount(config.workers),
+        ...limitsOf(config),
+        // Between a revocation and the CRL that lists it, requests are refused by the store's own record.
+        isRevoked: (serial) => {
+          try {
+            return store.findBySerial(serial).revokedAt !== undefined;
+          } catch {
+            return false;
+          }
+        },
         onWorker: (w) => {
           if (w.event === 'exited') node.warn(`update server worker ${w.worker} (pid ${w.pid}) exited (${w.signal ?? `code ${w.code}`}); starting it again in ${w.restartInMs} ms`);
         },
@@ -93,7 +110,9 @@ export = function register(RED: NodeAPI): void {
       });
       // Revocations reach the running server at once, and so does each CRL refresh.
       const running = server;
-      unsubscribeCrl = store.onCrlChange((crl) => running.setCrl(crl));
+      unsubscribeCrl = store.onCrlChange((crl) => {
+        running.setCrl(crl).catch((err) => node.error(`update server: the new CRL was not loaded: ${errorText(err)}`));
+      });
       showListening();
       const workers = server.workerPids();
       node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
@@ -129,6 +148,30 @@ export = function register(RED: NodeAPI): void {
         })
         .finally(done);
     });
+  }
+
+  /** The caps and deadlines the editor sets; blank fields keep their defaults (lib/firmware/connection-guard.ts). */
+  function limitsOf(config: EspFirmwareServerDef): Partial<ServingLimits> {
+    const whole = (v: string | undefined, label: string): number | undefined => {
+      const n = positive(v, label);
+      if (n !== undefined && !Number.isInteger(n)) throw new Error(`${label} must be a whole number, got ${JSON.stringify(v)}`);
+      return n;
+    };
+    const ms = (v: string | undefined, label: string): number | undefined => {
+      const s = positive(v, label);
+      return s === undefined ? undefined : Math.max(1, Math.round(s * 1000));
+    };
+    const out: Partial<ServingLimits> = {
+      maxConnections: whole(config.maxConnections, 'connections'),
+      maxConnectionsPerAddress: whole(config.maxConnectionsPerAddress, 'connections per address'),
+      handshakeTimeoutMs: ms(config.handshakeTimeout, 'handshake timeout'),
+      headersTimeoutMs: ms(config.headersTimeout, 'headers timeout'),
+      keepAliveTimeoutMs: ms(config.keepAliveTimeout, 'keep-alive timeout'),
+      idleTimeoutMs: ms(config.idleTimeout, 'idle timeout'),
+      maxRequestsPerConnection: whole(config.maxRequests, 'requests per connection'),
+    };
+    for (const k of Object.keys(out) as (keyof ServingLimits)[]) if (out[k] === undefined) delete out[k];
+    return out;
   }
 
   /** `auto`: one serving process per core; blank: 1 (Node-RED's own). */

@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { helper, catchNode, firstMessage } from '../support/node-red';
 import { tempDir } from '../support/temp-dir';
 import { freePort } from '../support/mosquitto';
+import * as net from 'node:net';
 import { rawRequest, esp8266UpdateRequest } from '../support/raw-https';
+import { HttpConnection } from '../security/support/http-connection';
 import type { EspCaNode } from '../../nodes/esp-ca/types';
 import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFirmwareServer = require('../../nodes/esp-firmware-server/esp-firmware-server');
@@ -21,6 +23,13 @@ const children = (): number[] =>
     .flatMap((t) => readFileSync(`/proc/self/task/${t}/children`, 'utf8').trim().split(/\s+/))
     .filter(Boolean)
     .map(Number);
+async function until(what: string, ok: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 const build = (): Buffer => Buffer.concat([Buffer.from([0xe9]), randomBytes(50_000)]);
 
 describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', function () {
@@ -151,6 +160,46 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
       if (Date.now() > deadline) throw new Error('the worker outlived its node');
       await new Promise((res) => setTimeout(res, 20));
     }
+  });
+
+  it("takes its connection limits from the editor fields, and closes a revoked device's open connection", async () => {
+    const f = flow();
+    Object.assign(f[2], { maxRequests: '3', maxConnectionsPerAddress: '4', handshakeTimeout: '1.5' });
+    await helper.load(nodes, f);
+    const store = await (helper.getNode('ca') as unknown as EspCaNode).store();
+    // A device of its own: the CA folder is shared by the tests of this file (one certificate per device).
+    const issued = await store.issueDevice('84f3eb0000d6');
+    const events: Msg[] = [];
+    helper.getNode('events').on('input', (m: Msg) => events.push(m));
+    const id = { ca: store.caCertificatePem, cert: issued.certificatePem, key: issued.privateKeyPem! };
+    await until('the server to listen', async () => (await rawRequest(port, id, 'GET /fw/config.json HTTP/1.0\r\nHost: localhost\r\n\r\n').catch(() => undefined))?.status === 200);
+    // maxRequests 3: the third answer on a keep-alive connection closes it.
+    const conn = await HttpConnection.open(port, id);
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      conn.get('/fw/config.json');
+      const r = await conn.next({ timeoutMs: 3_000 });
+      if (!r) break;
+      statuses.push(r.status);
+    }
+    conn.close();
+    assert.deepEqual(statuses, [200, 200, 200]);
+    // 4 per address: a fifth idle socket is refused at once, and the 1.5 s handshake deadline drops the rest.
+    const idle = await Promise.all(Array.from({ length: 5 }, () => new Promise<net.Socket>((resolve) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.on('error', () => undefined); })));
+    const closed = idle.map((s) => new Promise<number>((resolve) => s.once('close', () => resolve(Date.now()))));
+    const t0 = Date.now();
+    const times = await Promise.all(closed);
+    assert.equal(times.filter((t) => t - t0 < 1_000).length, 1, 'one refused at once');
+    assert.ok(times.every((t) => t - t0 < 3_000), 'the others at the deadline');
+    // A revocation reaches an open keep-alive connection through the CA's CRL.
+    const busy = await HttpConnection.open(port, id);
+    busy.get('/fw/config.json');
+    assert.equal((await busy.next())?.status, 200);
+    const before = Date.now();
+    await store.revoke(issued.record.serial);
+    await Promise.race([busy.closed, new Promise((r) => setTimeout(r, 2_000))]);
+    assert.ok(busy.closedAt !== undefined && busy.closedAt - before <= 1_000, 'closed within 1 s of the revocation');
+    await until('the event', async () => events.some((e) => e.topic === 'rejected' && /revoked/.test(e.payload.reason)));
   });
 
   const bad: [string, Msg, RegExp][] = [
