@@ -93,7 +93,7 @@ process.on('message', (m: ToWorker, handle?: Server) => {
       try {
         setCrl?.(m.crl);
       } catch (err) {
-        console.error(`update server worker ${m.seq}: CRL not loaded: ${(err as Error).message}`);
+        console.error(`update server worker: the new CRL was not loaded: ${(err as Error).message}`);
       }
       send({ t: 'crl-applied', seq: m.seq });
       return;
