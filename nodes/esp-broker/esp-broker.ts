@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
 import { EmbeddedBroker, BrokerEvent, EmbeddedBrokerOptions } from '../../lib/broker/embedded-broker';
-import { RateGate } from '../../lib/net/rate-gate';
+import { FloodGate } from '../shared/flood-gate';
 import { errorText, positive, shortText } from '../shared/settings';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 
@@ -36,13 +36,7 @@ export = function register(RED: NodeAPI): void {
     let broker: EmbeddedBroker | undefined;
     let closing = false;
     let badgeTimer: NodeJS.Timeout | undefined;
-    let summaryTimer: NodeJS.Timeout | undefined;
-    const refusedGate = new RateGate(REFUSED_MSGS_PER_SECOND, 1_000);
-    const sendSummary = (): void => {
-      summaryTimer = undefined;
-      const held = refusedGate.takeHeld();
-      if (held && !closing) node.send({ topic: 'refused-summary', payload: { count: held.total, byCause: held.byKey } } as NodeMessage);
-    };
+    const refusedGate = new FloodGate<string>(REFUSED_MSGS_PER_SECOND, (held) => node.send({ topic: 'refused-summary', payload: held } as NodeMessage));
 
     const showCounts = (): void => {
       if (!broker || closing) return;
@@ -74,10 +68,7 @@ export = function register(RED: NodeAPI): void {
         onEvent: (event: BrokerEvent) => {
           if (closing) return;
           showCountsSoon();
-          if (event.type === 'refused' && !refusedGate.pass(event.cause)) {
-            summaryTimer ??= setTimeout(sendSummary, 1_000);
-            return;
-          }
+          if (event.type === 'refused' && !refusedGate.pass(event.cause)) return;
           node.send({ topic: event.type, payload: event } as NodeMessage);
         },
       });
@@ -95,7 +86,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (done: () => void) => {
       closing = true;
       clearTimeout(badgeTimer);
-      clearTimeout(summaryTimer);
+      refusedGate.close();
       starting
         .catch(() => undefined)
         .then(() => broker?.close())

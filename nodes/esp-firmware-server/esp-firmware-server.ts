@@ -10,6 +10,10 @@ import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadP
 import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
+import { FloodGate } from '../shared/flood-gate';
+
+/** `rejected` msgs on output 2 one by one each second; the rest go into one `rejected-summary` msg. */
+const REJECTED_MSGS_PER_SECOND = 20;
 import { exposeBackupState, firmwareState } from '../shared/backup-state';
 
 interface EspFirmwareServerDef extends NodeDef {
@@ -55,6 +59,9 @@ export = function register(RED: NodeAPI): void {
       const open = openEditorBadge(RED);
       if (server) node.status({ fill: open.fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${open.suffix}` });
     };
+
+    // Refusals are the one event an attacker makes at will: a flood becomes a summary a second.
+    const rejectedGate = new FloodGate<string>(REJECTED_MSGS_PER_SECOND, (held) => node.send([null, { topic: 'rejected-summary', payload: held } as NodeMessage]));
 
     const starting = (async () => {
       const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
@@ -105,6 +112,7 @@ export = function register(RED: NodeAPI): void {
           if (event.type === 'download-start') downloads++;
           if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
           showListening();
+          if (event.type === 'rejected' && !rejectedGate.pass(rejectionCause(event))) return;
           node.send([null, { topic: event.type, payload: event } as NodeMessage]);
         },
       });
@@ -139,6 +147,7 @@ export = function register(RED: NodeAPI): void {
     });
 
     node.on('close', (done: () => void) => {
+      rejectedGate.close();
       if (services.get(node.id) === starting) services.delete(node.id);
       starting
         .catch(() => undefined)
@@ -172,6 +181,13 @@ export = function register(RED: NodeAPI): void {
     };
     for (const k of Object.keys(out) as (keyof ServingLimits)[]) if (out[k] === undefined) delete out[k];
     return out;
+  }
+
+  /** What a refusal is counted under in a rejected-summary msg. */
+  function rejectionCause(event: UpdateEvent): string {
+    if (event.status) return `http-${event.status}`;
+    if (event.reason?.startsWith('connection refused')) return 'connection-cap';
+    return event.reason?.startsWith('TLS handshake') ? 'tls-handshake' : 'other';
   }
 
   /** `auto`: one serving process per core; blank: 1 (Node-RED's own). */

@@ -202,6 +202,26 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     await until('the event', async () => events.some((e) => e.topic === 'rejected' && /revoked/.test(e.payload.reason)));
   });
 
+  it('in a flood of refused connections sends at most 20 rejected msgs a second and counts the rest in a rejected-summary msg', async () => {
+    const f = flow();
+    Object.assign(f[2], { maxConnectionsPerAddress: '2', handshakeTimeout: '1' });
+    await helper.load(nodes, f);
+    const events: Msg[] = [];
+    helper.getNode('events').on('input', (m: Msg) => events.push(m));
+    await until('the server to listen', async () => new Promise<boolean>((resolve) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); resolve(true); }).once('error', () => resolve(false))));
+    await new Promise((r) => setTimeout(r, 1_100)); // a fresh one-second window
+    events.length = 0;
+    // 2 held, 80 refused at once by the per-address cap.
+    const flood = await Promise.all(Array.from({ length: 82 }, () => new Promise<net.Socket>((resolve) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.on('error', () => undefined); })));
+    await until('the summary', async () => events.some((e) => e.topic === 'rejected-summary'), 5_000);
+    flood.forEach((s) => s.destroy());
+    const single = events.filter((e) => e.topic === 'rejected');
+    const summary = events.find((e) => e.topic === 'rejected-summary')!;
+    assert.ok(single.length <= 20, `${single.length} rejected msgs in the first second`);
+    assert.ok(summary.payload.count >= 80 - 20, JSON.stringify(summary.payload));
+    assert.ok(summary.payload.byCause['connection-cap'] >= 60, JSON.stringify(summary.payload));
+  });
+
   const bad: [string, Msg, RegExp][] = [
     ['an unknown action', { topic: 'format-disk', payload: {} }, /unknown action "format-disk"/],
     ['an image with the wrong magic byte', { topic: 'publish', payload: Buffer.from('not firmware'), platform: 'esp8266', product: P, version: '2.0.0' }, /0xE9/],

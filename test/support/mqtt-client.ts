@@ -41,6 +41,9 @@ export function connectTls(port: number, id: TlsIdentity, clientId: string, extr
     client.once('connect', () => {
       client.removeAllListeners('error');
       client.removeAllListeners('close');
+      // Later faults (a keepalive timeout of a client a test left open) are kept on the client for
+      // the test that owns it, never thrown into whichever test happens to run then.
+      client.on('error', (err) => ((client as MqttClient & { lastError?: Error }).lastError = err));
       resolve(client);
     });
     client.once('error', fail('refused'));
