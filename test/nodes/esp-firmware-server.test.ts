@@ -215,9 +215,10 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     const flood = await Promise.all(Array.from({ length: 82 }, () => new Promise<net.Socket>((resolve) => { const s = net.connect(port, '127.0.0.1', () => resolve(s)); s.on('error', () => undefined); })));
     await until('the summary', async () => events.some((e) => e.topic === 'rejected-summary'), 5_000);
     flood.forEach((s) => s.destroy());
-    const single = events.filter((e) => e.topic === 'rejected');
+    // (The 2 held sockets reach their handshake deadline a window later: those are not the flood's.)
+    const single = events.filter((e) => e.topic === 'rejected' && /^connection refused/.test(e.payload.reason));
     const summary = events.find((e) => e.topic === 'rejected-summary')!;
-    assert.ok(single.length <= 20, `${single.length} rejected msgs in the first second`);
+    assert.ok(single.length >= 1 && single.length <= 20, `${single.length} rejected msgs for the flood in its first second`);
     assert.ok(summary.payload.count >= 80 - 20, JSON.stringify(summary.payload));
     assert.ok(summary.payload.byCause['connection-cap'] >= 60, JSON.stringify(summary.payload));
   });
