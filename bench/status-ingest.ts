@@ -17,6 +17,7 @@
  * payloads, duplicates, a generator error).
  */
 import { fork, ChildProcess } from 'node:child_process';
+import { nodeRedChoice, resolveFromNodeRed } from '../scripts/node-red-choice';
 import { promises as fs, existsSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -385,7 +386,7 @@ async function main(): Promise<void> {
     nodeRed = await startNodeRed({ logLevel, requiredTypes: ['esp-ca', 'esp-fleet', 'esp-status', 'tls-config', 'mqtt-broker', 'mqtt in', 'json', SINK_TYPE] });
     gen = Generator.start();
     const connected = await gen.request({ cmd: 'connect', port, deviceDir: store.deviceFilesDir, ids }, 'connected');
-    log(`Node-RED ${pkgVersion('node-red')}; ${connected.clients} publishers connected in ${Math.round(connected.ms)} ms (pid ${gen.pid}), status payload ${connected.payloadBytes} bytes`);
+    log(`Node-RED ${nodeRedChoice().version}; ${connected.clients} publishers connected in ${Math.round(connected.ms)} ms (pid ${gen.pid}), status payload ${connected.payloadBytes} bytes`);
     const env: Env = { nodeRed, broker, gen, ctx };
 
     // ---- rounds: ours, core, ours, core, ... ------------------------------------------------
@@ -457,7 +458,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`bench/status-ingest${quick ? ' --quick (smoke run: small N, figures are not meaningful)' : ''}`);
     out.push(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.platform}, load ${machine.loadavg.join(' ')}`);
-    out.push(`node ${machine.node}, Node-RED ${pkgVersion('node-red')} (real runtime, this process), mosquitto ${broker.version}, mqtt.js ${pkgVersion('mqtt')} (ours) / ${pkgVersion('mqtt', require.resolve('@node-red/nodes/core/network/10-mqtt.js'))} (core)`);
+    out.push(`node ${machine.node}, Node-RED ${nodeRedChoice().version} (real runtime, this process), mosquitto ${broker.version}, mqtt.js ${pkgVersion('mqtt')} (ours) / ${pkgVersion('mqtt', resolveFromNodeRed(nodeRedChoice(), '@node-red/nodes/core/network/10-mqtt.js'))} (core)`);
     out.push(
       `load: ${N.publishers} publishers (one mqtt.js client + device certificate each, mutual TLS, in a separate process), ` +
         `${N.messages} status msgs per round after ${N.warmup} warm-up, QoS 0, ${connected.payloadBytes}-byte ten-field JSON, ${N.rate ? `${N.rate} msg/s` : 'as fast as the sockets take it'}`,
@@ -533,7 +534,7 @@ async function main(): Promise<void> {
       quick,
       params: { ...N, only: only ?? null, payloadBytes: connected.payloadBytes },
       machine,
-      versions: { nodeRed: pkgVersion('node-red'), mosquitto: broker.version, mqttOurs: pkgVersion('mqtt'), mqttCore: pkgVersion('mqtt', require.resolve('@node-red/nodes/core/network/10-mqtt.js')) },
+      versions: { nodeRed: nodeRedChoice().version, mosquitto: broker.version, mqttOurs: pkgVersion('mqtt'), mqttCore: pkgVersion('mqtt', resolveFromNodeRed(nodeRedChoice(), '@node-red/nodes/core/network/10-mqtt.js')) },
       discardedRounds: discarded.map((x) => ({ side: x.side, round: x.round + 1, msgPerSec: round(x.rate), otherCores: x.cpu ? round(x.cpu.otherCores, 2) : null })),
       waitedForQuietMs: Math.round(waitedMs),
       brokerSettings: broker.wrapperLines.filter((l) => !l.startsWith('log_')),

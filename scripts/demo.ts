@@ -15,6 +15,7 @@ import { publishSimImage } from '../lib/sim/publish';
 import { deviceIds } from '../lib/sim/fleet-simulator';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../lib/fs/atomic-file';
 import { authSettingsSource, newPassword, Login } from './node-red-auth';
+import { nodeRedChoice } from './node-red-choice';
 
 const root = path.resolve(__dirname, '..', '..');
 const userDir = path.resolve(process.env.ESP_FLEET_DEMO_DIR || path.join(root, '.demo'));
@@ -126,7 +127,9 @@ async function main(): Promise<void> {
       `  logging: { console: { level: 'info' } },${authSettingsSource(login)}\n};\n`,
     PRIVATE_FILE_MODE,
   );
-  const red = spawn(process.execPath, [require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', settings], { stdio: 'inherit' });
+  const nodeRed = nodeRedChoice();
+  console.log(`demo: Node-RED ${nodeRed.version} (${nodeRed.reason})`);
+  const red = spawn(process.execPath, [nodeRed.redJs, '--userDir', userDir, '--settings', settings], { stdio: 'inherit' });
   const children: ChildProcess[] = [red];
   let stopping = false;
   const stop = (): void => {

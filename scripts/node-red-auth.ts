@@ -7,7 +7,7 @@
 //   httpNodeAuth (it is served by the HTTP server directly), so its handshake checks the same
 //   Basic credentials; without it anyone could press the dashboard's buttons.
 import { randomBytes, scryptSync } from 'node:crypto';
-import * as path from 'node:path';
+import { nodeRedChoice, resolveFromNodeRed } from './node-red-choice';
 
 export interface Login {
   username: string;
@@ -21,8 +21,7 @@ export function newPassword(): string {
 
 /** bcryptjs as Node-RED itself uses it for adminAuth (a dependency of node-red). */
 function bcryptHash(password: string): string {
-  const nodeRed = path.dirname(require.resolve('node-red/package.json'));
-  const bcrypt = require(require.resolve('bcryptjs', { paths: [nodeRed] })) as { hashSync(p: string, rounds: number): string };
+  const bcrypt = require(resolveFromNodeRed(nodeRedChoice(), 'bcryptjs')) as { hashSync(p: string, rounds: number): string };
   return bcrypt.hashSync(password, 10);
 }
 

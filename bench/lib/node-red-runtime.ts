@@ -6,6 +6,7 @@
 // Our package is linked into <userDir>/node_modules, so Node-RED loads it from package.json
 // like an installed palette module; the benchmark's counting node comes from a nodes folder.
 import * as http from 'node:http';
+import { nodeRedChoice } from '../../scripts/node-red-choice';
 import { promises as fs, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -54,7 +55,7 @@ export async function startNodeRed(opts: { logLevel?: string; requiredTypes: str
   await fs.writeFile(path.join(nodesDir, `${SINK_TYPE}.html`), SINK_HTML);
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const RED = require('node-red') as NodeRedModule;
+  const RED = require(nodeRedChoice().dir) as NodeRedModule;
   const server = http.createServer();
   RED.init(server, {
     userDir,

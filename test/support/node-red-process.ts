@@ -9,6 +9,7 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { promises as fs, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from './mosquitto';
+import { nodeRedChoice } from '../../scripts/node-red-choice';
 import { adminBearer, authSettingsSource, basicAuthorization, Login, newPassword } from '../../scripts/node-red-auth';
 
 /** Root of this package (dist/test/support → the folder with package.json). */
@@ -99,7 +100,7 @@ export class NodeRedProcess {
     await fs.writeFile(path.join(userDir, 'settings.js'), settings(login));
     await fs.writeFile(path.join(userDir, 'flows.json'), '[]');
     const port = await freePort();
-    const child = spawn(process.execPath, [require.resolve('node-red/red.js'), '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+    const child = spawn(process.execPath, [nodeRedChoice().redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
       env: { ...process.env, NR_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,10 +1,13 @@
 import helper from 'node-red-node-test-helper';
+import { nodeRedChoice, resolveFromNodeRed } from '../../scripts/node-red-choice';
 
-helper.init(require.resolve('node-red'));
+/** The Node-RED these tests run: 5 where this Node.js allows it, else 4.1 (scripts/node-red-choice.ts). */
+export const NODE_RED = nodeRedChoice();
+helper.init(require.resolve(NODE_RED.dir));
 
 /** Node-RED core nodes that our flows wire to, loaded from the real runtime. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const catchNode = require('@node-red/nodes/core/common/25-catch.js') as (RED: never) => void;
+export const catchNode = require(resolveFromNodeRed(NODE_RED, '@node-red/nodes/core/common/25-catch.js')) as (RED: never) => void;
 
 export { helper };
 
