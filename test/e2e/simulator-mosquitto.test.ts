@@ -124,14 +124,17 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     const outcomes = await backend.command(fleetIds, 'firmware');
     assert.deepEqual(outcomes.filter((o) => o.outcome !== 'success'), []);
     assert.ok(fleetIds.every((id) => backend.registry.get(id)?.image === LATEST));
-    // Downloads under way at any moment never exceed the commands in flight.
-    let now = 0;
+    // Devices updating at any moment (from the start of their download until they boot again and
+    // fetch config.json) never exceed the commands in flight. Not downloads alone: on loopback a
+    // 96 KiB download may be over before the next one starts, whatever the cap.
+    const busy = new Set<string>();
     let peak = 0;
     for (const e of events.slice(from)) {
-      if (e.type === 'download-start') peak = Math.max(peak, ++now);
-      if (e.type === 'download-complete' || e.type === 'download-aborted') now--;
+      if (e.type === 'download-start' && e.deviceId) busy.add(e.deviceId);
+      if (e.type === 'file' && e.path === '/fw/config.json' && e.deviceId) busy.delete(e.deviceId);
+      peak = Math.max(peak, busy.size);
     }
-    assert.ok(peak <= CAP, `peak downloads ${peak} > cap ${CAP}`);
+    assert.ok(peak <= CAP, `peak devices updating ${peak} > cap ${CAP}`);
     assert.ok(peak > 1, 'the rollout ran devices in parallel');
     assert.equal(events.slice(from).filter((e) => e.type === 'download-complete').length, 50);
   });
