@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as tls from 'node:tls';
 import * as net from 'node:net';
 import type { Socket, AddressInfo } from 'node:net';
-import { Aedes, AuthErrorCode, AuthenticateError, Client } from 'aedes';
+import type { Aedes, AuthenticateError, Client } from 'aedes';
+import { loadAedes } from './load-aedes';
 import { CaStore, IssuedRecord } from '../pki/ca-store';
 import { assertDnsName, normalizeSerial } from '../pki/names';
 import { peerCertificateOfSession } from '../pki/peer-certificate';
@@ -54,6 +55,9 @@ export type BrokerEvent =
   | { type: 'denied'; identity: string; clientId: string; action: 'publish' | 'subscribe'; topic: string }
   /** A fault of the broker itself (listening socket, message store); it keeps running. */
   | { type: 'error'; reason: string };
+
+/** aedes' CONNACK code for a refused client (AuthErrorCode.NOT_AUTHORIZED), known once aedes is loaded. */
+let notAuthorized = 5;
 
 export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
 
@@ -171,6 +175,8 @@ export class EmbeddedBroker {
     const listener = net.createServer();
     // Hooks are bound after construction: they need the instance, aedes needs them at creation.
     let self: EmbeddedBroker | undefined;
+    const { Aedes, AuthErrorCode } = await loadAedes();
+    notAuthorized = AuthErrorCode.NOT_AUTHORIZED;
     const aedes = await Aedes.createBroker({
       // MQTT 3.1 caps client ids at 23 characters; ours carry the identity in front.
       maxClientsIdLength: 23 + 65,
@@ -411,7 +417,7 @@ export class EmbeddedBroker {
     const peer = this.peerOf(client);
     const refuse = (reason: string): void => {
       this.refuse('not-authorized', reason, { identity: peer?.identity, address: remoteAddress(client) });
-      done(Object.assign(new Error(reason), { returnCode: AuthErrorCode.NOT_AUTHORIZED }), false);
+      done(Object.assign(new Error(reason), { returnCode: notAuthorized }), false);
     };
     if (!peer) return refuse('no verified client certificate');
     // The CRL is re-signed just after a revoke is recorded: the store's word closes that gap.
