@@ -23,7 +23,7 @@ import { buildTbsCertificate, signCertificate, subjectNameOf, keyIdentifier } fr
 import { readVerifiedCsr, VerifiedCsr } from './csr';
 import { identity } from './identity';
 import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
-import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf } from './mosquitto-config';
+import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf, renderMosquittoReadme } from './mosquitto-config';
 import { shownInput } from '../input-text';
 
 export type CertificateKind = 'device' | 'server' | 'backend';
@@ -461,6 +461,7 @@ export class CaStore {
     await writeFileAtomic(files.aclFile, this.renderAcl(scheme));
     const confFile = path.join(dir, MOSQUITTO_FILE_NAMES.conf);
     await writeFileAtomic(confFile, renderMosquittoConf(files, listener));
+    await writeFileAtomic(path.join(dir, 'README.md'), renderMosquittoReadme(confFile));
 
     const entry: MosquittoEntry = { dir, listener, serverName: serverRecord.commonName, scheme };
     await this.journal.append({ t: 'mosquitto', m: entry });

@@ -1,6 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
 import { normalizeDeviceId } from '../device-id';
+import { mosquittoApplyHint } from './mosquitto-config';
 import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
 import { shownInput } from '../input-text';
 
@@ -136,7 +137,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
         crlFile: setup.crlFile,
         serverSerial: serial(setup.server),
         backendSerial: serial(setup.backend),
-        hint: `start with: mosquitto -c ${setup.confFile} (as a user that can read ${setup.dir}); send it SIGHUP after issuing or revoking`,
+        hint: `start with: mosquitto -c ${setup.confFile} (as a user that can read ${setup.dir}). After issuing or revoking: ${mosquittoApplyHint('revoke', setup.confFile)}. After the broker's certificate is renewed: ${mosquittoApplyHint('serverCertificate', setup.confFile)}. ${setup.dir}/README.md has the whole table.`,
       };
     }
     case 'crl': {
