@@ -87,15 +87,18 @@ export class NodeRedProcess {
    * Starts Node-RED with an empty flow file in `userDir` (created if missing), secured the way
    * the demo is (adminAuth, httpNodeAuth, dashboard login) unless `open` is set.
    */
-  static async start(userDir: string, opts: { open?: boolean } = {}): Promise<NodeRedProcess> {
+  static async start(userDir: string, opts: { open?: boolean; linkModules?: boolean } = {}): Promise<NodeRedProcess> {
     const modules = path.join(userDir, 'node_modules');
     await fs.mkdir(path.join(modules, '@flowfuse'), { recursive: true });
     const link = async (target: string, at: string): Promise<void> => {
       await fs.rm(at, { force: true, recursive: true });
       await fs.symlink(target, at, 'dir');
     };
-    await link(PACKAGE_ROOT, path.join(modules, 'node-red-contrib-esp-fleet'));
-    await link(realpathSync(path.dirname(require.resolve('@flowfuse/node-red-dashboard/package.json'))), path.join(modules, '@flowfuse', 'node-red-dashboard'));
+    // Unless the test installs them itself, as the palette manager does (linkModules: false).
+    if (opts.linkModules !== false) {
+      await link(PACKAGE_ROOT, path.join(modules, 'node-red-contrib-esp-fleet'));
+      await link(realpathSync(path.dirname(require.resolve('@flowfuse/node-red-dashboard/package.json'))), path.join(modules, '@flowfuse', 'node-red-dashboard'));
+    }
     const login = opts.open ? undefined : { username: 'admin', password: newPassword() };
     await fs.writeFile(path.join(userDir, 'settings.js'), settings(login));
     await fs.writeFile(path.join(userDir, 'flows.json'), '[]');
