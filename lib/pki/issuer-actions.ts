@@ -4,9 +4,10 @@ import { normalizeDeviceId } from '../device-id';
 import { mosquittoApplyHint } from './mosquitto-config';
 import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
 import { shownInput } from '../input-text';
+import { exportP12, P12Result } from './p12-export';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
-export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore'] as const;
+export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore', 'p12'] as const;
 export type IssuerAction = (typeof ISSUER_ACTIONS)[number];
 
 export interface IssuerDefaults {
@@ -41,13 +42,29 @@ export type IssuerResult =
   | { action: 'list' | 'expiring'; certificates: IssuedRecord[]; count: number; days?: number }
   | { action: 'mosquitto'; dir: string; confFile: string; aclFile: string; crlFile: string; serverSerial: string; backendSerial: string; hint: string }
   | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number }
-  | BackupActionResult;
+  | BackupActionResult
+  | P12Result;
 
 /** What `backup` and `restore` need beyond the store; the node supplies it. */
 export interface IssuerContext {
   backup?: BackupContext;
   /** The backup passphrase, already taken out of msg.payload (takePassphrase) so no output or Catch node sees it. */
   passphrase?: unknown;
+  /** The .p12 password, taken out of msg.payload the same way (takeSecrets). */
+  password?: unknown;
+  /** The Node-RED user directory: a .p12 `file` is named relative to it. */
+  userDir?: string;
+}
+
+/**
+ * The secrets of a msg (backup `passphrase`, .p12 `password`) taken out of its payload, so that
+ * neither the output, nor a Catch node, nor an error text ever carries them.
+ */
+export function takeSecrets(payload: unknown): { passphrase: unknown; password: unknown; rest: unknown } {
+  const { passphrase, rest: withoutPassphrase } = takePassphrase(payload);
+  if (!withoutPassphrase || typeof withoutPassphrase !== 'object' || Array.isArray(withoutPassphrase) || Buffer.isBuffer(withoutPassphrase)) return { passphrase, password: undefined, rest: withoutPassphrase };
+  const { password, ...rest } = withoutPassphrase as Args;
+  return { passphrase, password, rest };
 }
 
 type Args = Record<string, unknown>;
@@ -152,6 +169,10 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     case 'restore': {
       const { passphrase, rest } = takePassphrase(payload);
       return runBackupAction(store, action, rest, context.passphrase ?? passphrase, context.backup);
+    }
+    case 'p12': {
+      const { password, rest } = takeSecrets(payload);
+      return exportP12(store, argsOf(rest, 'name'), context.password ?? password, context.userDir ?? context.backup?.userDir);
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
-import { runIssuerAction, parseAction, IssuerDefaults, takePassphrase } from '../../lib/pki/issuer-actions';
+import { runIssuerAction, parseAction, IssuerDefaults, takeSecrets } from '../../lib/pki/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
 import { errorText, shortText, optionalNumber, folderInUserDir, userDirOf } from '../shared/settings';
@@ -50,13 +50,13 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow, send, done) => {
       (async () => {
         if (!caNode) throw new Error('no esp-ca node is configured for this issuer');
-        // The backup passphrase leaves the msg at once: neither the output nor a Catch node sees it.
-        const { passphrase, rest } = takePassphrase(msg.payload);
-        if (passphrase !== undefined) msg.payload = rest;
+        // The backup passphrase and the .p12 password leave the msg at once: neither the output nor a Catch node sees them.
+        const { passphrase, password, rest } = takeSecrets(msg.payload);
+        if (passphrase !== undefined || password !== undefined) msg.payload = rest;
         const action = parseAction(msg.topic || config.action);
         if (restored) throw new Error('the CA was restored from a backup: restart flows (Deploy ▸ Restart Flows) to load it before anything else');
         const store = await caNode.store();
-        const result = await runIssuerAction(store, action, msg.payload, defaults, { backup, passphrase });
+        const result = await runIssuerAction(store, action, msg.payload, defaults, { backup, passphrase, password, userDir: backup.userDir });
         for (const warning of 'warnings' in result ? result.warnings : []) node.warn(warning);
         if (result.action === 'restore') {
           restored = true;

@@ -146,6 +146,35 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
     assert.equal((out!.payload as { commonName: string }).commonName, '84f3ebaabb04');
   });
 
+  it('p12: exports an identity as a .p12 that openssl reads; the password leaves the msg, also on the way to a Catch node', async () => {
+    const password = 'node test p12 password';
+    await helper.load(nodes, flow());
+    await send({ topic: 'backend', payload: 'node-red' });
+    const { out } = await send({ topic: 'p12', payload: { kind: 'backend', name: 'node-red', password }, correlation: 7 });
+    const p = out!.payload as { action: string; commonName: string; p12: Buffer; password?: string };
+    assert.equal(out!.correlation, 7, 'the msg passes through');
+    assert.equal(p.action, 'p12');
+    assert.equal(p.commonName, 'node-red');
+    assert.equal(p.password, undefined);
+    assert.ok(!JSON.stringify(out).includes(password), 'the password appears nowhere in the output msg');
+    const file = path.join(tmp.path, 'node.p12');
+    writeFileSync(file, p.p12);
+    const r = openssl(['pkcs12', '-info', '-nodes', '-in', file, '-passin', `pass:${password}`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /subject=CN = node-red/);
+
+    for (const [payload, why] of [
+      [{ kind: 'backend', name: 'node-red', password: 'short7!' }, /at least 8 characters/],
+      [{ kind: 'backend', name: 'nobody', password }, /this CA never issued one/],
+    ] as const) {
+      const { out: none, caught } = await send({ topic: 'p12', payload });
+      assert.equal(none, undefined);
+      assert.match((caught!.error as { message: string }).message, why);
+      assert.equal((caught!.payload as { password?: string }).password, undefined, 'the Catch node gets the msg without the password');
+      assert.ok(!JSON.stringify(caught).includes(payload.password));
+    }
+  });
+
   it('keeps the same CA across redeploys and encrypts the key with the passphrase credential', async () => {
     const encFolder = path.join(tmp.path, 'enc');
     const encFlow = flow().map((n) => (n.id === 'ca1' ? { ...n, folder: encFolder } : n));
