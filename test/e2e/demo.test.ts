@@ -10,6 +10,7 @@ import { CaStore } from '../../lib/pki/ca-store';
 import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { buildSimImage } from '../../lib/sim/sim-image';
 import { adminBearer, basicAuthorization, Login } from '../../scripts/node-red-auth';
+import { nodeRedChoice } from '../../scripts/node-red-choice';
 
 const DEMO = path.join(__dirname, '..', '..', 'scripts', 'demo.js');
 const CHROMIUM = '/usr/bin/chromium';
@@ -105,6 +106,8 @@ describe('the demo (npm start)', function () {
       const list = await devicesOnline(demo);
       assert.ok(list.every((d) => d.image === 'ESP8266_DEMO-1.0.0'), JSON.stringify(list));
       assert.match(demo.output(), new RegExp(`dashboard +http://127\\.0\\.0\\.1:${ports.editor}/dashboard`));
+      // It says which Node-RED it runs: 5 where this Node.js allows it, else 4.1.
+      assert.match(demo.output(), new RegExp(`demo: Node-RED ${nodeRedChoice().version.replace(/\./g, '\\.')} \\(`));
       // The login is printed and kept 0600; without it nothing answers but the login itself.
       assert.ok(demo.output().includes(`login      user admin, password ${login().password}`));
       assert.equal(statSync(path.join(tmp.path, 'demo-password')).mode & 0o777, 0o600);
