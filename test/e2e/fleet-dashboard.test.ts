@@ -54,11 +54,36 @@ describe('fleet dashboard example in a browser', function () {
     await page.goto(`${fx.red.url}/dashboard`);
     for (const id of ids) await row(id).filter({ hasText: V1 }).waitFor({ timeout: 30_000 });
     const cells = await row(ids[0]).locator('td').allInnerTexts();
+    // Device, its three row buttons (update, reboot, renew cert), then name, online, image, RSSI, heap.
     assert.equal(cells[0], ids[0]);
-    assert.equal(cells[1], `measure-${ids[0]}`);
-    assert.equal(cells[3], V1);
-    assert.match(cells[4], /^-\d+$/, 'RSSI in dBm');
-    assert.match(cells[5], /^\d+$/, 'free heap in bytes');
+    assert.deepEqual(cells.slice(1, 4).map((c) => c.trim().toLowerCase()), ['update', 'reboot', 'renew cert']);
+    assert.equal(cells[4], `measure-${ids[0]}`);
+    assert.equal(cells[6], V1);
+    assert.match(cells[7], /^-\d+$/, 'RSSI in dBm');
+    assert.match(cells[8], /^\d+$/, 'free heap in bytes');
+  });
+
+  it("on a 1280-px-wide screen every row's update, reboot and renew cert buttons are on screen", async () => {
+    await page.setViewportSize({ width: 1280, height: 1000 });
+    try {
+      // Dashboard 2.0 lays the page out again on resize; the table's last column is the one to wait for.
+      await row(ids[0]).locator('td[data-column-key="renew cert"] button').waitFor({ timeout: 10_000 });
+      await page.waitForTimeout(500);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'fleet-dashboard-1280.png') });
+      const off: string[] = [];
+      for (const id of ids) {
+        for (const column of ['update', 'reboot', 'renew cert']) {
+          const button = row(id).locator(`td[data-column-key="${column}"] button`);
+          const box = await button.boundingBox();
+          if (!box || box.width === 0 || box.x < 0 || box.x + box.width > 1280) off.push(`${id} ${column}: ${box ? `x ${Math.round(box.x)}–${Math.round(box.x + box.width)}` : 'not drawn'}`);
+          else assert.ok(await button.isVisible(), `${id} ${column} is visible`);
+        }
+      }
+      assert.deepEqual(off, [], 'buttons outside a 1280-px-wide screen (see test-artifacts/fleet-dashboard-1280.png)');
+    } finally {
+      await page.setViewportSize({ width: 1400, height: 1000 });
+    }
   });
 
   it("a row's update button updates that device, and the table shows its new image", async () => {

@@ -25,8 +25,8 @@ export interface LogEntry {
 
 export type FlowNode = Record<string, unknown> & { id: string; type: string };
 
-/** settings.js: JSON log lines on stdout, editor off, no credential encryption, and (unless `login` is undefined) the login the demo uses. */
-const settings = (login: Login | undefined): string => `// Written by the test: JSON log lines on stdout, editor off, no credential encryption.
+/** settings.js: JSON log lines on stdout, the editor off unless `editor`, no credential encryption, and (unless `login` is undefined) the login the demo uses. */
+const settings = (login: Login | undefined, editor: boolean): string => `// Written by the test: JSON log lines on stdout, editor ${editor ? 'on' : 'off'}, no credential encryption.
 const LEVELS = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'audit', 99: 'metric' };
 module.exports = {
   uiPort: Number(process.env.NR_PORT),
@@ -34,8 +34,7 @@ module.exports = {
   flowFile: 'flows.json',
   credentialSecret: false,
   httpAdminRoot: '/admin',
-  disableEditor: true,
-  editorTheme: { projects: { enabled: false }, tours: false },
+${editor ? '' : '  disableEditor: true,\n'}  editorTheme: { projects: { enabled: false }, tours: false },
   telemetry: { enabled: false, updateNotification: false },
   externalModules: { autoInstall: false },${login ? authSettingsSource(login) : ''}
   logging: {
@@ -85,9 +84,10 @@ export class NodeRedProcess {
 
   /**
    * Starts Node-RED with an empty flow file in `userDir` (created if missing), secured the way
-   * the demo is (adminAuth, httpNodeAuth, dashboard login) unless `open` is set.
+   * the demo is (adminAuth, httpNodeAuth, dashboard login) unless `open` is set; the editor is
+   * served only with `editor` (browser tests), as most tests need just the admin API.
    */
-  static async start(userDir: string, opts: { open?: boolean; linkModules?: boolean } = {}): Promise<NodeRedProcess> {
+  static async start(userDir: string, opts: { open?: boolean; editor?: boolean; linkModules?: boolean } = {}): Promise<NodeRedProcess> {
     const modules = path.join(userDir, 'node_modules');
     await fs.mkdir(path.join(modules, '@flowfuse'), { recursive: true });
     const link = async (target: string, at: string): Promise<void> => {
@@ -100,7 +100,7 @@ export class NodeRedProcess {
       await link(realpathSync(path.dirname(require.resolve('@flowfuse/node-red-dashboard/package.json'))), path.join(modules, '@flowfuse', 'node-red-dashboard'));
     }
     const login = opts.open ? undefined : { username: 'admin', password: newPassword() };
-    await fs.writeFile(path.join(userDir, 'settings.js'), settings(login));
+    await fs.writeFile(path.join(userDir, 'settings.js'), settings(login, opts.editor === true));
     await fs.writeFile(path.join(userDir, 'flows.json'), '[]');
     const port = await freePort();
     const child = spawn(process.execPath, [nodeRedChoice().redJs, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
