@@ -1,4 +1,4 @@
-import * as path from 'node:path';
+import { fileInUserDir } from '../fs/user-file';
 import { BackupError } from './archive-crypto';
 
 /** Backup files end so: a msg can never make a backup overwrite flows.json, settings.js or a key. */
@@ -10,18 +10,7 @@ export function defaultBackupName(now = new Date()): string {
   return `esp-fleet-backup-${t.slice(0, 10)}-${t.slice(11, 19).replace(/:/g, '')}${BACKUP_EXTENSION}`;
 }
 
-/**
- * The backup file a msg names: relative to the Node-RED user directory and not leaving it,
- * or absolute (a backup disk); either way ending in `.efb`.
- */
+/** The backup file a msg names: in the user directory or absolute, ending in `.efb` (lib/fs/user-file.ts). */
 export function backupFilePath(userDir: string, file: unknown): string {
-  if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new BackupError('file must be the name of a backup file, e.g. "backups/fleet.efb"');
-  const name = file.trim();
-  if (!name.endsWith(BACKUP_EXTENSION)) throw new BackupError(`a backup file name ends in ${BACKUP_EXTENSION}, got ${JSON.stringify(name.slice(-40))}`);
-  if (path.isAbsolute(name)) return path.normalize(name);
-  const home = path.resolve(userDir);
-  const resolved = path.resolve(home, name);
-  const rel = path.relative(home, resolved);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new BackupError(`${JSON.stringify(name.slice(0, 80))} leaves the Node-RED user directory; give an absolute path to write elsewhere`);
-  return resolved;
+  return fileInUserDir(userDir, file, { extensions: [BACKUP_EXTENSION], what: 'backup file', example: 'backups/fleet.efb', fail: (m) => new BackupError(m) });
 }

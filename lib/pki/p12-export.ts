@@ -1,7 +1,7 @@
 // The `p12` action of esp-cert-issuer: one identity of the store as a .p12, for tools that take
 // an identity as one file. Only reads the CA folder; the .p12 goes to the msg and, if asked, a file.
 import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
+import { fileInUserDir } from '../fs/user-file';
 import { X509Certificate } from 'node:crypto';
 import type { CaStore, CertificateKind } from './ca-store';
 import { buildPkcs12, checkPkcs12Password, Pkcs12Error } from './pkcs12';
@@ -25,17 +25,9 @@ const KINDS: readonly CertificateKind[] = ['backend', 'device', 'server'];
 /** What tools expect a PKCS#12 to be called; it also keeps a msg from overwriting flows.json or a key. */
 const P12_EXTENSIONS = ['.p12', '.pfx'];
 
-/** `file` of the msg: relative to the Node-RED user directory and not leaving it, or absolute; ending in .p12 or .pfx. */
+/** `file` of the msg: in the user directory or absolute, ending in .p12 or .pfx (lib/fs/user-file.ts). */
 export function p12FilePath(userDir: string, file: unknown): string {
-  if (typeof file !== 'string' || file.trim() === '' || file.includes('\0')) throw new Pkcs12Error('file must be the name of a .p12 file, e.g. "certs/node-red.p12"');
-  const name = file.trim();
-  if (!P12_EXTENSIONS.some((ext) => name.toLowerCase().endsWith(ext))) throw new Pkcs12Error(`a .p12 file name ends in .p12 or .pfx, got ${JSON.stringify(name.slice(-40))}`);
-  if (path.isAbsolute(name)) return path.normalize(name);
-  const home = path.resolve(userDir);
-  const resolved = path.resolve(home, name);
-  const rel = path.relative(home, resolved);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Pkcs12Error(`${JSON.stringify(name.slice(0, 80))} leaves the Node-RED user directory; give an absolute path to write elsewhere`);
-  return resolved;
+  return fileInUserDir(userDir, file, { extensions: P12_EXTENSIONS, what: '.p12 file', example: 'certs/node-red.p12', fail: (m) => new Pkcs12Error(m) });
 }
 
 export async function exportP12(store: CaStore, args: Record<string, unknown>, password: unknown, userDir: string | undefined): Promise<P12Result> {
