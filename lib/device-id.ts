@@ -1,5 +1,5 @@
 /**
- * A device id is the station MAC as 12 lowercase hex digits (DESIGN.md, Identities).
+ * A device id is the station MAC as 12 lowercase hex digits (docs/wire-contract.md, Identities).
  * Accepted spellings: `84f3eb012345`, `84:F3:EB:01:23:45`, `84-f3-eb-01-23-45`.
  */
 const COMPACT = /^[0-9a-f]{12}$/;

@@ -115,7 +115,7 @@ void loadTlsMaterial() {
 void secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t port) {
   client.setTrustAnchors(gCa);
   client.setX509Time(time(nullptr));
-  // Device keys are RSA (DESIGN.md: RSA-2048 by default), what BearSSL on the ESP8266 handles well.
+  // Device keys are RSA (docs/wire-contract.md: RSA-2048 by default), what BearSSL on the ESP8266 handles well.
   if (gKey->isRSA()) client.setClientRSACert(gCert, gKey);
   else Serial.println("the device key is not RSA: issue an RSA-2048 device certificate");
   const bool mfln = client.probeMaxFragmentLength(host, port, 512);

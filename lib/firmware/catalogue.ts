@@ -9,7 +9,7 @@ import { ImageNameError, assertProduct, compareVersions, imageName, parseImageNa
 import { NextImageRequest, NextImageResult, nextImage } from './next-image';
 
 /**
- * The firmware catalogue: signed images and who should get which (DESIGN.md, Update server
+ * The firmware catalogue: signed images and who should get which (docs/wire-contract.md, Update server
  * and The next installable image). It stores what it is given; it neither signs nor verifies
  * signatures (the caller signs with the keyring before `add`).
  *
@@ -343,7 +343,7 @@ export class FirmwareCatalogue {
     return this.state.assignments.map((a) => ({ ...a }));
   }
 
-  /** DESIGN.md's next installable image for a device, over this catalogue's images and assignments. */
+  /** docs/wire-contract.md's next installable image for a device, over this catalogue's images and assignments. */
   next(request: NextImageRequest): NextImageResult {
     return nextImage(this.state.images, this.state.assignments, request);
   }

@@ -187,7 +187,7 @@ export class FirmwareService {
   }
 }
 
-/** The config.json keys of seed 000 (DESIGN.md) and their types. */
+/** The config.json keys of the secure ESP8266 framework (docs/wire-contract.md) and their types. */
 export const DEVICE_CONFIG_KEYS = {
   downloadserver: 'string',
   downloadport: 'number',

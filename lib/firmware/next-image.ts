@@ -4,7 +4,7 @@ import { CatalogueEntry, ImageKind } from './types';
 import { ParsedImageName, compareVersions, parseImageName } from './version';
 
 /**
- * DESIGN.md, "The next installable image": for a device running image N, the newest image of
+ * docs/wire-contract.md, "The next installable image": for a device running image N, the newest image of
  * the same product with a higher version whose signature the device can verify, i.e. signed
  * with a key that N trusts; never a lower version unless an operator assigned a rollback.
  *

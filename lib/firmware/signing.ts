@@ -1,5 +1,5 @@
 /**
- * The three signed-image layouts devices verify (DESIGN.md, Signed images), made and checked
+ * The three signed-image layouts devices verify (docs/wire-contract.md, Signed images), made and checked
  * with Node's crypto (plus @noble/curves for deterministic ECDSA). No Node-RED here.
  *
  * Every function in this file is synchronous: hashing a few MB and one RSA/ECDSA operation take

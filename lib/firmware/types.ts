@@ -1,5 +1,5 @@
 /**
- * Shared vocabulary of the firmware side (DESIGN.md, Signed images and Update server).
+ * Shared vocabulary of the firmware side (docs/wire-contract.md, Signed images and Update server).
  * Signing formats live in signing.ts/keyring.ts, version order and the catalogue in
  * version.ts/catalogue.ts, the HTTPS server in update-server.ts.
  */

@@ -68,7 +68,7 @@ export interface UpdateServerOptions extends Partial<ServingLimits> {
   tls: { key: string; cert: string; ca: string; crl?: string };
   /** `required`: only devices with a certificate of the CA; `optional`: others get the public endpoints. */
   clientCertificates: 'required' | 'optional';
-  /** URL prefix of the downloads, e.g. `/fw` (DESIGN.md: https://host:port/<downloadpath>). */
+  /** URL prefix of the downloads, e.g. `/fw` (docs/wire-contract.md: https://host:port/<downloadpath>). */
   downloadPath: string;
   /** Where `ca.crt`, `<id>.crt` and `<id>.key` are (the CA store's devices/ folder). */
   deviceFilesDir: string;
@@ -421,7 +421,7 @@ function updateHandlers(options: UpdateServerOptions, internals?: AppInternals) 
 type Handlers = ReturnType<typeof updateHandlers>;
 
 /**
- * The express app of the update server (DESIGN.md, Update server): config.json, the
+ * The express app of the update server (docs/wire-contract.md, Update server): config.json, the
  * device's certificate files, and the next signed image or 304, for ESP8266httpUpdate and
  * ESP32 HTTPUpdate clients. Images are sent from memory with constant memory per request.
  */

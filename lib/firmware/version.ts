@@ -1,5 +1,5 @@
 /**
- * Image names and their order (DESIGN.md, Update server: image names).
+ * Image names and their order (docs/wire-contract.md, Update server: image names).
  *
  * An image name is `<PRODUCT>-<VERSION>`, e.g. `ESP8266_WEMOS_D1MINIPRO-00.00.08.f` or
  * `MY_SENSOR-1.2.3`. It is what a device reports as `curimage` / `espimage` and what the
@@ -21,7 +21,7 @@
  * after build `z` bump the patch rather than using `aa`). Versions that compare equal are
  * the same version: the catalogue refuses a second name for it.
  *
- * A bare version (`1.2.3`, what seed 001's `x-ESP8266-version` carries) has no product; pass
+ * A bare version (`1.2.3`, what the self-updating ESP8266's `x-ESP8266-version` carries) has no product; pass
  * the product separately: `parseImageName('1.2.3', 'MY_SENSOR')`, or use `parseVersion`.
  */
 

@@ -1,4 +1,4 @@
-/** The ten-field status JSON of seed 000 (DESIGN.md, Status JSON fields). */
+/** The ten-field status JSON of the secure ESP8266 framework (docs/wire-contract.md, Status JSON fields). */
 export interface StatusReport {
   uptimemillis: number;
   maxmillis: number;

@@ -2,7 +2,7 @@ import { isDeviceId } from '../device-id';
 
 /**
  * Topic templates with `{id}` (the device id) and, for commands, `{command}`.
- * DESIGN.md, MQTT topics: "secure-esp8266" is seed 000's scheme; "secure-esp32" is seed 003's
+ * docs/wire-contract.md, MQTT topics: "secure-esp8266" is the secure ESP8266 framework's scheme; "secure-esp32" is the ESP32 framework's
  * per-device prefix, to which we add `status` and `will` beside its `log`.
  */
 export interface TopicTemplates {

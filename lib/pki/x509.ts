@@ -22,7 +22,7 @@ export function toPem(label: PemLabel, der: ArrayBuffer | Uint8Array): string {
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
 
-/** Colon-separated upper-case hex, the form `openssl x509 -fingerprint` prints (seed 004). */
+/** Colon-separated upper-case hex, the form `openssl x509 -fingerprint` prints. */
 export function fingerprint(der: Uint8Array, algorithm: 'sha1' | 'sha256'): string {
   return createHash(algorithm).update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
 }

@@ -7,7 +7,7 @@ export interface HttpsTarget {
 }
 
 export interface DeviceTls {
-  /** The CA the device checks the server against (seed 000: "Updateserver-certificate doesn't match"). */
+  /** The CA the device checks the server against (the secure ESP8266 framework: "Updateserver-certificate doesn't match"). */
   ca: string;
   cert?: string;
   key?: string;

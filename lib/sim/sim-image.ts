@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 /**
  * What a real build has compiled in and a simulated device must learn from the image it
- * installs: its own name and the public key(s) it trusts for the next update (seed 000:
+ * installs: its own name and the public key(s) it trusts for the next update (the secure ESP8266 framework:
  * the signing key travels inside the image).
  */
 export interface SimImageManifest {

@@ -18,7 +18,7 @@ export interface DeviceFiles {
 export type UpdateMode =
   /** `firmware` downloads, verifies, flashes and reboots (ESP8266httpUpdate's default). */
   | 'auto'
-  /** `firmware` downloads and verifies; `flash` installs the download and reboots (seed 000). */
+  /** `firmware` downloads and verifies; `flash` installs the download and reboots (the secure ESP8266 framework, docs/wire-contract.md). */
   | 'staged';
 
 export interface SimulatedDeviceOptions {
@@ -58,7 +58,7 @@ const STATUS_DEFAULT_MS = 60_000;
 const RETRY_DEFAULT_MS = 10_000;
 
 /**
- * One device that follows DESIGN.md as the seed 000 firmware does: config.json at boot, MQTT
+ * One device that follows docs/wire-contract.md as the secure ESP8266 framework's firmware does: config.json at boot, MQTT
  * over mutual TLS with an LWT, the ten-field status, and the commands, with images verified
  * the way the ESP8266 Updater does before they are installed.
  */

@@ -1,4 +1,4 @@
-// config.json (DESIGN.md: config.json keys; seed 000's data/config.json).
+// config.json (docs/wire-contract.md: config.json keys; the data/config.json of the secure ESP8266 framework).
 #include "fleet_core.h"
 #include "json.h"
 #include "text.h"

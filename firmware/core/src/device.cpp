@@ -1,4 +1,4 @@
-// Device id, topics and commands (DESIGN.md: Identities, MQTT topics, Commands).
+// Device id, topics and commands (docs/wire-contract.md: Identities, MQTT topics, Commands).
 #include "fleet_core.h"
 #include "text.h"
 

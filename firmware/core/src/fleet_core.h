@@ -1,4 +1,4 @@
-// The portable core of the ESP8266 fleet firmware (see ../README.md and shared/DESIGN.md).
+// The portable core of the ESP8266 fleet firmware (see ../README.md and docs/wire-contract.md).
 //
 // Plain C++17 without Arduino headers, exceptions, RTTI or heap: every function works on
 // caller-owned fixed buffers and reports failure by its return value plus a short static
@@ -11,7 +11,7 @@
 
 namespace fleet {
 
-// ---- device id and topics (DESIGN.md: Identities, MQTT topics "secure-esp8266") ----------
+// ---- device id and topics (docs/wire-contract.md: Identities, MQTT topics "secure-esp8266") ----------
 
 constexpr size_t kDeviceIdLength = 12;  // 12 lowercase hex digits
 constexpr size_t kTopicSize = 64;       // longest: "/command/<id>/firmware" + NUL
@@ -69,7 +69,7 @@ class CommandRunner {
   char error_[kErrorSize] = {0};
 };
 
-// ---- config.json (DESIGN.md: config.json keys) ----------------------------------------------
+// ---- config.json (docs/wire-contract.md: config.json keys) ----------------------------------------------
 
 constexpr size_t kHostSize = 65;  // up to 64 characters
 constexpr size_t kPathSize = 65;
@@ -97,7 +97,7 @@ bool downloadUrl(const DeviceConfig& config, const char* file, char* out, size_t
 // .../firmware.bin?curimage=<image>
 bool firmwareUrl(const DeviceConfig& config, const char* currentImage, char* out, size_t size);
 
-// ---- status JSON (DESIGN.md: Status JSON fields) --------------------------------------------
+// ---- status JSON (docs/wire-contract.md: Status JSON fields) --------------------------------------------
 
 constexpr size_t kStatusSize = 1400;     // ten fields, five strings of at most 256 characters escaped
 constexpr size_t kMaxStatusString = 256; // lib/fleet/telemetry.ts refuses longer strings
@@ -120,7 +120,7 @@ struct StatusFields {
 // `size` is too small.
 size_t buildStatusJson(const StatusFields& fields, char* out, size_t size);
 
-// ---- image names and version order (DESIGN.md; lib/firmware/version.ts) ---------------------
+// ---- image names and version order (docs/wire-contract.md; lib/firmware/version.ts) ---------------------
 
 constexpr size_t kMaxProduct = 64;
 constexpr size_t kMaxVersion = 31;
@@ -189,7 +189,7 @@ enum class LedMode : uint8_t { Setup, Connected, Off };
 // Setup: 10 flashes a second (50 ms on, 50 ms off); Connected: a 50 ms flash every 2 s.
 bool ledOn(LedMode mode, uint32_t now);
 
-// ---- signed images (DESIGN.md: Signed images, ESP8266) -------------------------------------
+// ---- signed images (docs/wire-contract.md: Signed images, ESP8266) -------------------------------------
 
 // The Updater's layout check of `image || signature || uint32_le(siglen)`: the trailer
 // equals the key's modulus length and the image has room for it and one byte of payload.

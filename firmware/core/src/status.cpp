@@ -1,4 +1,4 @@
-// The ten-field status JSON (DESIGN.md: Status JSON fields; lib/fleet/telemetry.ts parses it).
+// The ten-field status JSON (docs/wire-contract.md: Status JSON fields; lib/fleet/telemetry.ts parses it).
 // The output is byte for byte what JavaScript's JSON.stringify gives for the same object.
 #include "fleet_core.h"
 #include "text.h"

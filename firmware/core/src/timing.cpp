@@ -1,4 +1,4 @@
-// Timing decisions of the sketch: watchdog, reconnect/reboot, LED patterns (seed 000).
+// Timing decisions of the sketch: watchdog, reconnect/reboot, LED patterns (the secure ESP8266 framework, docs/wire-contract.md).
 #include "fleet_core.h"
 
 namespace fleet {
