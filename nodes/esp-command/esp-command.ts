@@ -4,6 +4,9 @@ import { connectionBadge } from '../esp-fleet/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
 import { CommandDispatcher, CommandOutcome, buildCommand, resolveTargets } from '../../lib/fleet/commands';
 import { errorText, shortText, positive } from '../shared/settings';
+import { RecentRows } from '../../lib/dashboard/recent-rows';
+import { OutcomeRow, outcomeRow } from '../../lib/dashboard/event-rows';
+import { commandSummaryText } from '../../lib/fleet/command-summary';
 
 interface EspCommandDef extends NodeDef {
   fleet: string;
@@ -16,6 +19,15 @@ interface EspCommandDef extends NodeDef {
 
 type CommandMsg = NodeMessageInFlow & { device?: unknown; argument?: unknown; command?: unknown; maxInFlight?: unknown };
 
+/** How many outcomes `msg.recent` carries. */
+const RECENT_OUTCOMES = 30;
+const recentByFleet = new Map<string, RecentRows<OutcomeRow>>();
+function recentOutcomesOf(fleetId: string): RecentRows<OutcomeRow> {
+  let rows = recentByFleet.get(fleetId);
+  if (!rows) recentByFleet.set(fleetId, (rows = new RecentRows<OutcomeRow>(RECENT_OUTCOMES)));
+  return rows;
+}
+
 export = function register(RED: NodeAPI): void {
   function EspCommand(this: Node, config: EspCommandDef): void {
     RED.nodes.createNode(this, config);
@@ -24,6 +36,9 @@ export = function register(RED: NodeAPI): void {
     let client: FleetClient | undefined;
     let dispatcher: CommandDispatcher | undefined;
     let done = 0;
+    // The fleet's last outcomes, newest first, ride on every outcome msg for a dashboard table.
+    // One window per fleet, so the row buttons' and a rollout's outcomes share one table.
+    const recent = recentOutcomesOf(config.fleet);
     const showProgress = (): void => {
       if (!client || client.state !== 'connected') return;
       const inFlight = dispatcher?.inFlight ?? 0;
@@ -67,15 +82,12 @@ export = function register(RED: NodeAPI): void {
           onOutcome: (o: CommandOutcome) => {
             done++;
             showProgress();
-            send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device) } as NodeMessage, null]);
+            send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device), recent: recent.add(outcomeRow(o)) } as NodeMessage, null]);
           },
         }, { maxInFlight: cap });
         const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
-        send([null, null, {
-          ...msg,
-          topic: built.command,
-          payload: { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes },
-        } as NodeMessage]);
+        const summary = { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes };
+        send([null, null, { ...msg, topic: built.command, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
       })().then(
         () => finish(),
         (err: unknown) => {

@@ -11,6 +11,8 @@ import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/serve
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
 import { FloodGate } from '../shared/flood-gate';
+import { RecentRows } from '../../lib/dashboard/recent-rows';
+import { ServerEventRow, serverEventRow } from '../../lib/dashboard/event-rows';
 
 /** `rejected` msgs on output 2 one by one each second; the rest go into one `rejected-summary` msg. */
 const REJECTED_MSGS_PER_SECOND = 20;
@@ -44,6 +46,9 @@ interface EspFirmwareServerDef extends NodeDef {
   retrytimeout: string;
 }
 
+/** How many events `msg.recent` carries. */
+const RECENT_EVENTS = 25;
+
 export = function register(RED: NodeAPI): void {
   /** The service of each deployed update server, for the editor's upload (admin endpoints below). */
   const services = new Map<string, Promise<FirmwareService>>();
@@ -60,8 +65,10 @@ export = function register(RED: NodeAPI): void {
       if (server) node.status({ fill: open.fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${open.suffix}` });
     };
 
+    // The last events, newest first, ride on every event msg for a dashboard table.
+    const recentEvents = new RecentRows<ServerEventRow>(RECENT_EVENTS);
     // Refusals are the one event an attacker makes at will: a flood becomes a summary a second.
-    const rejectedGate = new FloodGate<string>(REJECTED_MSGS_PER_SECOND, (held) => node.send([null, { topic: 'rejected-summary', payload: held } as NodeMessage]));
+    const rejectedGate = new FloodGate<string>(REJECTED_MSGS_PER_SECOND, (held) => node.send([null, { topic: 'rejected-summary', payload: held, recent: recentEvents.list() } as NodeMessage]));
 
     const starting = (async () => {
       const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
@@ -113,7 +120,7 @@ export = function register(RED: NodeAPI): void {
           if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
           showListening();
           if (event.type === 'rejected' && !rejectedGate.pass(rejectionCause(event))) return;
-          node.send([null, { topic: event.type, payload: event } as NodeMessage]);
+          node.send([null, { topic: event.type, payload: event, recent: recentEvents.add(serverEventRow(event)) } as NodeMessage]);
         },
       });
       // Revocations reach the running server at once, and so does each CRL refresh.

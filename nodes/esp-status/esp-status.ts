@@ -5,15 +5,20 @@ import type { FleetClient } from '../../lib/fleet/fleet-client';
 import type { DeviceEntry, PresenceChange, StatusUpdate } from '../../lib/fleet/registry';
 import { normalizeDeviceId } from '../../lib/device-id';
 import { errorText, shortText } from '../shared/settings';
+import { fleetTable } from '../../lib/dashboard/fleet-table';
 
 interface EspStatusDef extends NodeDef {
   fleet: string;
   devices: string;
   imagePrefix: string;
+  /** Adds output 4: the whole (filtered) fleet as ready-made dashboard table rows. */
+  table?: boolean;
 }
 
 /** Bad-message warnings are counted; only this many per second reach the log. */
 const WARNINGS_PER_SECOND = 5;
+/** The fleet table is redrawn at most this often, however many devices report. */
+const TABLE_EVERY_MS = 300;
 
 export = function register(RED: NodeAPI): void {
   function EspStatus(this: Node, config: EspStatusDef): void {
@@ -54,29 +59,46 @@ export = function register(RED: NodeAPI): void {
       }, 500);
     };
 
+    // Output 4 (when enabled): one table of every device this node reports, after changes settle.
+    const withTable = config.table === true;
+    let tableTimer: NodeJS.Timeout | undefined;
+    const scheduleTable = (): void => {
+      if (!withTable) return;
+      tableTimer ??= setTimeout(() => {
+        tableTimer = undefined;
+        if (!client) return;
+        const t = fleetTable(client.registry.list().filter((e) => wanted(e.id, e)));
+        node.send([null, null, null, { topic: 'fleet', payload: t.rows, summary: t.summary, text: t.text } as NodeMessage]);
+      }, TABLE_EVERY_MS);
+    };
+    const send = (msgs: (NodeMessage | null)[]): void => node.send(withTable ? [...msgs, null] : msgs);
+
     let warnedThisSecond = 0;
     let warnWindow = 0;
     const listeners = {
       status: (id: string, update: StatusUpdate): void => {
         // Under an image filter a new image can move a device in or out of the counts.
         if (prefix) scheduleBadge();
+        // Under an image filter a device can also leave the table: redraw on every report.
+        scheduleTable();
         if (!wanted(id, update.entry)) return;
         const msg: NodeMessage & { device: DeviceEntry } = { topic: id, payload: update.entry.lastStatus, device: update.entry };
-        node.send([msg, null, null]);
+        send([msg, null, null]);
       },
       presence: (change: PresenceChange): void => {
         const entry = client?.registry.get(change.id);
         scheduleBadge();
+        scheduleTable();
         if (!wanted(change.id, entry)) return;
-        node.send([null, { topic: change.id, payload: { ...change, status: change.online ? 'online' : 'offline' }, device: entry } as NodeMessage, null]);
+        send([null, { topic: change.id, payload: { ...change, status: change.online ? 'online' : 'offline' }, device: entry } as NodeMessage, null]);
       },
       deviceError: (id: string, message: string): void => {
         const entry = client?.registry.get(id);
-        if (wanted(id, entry)) node.send([null, null, { topic: id, payload: { errormessage: message }, device: entry } as NodeMessage]);
+        if (wanted(id, entry)) send([null, null, { topic: id, payload: { errormessage: message }, device: entry } as NodeMessage]);
       },
       log: (id: string, text: string): void => {
         const entry = client?.registry.get(id);
-        if (wanted(id, entry)) node.send([null, null, { topic: id, payload: { log: text }, device: entry } as NodeMessage]);
+        if (wanted(id, entry)) send([null, null, { topic: id, payload: { log: text }, device: entry } as NodeMessage]);
       },
       rejected: (r: { topic: string; reason: string; count: number }): void => {
         const second = Math.floor(Date.now() / 1000);
@@ -87,7 +109,10 @@ export = function register(RED: NodeAPI): void {
         if (warnedThisSecond++ < WARNINGS_PER_SECOND) node.warn(`ignored message #${r.count} on ${r.topic}: ${r.reason}`);
       },
       state: (state: FleetClient['state'], detail?: string): void => {
-        if (state === 'connected') showCounts();
+        if (state === 'connected') {
+          showCounts();
+          scheduleTable();
+        }
         else node.status(connectionBadge(state, detail));
       },
     };
@@ -114,6 +139,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', () => {
       if (badgeTimer) clearTimeout(badgeTimer);
+      if (tableTimer) clearTimeout(tableTimer);
       if (client) wire(client, 'off');
     });
   }

@@ -35,20 +35,23 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
   let outcomes: Collector;
   let summaries: Collector;
   let caught: Collector;
+  let table: Collector;
 
   const flow = (statusInterval = 60_000): Msg[] => [
     { id: 'tab', type: 'tab', label: 'fleet' },
     { id: 'ca', type: 'esp-ca', folder: store.dir },
     { id: 'fleet', type: 'esp-fleet', broker: `mqtts://localhost:${port}`, tlsSource: 'esp-ca', ca: 'ca', backendName: 'node-red', scheme: 'secure-esp8266', statusInterval: String(statusInterval), registryFile: path.join(tmp.path, 'registry.json') },
     { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [['s1'], ['s2'], ['s3']] },
+    // The same fleet with output 4 on, limited to A and B (a device outside is never a row).
+    { id: 'statusTable', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', devices: `${A}, ${B}`, table: true, wires: [[], [], [], ['t4']] },
     { id: 'cmd', z: 'tab', x: 100, y: 100, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: false, maxInFlight: '3', outcomeTimeout: '3', wires: [['c1'], ['c2'], ['c3']] },
     { id: 'catcher', z: 'tab', x: 100, y: 100, type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
-    ...['s1', 's2', 's3', 'c1', 'c2', 'c3', 'caught'].map((id) => ({ id, z: 'tab', x: 100, y: 100, type: 'helper' })),
+    ...['s1', 's2', 's3', 't4', 'c1', 'c2', 'c3', 'caught'].map((id) => ({ id, z: 'tab', x: 100, y: 100, type: 'helper' })),
   ];
 
   async function deploy(statusInterval?: number): Promise<FleetClient> {
     await helper.load(nodes, flow(statusInterval));
-    [status, presence, deviceMsgs, sent, outcomes, summaries, caught] = ['s1', 's2', 's3', 'c1', 'c2', 'c3', 'caught'].map((id) => new Collector(id));
+    [status, presence, deviceMsgs, table, sent, outcomes, summaries, caught] = ['s1', 's2', 's3', 't4', 'c1', 'c2', 'c3', 'caught'].map((id) => new Collector(id));
     const client = await (helper.getNode('fleet') as unknown as EspFleetNode).fleet();
     for (let i = 0; client.state !== 'connected'; i++) {
       if (i > 200) throw new Error(`fleet did not connect: ${client.state}`);
@@ -142,6 +145,28 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     assert.equal(silent.payload.reason, 'timeout');
   });
 
+  it('fleet table (output 4): the filtered fleet as sorted rows with a summary, redrawn at most every 300 ms', async () => {
+    await deploy();
+    const [a, b, other] = [await device(B), await device(A), await device(DEVICES[2])];
+    // A burst of 40 reports over ~0.4 s: a handful of redraws, not 40.
+    for (let i = 0; i < 20; i++) {
+      await Promise.all([a.publishStatus({ rssi: -60 - i, uptimemillis: 3_723_000 }), b.publishStatus({ rssi: -50 }), other.publishStatus()]);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const full = await table.until((m) => m.payload.length === 2 && m.payload[0].rssi === -50 && m.payload[1].rssi === -79);
+    assert.ok(table.msgs.length <= 4, `redrawn ${table.msgs.length} times for 60 reports`);
+    assert.deepEqual(full.payload.map((r: Msg) => r.id), [A, B], 'sorted by id; the unlisted device is no row');
+    assert.deepEqual(full.payload[1], { id: B, name: `measure-${B}`, online: true, image: full.payload[1].image, rssi: -79, freeHeap: full.payload[1].freeHeap, uptime: '1h 02m', lastSeen: full.payload[1].lastSeen, lastError: '' });
+    assert.equal(full.topic, 'fleet');
+    assert.deepEqual(full.summary, { online: 2, offline: 0, known: 2 });
+    assert.equal(full.text, '2 online · 0 offline · 2 known');
+    // A going offline is redrawn too, with no status report.
+    b.dropConnection();
+    const after = await table.until((m) => m.payload[0].online === false);
+    assert.equal(after.payload[0].id, A);
+    assert.equal(after.summary.known, 2);
+  });
+
   it('keeps the registry across a redeploy', async () => {
     let client = await deploy();
     const a = await device(A);
@@ -206,6 +231,13 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     const failed = outcomes.msgs.find((m) => m.topic === DEVICES[1])!;
     assert.deepEqual([failed.payload.outcome, failed.payload.error], ['failed', 'Signature verification failed']);
     assert.equal(outcomes.msgs.find((m) => m.topic === DEVICES[2])!.payload.outcome, 'timeout');
+    // Ready for a notification and a dashboard table: one line, and the last outcomes newest first.
+    assert.match(summary.text, new RegExp(`^firmware to 8 device\\(s\\): 6 succeeded, 1 failed, 1 timed out in \\d+ s — ${DEVICES[1]}: Signature verification failed; ${DEVICES[2]}: timeout$`));
+    const last = outcomes.msgs[outcomes.msgs.length - 1];
+    // The window is the fleet's (it outlives a redeploy): this run's outcomes are its newest 8.
+    assert.ok(last.recent.length >= DEVICES.length && last.recent.length <= 30, `window of ${last.recent.length}`);
+    assert.deepEqual(last.recent.slice(0, DEVICES.length).map((r: Msg) => r.device), outcomes.msgs.map((m) => m.topic).reverse());
+    assert.deepEqual(last.recent[0], { at: last.recent[0].at, device: last.payload.device, command: 'firmware', outcome: last.payload.outcome, image: last.payload.image ?? '', detail: last.payload.error ?? (last.payload.outcome === 'success' ? 'from FW-00.00.01.a' : '') });
   });
 
   const badCommands: [string, Msg, RegExp][] = [
