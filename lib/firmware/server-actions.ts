@@ -37,17 +37,28 @@ function publishInput(msg: Msg): PublishInput {
 }
 
 /**
- * `outdated` takes the devices as an array or as an object of them (e.g. esp-fleet registry
- * entries kept in flow context): each with `id` (or `device`) and the `image` it runs.
+ * `outdated` takes the devices as an array or as an object of them: each with `id` (or `device`)
+ * and the `image` it runs. A row that says it is offline (`online: false`, as esp-status's fleet
+ * table rows do) is skipped, and so is an online row with no image yet (no status report so far):
+ * neither could take a command now. A device with neither `online` nor an image is an error.
  */
-function deviceImages(payload: unknown): { id: string; image: string }[] {
+function deviceImages(payload: unknown): { devices: { id: string; image: string }[]; skipped: number } {
   const list = Array.isArray(payload) ? payload : typeof payload === 'object' && payload !== null && !Buffer.isBuffer(payload) ? Object.values(payload) : undefined;
   if (!list) throw new Error('outdated needs msg.payload = a list of devices, each {id, image} (or an object of them)');
-  return list.map((d: unknown) => {
+  const devices: { id: string; image: string }[] = [];
+  let skipped = 0;
+  for (const d of list as unknown[]) {
     const o = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
-    if (typeof o.image !== 'string' || !o.image) throw new Error(`device ${JSON.stringify(o.id ?? o.device ?? d)} has no image: each needs {id, image}`);
-    return { id: normalizeDeviceId(o.id ?? o.device), image: o.image };
-  });
+    const id = normalizeDeviceId(o.id ?? o.device);
+    const hasImage = typeof o.image === 'string' && o.image !== '';
+    if (o.online === false || (typeof o.online === 'boolean' && !hasImage)) {
+      skipped++;
+      continue;
+    }
+    if (!hasImage) throw new Error(`device ${JSON.stringify(o.id ?? o.device ?? d)} has no image: each needs {id, image}`);
+    devices.push({ id, image: o.image as string });
+  }
+  return { devices, skipped };
 }
 
 const summary = (e: CatalogueEntry): Omit<CatalogueEntry, 'file'> => {
@@ -93,9 +104,9 @@ export async function runFirmwareAction(service: FirmwareService, action: Firmwa
       if (!('groups' in obj)) throw new Error('groups needs {device, groups: [...]} (an empty list takes the device out of all groups)');
       return { action, device: obj.device, groups: await service.setGroups(obj.device, obj.groups) };
     case 'outdated': {
-      const devices = deviceImages(p);
+      const { devices, skipped } = deviceImages(p);
       const outdated = service.outdated(devices);
-      return { action, outdated, devices: outdated.map((o) => o.device), upToDate: devices.length - outdated.length };
+      return { action, outdated, devices: outdated.map((o) => o.device), upToDate: devices.length - outdated.length, skipped };
     }
     case 'config': {
       const overrides = await service.setDeviceConfig(obj.device, obj.overrides ?? null);

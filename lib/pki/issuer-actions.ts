@@ -7,7 +7,7 @@ import { shownInput } from '../input-text';
 import { exportP12, P12Result } from './p12-export';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
-export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'revoke', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore', 'p12'] as const;
+export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'renew-expiring', 'revoke', 'revoke-device', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore', 'p12'] as const;
 export type IssuerAction = (typeof ISSUER_ACTIONS)[number];
 
 export interface IssuerDefaults {
@@ -39,6 +39,8 @@ export interface IssuedOutput {
 export type IssuerResult =
   | IssuedOutput
   | { action: 'revoke'; revoked: IssuedRecord; crlFile: string; crlNextUpdate?: string }
+  | { action: 'revoke-device'; device: string; revoked: IssuedRecord[]; crlFile: string; crlNextUpdate?: string }
+  | { action: 'renew-expiring'; days: number; renewed: IssuedOutput[]; count: number }
   | { action: 'list' | 'expiring'; certificates: IssuedRecord[]; count: number; days?: number }
   | { action: 'mosquitto'; dir: string; confFile: string; aclFile: string; crlFile: string; serverSerial: string; backendSerial: string; hint: string }
   | { action: 'crl'; pem: string; nextUpdate?: string; revokedCount: number }
@@ -114,6 +116,24 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       });
       return shape(action, issued, defaults);
     }
+    case 'renew-expiring': {
+      const days = daysOf(ignoreTrigger(payload), 'renew-expiring');
+      const renewed: IssuedOutput[] = [];
+      for (const commonName of devicesDue(store, days)) {
+        renewed.push(shape('renew', await store.renew({ commonName, validityDays: defaults.validityDays }), defaults));
+      }
+      return { action, days, renewed, count: renewed.length };
+    }
+    case 'revoke-device': {
+      // A lost or stolen board: every certificate it still holds, since a renewal leaves the older one valid.
+      const a = argsOf(payload, 'device');
+      const device = normalizeDeviceId(a.device ?? a.id ?? a.mac);
+      const held = store.list({ kind: 'device' }).filter((r) => r.commonName === device);
+      if (!held.length) throw new Error(`no valid certificate for ${device} to revoke`);
+      const revoked: IssuedRecord[] = [];
+      for (const r of held) revoked.push(await store.revoke(r.serial, a.reason ?? 'unspecified'));
+      return { action, device, revoked, crlFile: store.crlFile, crlNextUpdate: store.crlNextUpdateAt?.toISOString() };
+    }
     case 'revoke': {
       const a = argsOf(payload, 'serial');
       const revoked = await store.revoke(a.serial, a.reason ?? 'unspecified');
@@ -127,11 +147,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       return { action, certificates, count: certificates.length };
     }
     case 'expiring': {
-      const a = argsOf(payload, 'days');
-      const days = Number(a.days ?? 30);
-      if (!Number.isFinite(days) || days < 0 || days > 3650) {
-        throw new Error(`expiring needs a number of days from 0 to 3650, got ${shownInput(a.days)} (an inject's timestamp? set its payload to the days)`);
-      }
+      const days = daysOf(payload, 'expiring');
       const certificates = store.expiring(days);
       return { action, certificates, count: certificates.length, days };
     }
@@ -175,6 +191,30 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
       return exportP12(store, argsOf(rest, 'name'), context.password ?? password, context.userDir ?? context.backup?.userDir);
     }
   }
+}
+
+/** The window of `expiring` and `renew-expiring`: days from 0 to 3650, 30 when not given. */
+function daysOf(payload: unknown, action: string): number {
+  const a = argsOf(payload, 'days');
+  const days = Number(a.days ?? 30);
+  if (!Number.isFinite(days) || days < 0 || days > 3650) {
+    throw new Error(`${action} needs a number of days from 0 to 3650, got ${shownInput(a.days)} (an inject's timestamp? set its payload to the days)`);
+  }
+  return days;
+}
+
+/**
+ * Devices whose newest valid certificate expires within `days`. Judged by the newest one, so a
+ * device renewed yesterday is not renewed again while its older certificate runs out.
+ */
+function devicesDue(store: CaStore, days: number): string[] {
+  const newest = new Map<string, IssuedRecord>();
+  for (const r of store.list({ kind: 'device' })) {
+    const seen = newest.get(r.commonName);
+    if (!seen || r.notAfter > seen.notAfter) newest.set(r.commonName, r);
+  }
+  const due = new Set(store.expiring(days).map((r) => r.serial));
+  return [...newest.values()].filter((r) => due.has(r.serial)).map((r) => r.commonName).sort();
 }
 
 function isDeviceIdLike(value: string): boolean {

@@ -1,5 +1,5 @@
 import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
-import { runIssuerAction, parseAction, IssuerDefaults, takeSecrets } from '../../lib/pki/issuer-actions';
+import { runIssuerAction, parseAction, IssuerDefaults, IssuedOutput, takeSecrets } from '../../lib/pki/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
 import { errorText, shortText, optionalNumber, folderInUserDir, userDirOf } from '../shared/settings';
@@ -62,7 +62,10 @@ export = function register(RED: NodeAPI): void {
           restored = true;
           node.status({ fill: 'yellow', shape: 'ring', text: 'restored · restart flows' });
         } else showSummary(store);
-        send({ ...msg, topic: action, payload: result });
+        // A batch renewal also sends each renewal as its own `renew` msg, so one Change node after
+        // a Switch on topic `renew` can tell each device to fetch its certificate.
+        const each = 'renewed' in result ? result.renewed.map((r: IssuedOutput) => ({ ...msg, topic: 'renew', payload: r })) : [];
+        send([[...each, { ...msg, topic: action, payload: result }]]);
       })().then(
         () => done(),
         (err: unknown) => {

@@ -80,37 +80,42 @@ describe('example flows in the Node-RED runtime', function () {
   it('nightly update: at "night" the outdated online devices get firmware, and the summary reaches the notification hook', async () => {
     const from = await deploy('nightly-update.json', (flows) => {
       tap(flows, 'nightly-notify');
-      tapOutput(flows, 'nightly-status', 0);
+      tapOutput(flows, 'nightly-status', 3);
     });
     const fleet = await fx.startDevices(fleetIds);
-    // Every device has reported to the flow since this deploy.
-    await Promise.all(fleetIds.map((id) => untilTapped(fx.red, 'nightly-status-tap-0', (m) => m.topic === id, 20_000, from)));
+    // The fleet table (what the night hands the update server) lists every device, online with its image.
+    const tableOn = (image: string) => (m: { payload?: unknown }): boolean => {
+      const rows = Array.isArray(m.payload) ? (m.payload as { id: string; online: boolean; image: string }[]) : [];
+      return fleetIds.every((id) => rows.some((r) => r.id === id && r.online && r.image === image));
+    };
+    await untilTapped(fx.red, 'nightly-status-tap-3', tableOn(V1), 20_000, from);
     await fx.red.inject('nightly-at-night');
     const summary = await untilTapped(fx.red, 'nightly-notify', () => true, 60_000, from);
-    assert.match(String(summary.payload), /^Nightly update: 3 device\(s\), 3 updated, 0 failed, 0 timed out/);
+    assert.equal(summary.topic, 'Nightly update');
+    assert.match(String(summary.payload), /^firmware to 3 device\(s\): 3 succeeded, 0 failed, 0 timed out in \d+ s$/);
     assert.deepEqual(fleet.images(), { [V2]: 3 });
 
-    // A second night finds nothing to do.
+    // A second night, once the table shows the new images, finds nothing to do.
+    await untilTapped(fx.red, 'nightly-status-tap-3', tableOn(V2), 20_000, from);
     const again = fx.red.logs.length;
     await fx.red.inject('nightly-at-night');
     const nothing = await untilTapped(fx.red, 'nightly-notify', () => true, 20_000, again);
-    assert.match(String(nothing.payload), /every online device runs the newest image/);
+    assert.match(String(nothing.payload), /^Every online device runs the newest image/);
   });
 
-  it('certificate lifecycle: issues for a new MAC, lists what expires within 30 days, renews it and sends cert, revokes a lost device', async () => {
+  it('certificate lifecycle: issues for a new MAC, renews what expires within 30 days and sends cert, revokes every certificate of a lost device', async () => {
     const from = await deploy('certificate-lifecycle.json', (flows) => {
       for (const id of ['cert-expiring-list', 'cert-renewed', 'cert-sent', 'cert-results']) tap(flows, id);
-      const lost = nodeById(flows, 'cert-lost-device');
-      (lost.props as { p: string; v?: string }[]).find((p) => p.p === 'lost')!.v = shortLived;
+      nodeById(flows, 'cert-lost-device').payload = JSON.stringify({ device: shortLived, reason: 'keyCompromise' });
     });
     await fx.red.inject('cert-new-device');
     const issued = await untilTapped(fx.red, 'cert-results', () => true, 20_000, from);
     assert.deepEqual([(issued.payload as { action: string }).action, (issued.payload as { commonName: string }).commonName], ['device', '84f3eb012345']);
 
     await fx.red.inject('cert-expiring-daily');
-    const expiring = (await untilTapped(fx.red, 'cert-expiring-list', () => true, 20_000, from)).payload as { days: number; certificates: { commonName: string }[] };
+    const expiring = (await untilTapped(fx.red, 'cert-expiring-list', () => true, 20_000, from)).payload as { days: number; renewed: { commonName: string }[] };
     assert.equal(expiring.days, 30);
-    assert.deepEqual(expiring.certificates.map((c) => c.commonName), [shortLived], 'only the short-lived certificate expires within 30 days');
+    assert.deepEqual(expiring.renewed.map((c) => c.commonName), [shortLived], 'only the short-lived certificate expires within 30 days');
     const renewed = (await untilTapped(fx.red, 'cert-renewed', () => true, 20_000, from)).payload as { commonName: string; notAfter: string; serial: string; renewedFrom: string };
     assert.equal(renewed.commonName, shortLived);
     assert.ok(Date.parse(renewed.notAfter) > Date.now() + 800 * 86_400_000, 'renewed for the CA default validity');
@@ -118,17 +123,14 @@ describe('example flows in the Node-RED runtime', function () {
     assert.deepEqual([sent.topic, (sent.payload as { command: string }).command], [shortLived, 'cert']);
 
     await fx.red.inject('cert-lost-device');
-    const revoked = async (serial: string): Promise<{ commonName: string; revocationReason: string }> =>
-      (
-        (await untilTapped(fx.red, 'cert-results', (m) => (m.payload as { revoked?: { serial: string } }).revoked?.serial === serial, 20_000, from)).payload as {
-          revoked: { commonName: string; revocationReason: string };
-        }
-      ).revoked;
+    const result = (await untilTapped(fx.red, 'cert-results', (m) => m.topic === 'revoke-device', 20_000, from)).payload as {
+      device: string;
+      revoked: { serial: string; commonName: string; revocationReason: string }[];
+    };
     // Both the renewed certificate and the one it replaced (still valid until it expires).
-    for (const serial of [renewed.serial, renewed.renewedFrom]) {
-      const record = await revoked(serial);
-      assert.deepEqual([record.commonName, record.revocationReason], [shortLived, 'keyCompromise']);
-    }
+    assert.equal(result.device, shortLived);
+    assert.deepEqual(result.revoked.map((r) => r.serial).sort(), [renewed.serial, renewed.renewedFrom].sort());
+    for (const record of result.revoked) assert.deepEqual([record.commonName, record.revocationReason], [shortLived, 'keyCompromise']);
   });
 
   it('offline alert: a device that goes silent raises one alert after the debounce; devices that keep reporting do not', async () => {

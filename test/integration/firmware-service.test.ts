@@ -97,6 +97,15 @@ describe('publishing signed firmware and serving it over mutual TLS, with a key 
     assert.deepEqual([r.devices, r.upToDate], [[DEV], 1]);
     await assert.rejects(runFirmwareAction(service, 'outdated', { payload: [{ id: 'nope', image: 'X-1' }] }), /invalid device id "nope"/);
     await assert.rejects(runFirmwareAction(service, 'outdated', { payload: [{ id: DEV }] }), /has no image/);
+    // Fleet-table rows (esp-status output 4): offline rows, and online rows with no image yet, are skipped.
+    const rows = (await runFirmwareAction(service, 'outdated', {
+      payload: [
+        { id: DEV, online: true, image: `${P}-00.00.01.a` },
+        { id: '84f3eb0000f1', online: false, image: `${P}-00.00.01.a` },
+        { id: '84f3eb0000f2', online: true, image: '' },
+      ],
+    })) as { devices: string[]; upToDate: number; skipped: number };
+    assert.deepEqual([rows.devices, rows.upToDate, rows.skipped], [[DEV], 0, 2]);
     await assert.rejects(runFirmwareAction(service, 'outdated', { payload: 'all' }), /needs msg.payload = a list of devices/);
   });
 

@@ -104,6 +104,8 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
     ['revoking an unknown serial', { topic: 'revoke', payload: 'DEADBEEF' }, /no certificate with serial DEADBEEF/],
     ['a payload of the wrong type', { topic: 'device', payload: [1, 2] }, /msg.payload must be an object/],
     ['an inject timestamp as days for expiring', { topic: 'expiring', payload: 1795239171000 }, /expiring needs a number of days from 0 to 3650/],
+    ['revoke-device for a device without a certificate', { topic: 'revoke-device', payload: '84:f3:eb:aa:bb:ee' }, /no valid certificate for 84f3ebaabbee to revoke/],
+    ['an inject timestamp as days for renew-expiring', { topic: 'renew-expiring', payload: { days: 1795239171000 } }, /renew-expiring needs a number of days from 0 to 3650/],
     ['path traversal in a server name', { topic: 'server', payload: { commonName: '../../x' } }, /invalid DNS name/],
   ];
   for (const [what, msg, error] of badInputs) {
@@ -121,6 +123,43 @@ describe('esp-ca and esp-cert-issuer nodes (real Node-RED runtime)', function ()
       assert.equal(statuses[statuses.length - 1].fill, 'red');
     });
   }
+
+  it('renew-expiring renews each device whose newest certificate is due, once, as renew msgs; revoke-device revokes all it holds', async () => {
+    await helper.load(nodes, flow());
+    const outs: Record<string, unknown>[] = [];
+    helper.getNode('out').on('input', (m: Record<string, unknown>) => outs.push(m));
+    const untilSummary = async (): Promise<Record<string, unknown>[]> => {
+      for (let i = 0; !outs.some((m) => m.topic === 'renew-expiring'); i++) {
+        if (i > 500) throw new Error(`no renew-expiring summary: ${JSON.stringify(outs.map((m) => m.topic))}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return outs.splice(0);
+    };
+    const [soon1, soon2, later] = ['84f3ebaacc01', '84f3ebaacc02', '84f3ebaacc03'];
+    for (const [id, validityDays] of [[soon1, 10], [soon2, 20], [later, 400]] as const) await send({ topic: 'device', payload: { id, validityDays } });
+    outs.length = 0;
+
+    helper.getNode('iss').receive({ topic: 'renew-expiring', payload: 30 });
+    const first = await untilSummary();
+    assert.deepEqual(first.map((m) => m.topic), ['renew', 'renew', 'renew-expiring']);
+    const renewed = first.slice(0, 2).map((m) => m.payload as { action: string; commonName: string; serial: string; renewedFrom: string; notAfter: string });
+    assert.deepEqual(renewed.map((r) => [r.action, r.commonName]), [['renew', soon1], ['renew', soon2]]);
+    assert.ok(renewed.every((r) => Date.parse(r.notAfter) > Date.now() + 300 * 86_400_000), 'renewed for the default validity');
+    assert.deepEqual((first[2].payload as { count: number; days: number }).count, 2);
+    // The old certificates still expire within 30 days, but each device's newest does not.
+    helper.getNode('iss').receive({ topic: 'renew-expiring', payload: 30 });
+    const second = await untilSummary();
+    assert.deepEqual(second.map((m) => [m.topic, (m.payload as { count: number }).count]), [['renew-expiring', 0]]);
+
+    const { out } = await send({ topic: 'revoke-device', payload: { device: soon1.toUpperCase(), reason: 'keyCompromise' } });
+    const result = out!.payload as { device: string; revoked: { serial: string; revocationReason: string }[] };
+    assert.equal(result.device, soon1);
+    assert.deepEqual(result.revoked.map((r) => r.serial).sort(), [renewed[0].serial, renewed[0].renewedFrom].sort());
+    const crl = openssl(['crl', '-in', path.join(folder, 'crl.pem'), '-noout', '-text']).stdout;
+    for (const r of result.revoked) assert.match(crl, new RegExp(`Serial Number: ${r.serial}`));
+    const again = await send({ topic: 'revoke-device', payload: soon1 });
+    assert.match((again.caught!.error as { message: string }).message, /no valid certificate for 84f3ebaacc01 to revoke/);
+  });
 
   it('takes a bare device id for renew and ignores an inject timestamp for list', async () => {
     await helper.load(nodes, flow());
