@@ -2,7 +2,9 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { EspCaNode } from '../esp-ca/types';
 import { EmbeddedBroker, BrokerEvent, EmbeddedBrokerOptions } from '../../lib/broker/embedded-broker';
 import { FloodGate } from '../shared/flood-gate';
-import { errorText, positive, shortText } from '../shared/settings';
+import { positive } from '../shared/settings';
+import { parsePort } from '../../lib/net/port';
+import { lifecycle } from '../shared/lifecycle';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 
 interface EspBrokerDef extends NodeDef, SchemeSettings {
@@ -33,66 +35,47 @@ export = function register(RED: NodeAPI): void {
   function EspBroker(this: Node, config: EspBrokerDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    let broker: EmbeddedBroker | undefined;
-    let closing = false;
-    let badgeTimer: NodeJS.Timeout | undefined;
     const refusedGate = new FloodGate<string>(REFUSED_MSGS_PER_SECOND, (held) => node.send({ topic: 'refused-summary', payload: held } as NodeMessage));
 
-    const showCounts = (): void => {
-      if (!broker || closing) return;
-      const { devices, backends } = broker.counts();
-      const refused = broker.refusedCount;
-      const parts = [`${devices} device${devices === 1 ? '' : 's'} connected`, backends ? `${backends} backend${backends === 1 ? '' : 's'}` : '', refused ? `${refused} refused` : ''];
-      node.status({ fill: 'green', shape: 'dot', text: parts.filter(Boolean).join(' · ') });
-    };
-    const showCountsSoon = (): void => {
-      badgeTimer ??= setTimeout(() => {
-        badgeTimer = undefined;
+    lifecycle(
+      node,
+      async (own) => {
+        own.onClose(() => refusedGate.close());
+        const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
+        if (!caNode) throw new Error('choose the esp-ca node whose CA the broker and its clients use');
+        const store = await caNode.store();
+        let broker: EmbeddedBroker | undefined;
+        const showCounts = (): void => {
+          if (!broker) return;
+          const { devices, backends } = broker.counts();
+          const refused = broker.refusedCount;
+          const parts = [`${devices} device${devices === 1 ? '' : 's'} connected`, backends ? `${backends} backend${backends === 1 ? '' : 's'}` : '', refused ? `${refused} refused` : ''];
+          node.status({ fill: 'green', shape: 'dot', text: parts.filter(Boolean).join(' · ') });
+        };
+        const showCountsSoon = own.soon(showCounts, BADGE_INTERVAL_MS);
+        broker = await EmbeddedBroker.start({
+          store,
+          port: parsePort(config.port) ?? 8883,
+          host: config.bindAddress?.trim() || undefined,
+          serverNames: (config.serverNames ?? '').split(/[\s,]+/).filter(Boolean),
+          scheme: schemeFromSettings(config),
+          maxClients: positive(config.maxClients, 'max clients') ?? 250,
+          ...connectionLimits(config),
+          onEvent: (event: BrokerEvent) => {
+            if (own.closing) return;
+            showCountsSoon();
+            if (event.type === 'refused' && !refusedGate.pass(event.cause)) return;
+            node.send({ topic: event.type, payload: event } as NodeMessage);
+          },
+        });
+        const running = broker;
+        own.onClose(() => running.close());
+        node.log(`MQTT broker on mqtts://${running.serverNames[0]}:${running.port} (certificate for ${running.serverNames.join(', ')})`);
         showCounts();
-      }, BADGE_INTERVAL_MS);
-    };
-
-    const starting = (async () => {
-      const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
-      if (!caNode) throw new Error('choose the esp-ca node whose CA the broker and its clients use');
-      const store = await caNode.store();
-      const port = positive(config.port, 'port') ?? 8883;
-      broker = await EmbeddedBroker.start({
-        store,
-        port,
-        host: config.bindAddress?.trim() || undefined,
-        serverNames: (config.serverNames ?? '').split(/[\s,]+/).filter(Boolean),
-        scheme: schemeFromSettings(config),
-        maxClients: positive(config.maxClients, 'max clients') ?? 250,
-        ...connectionLimits(config),
-        onEvent: (event: BrokerEvent) => {
-          if (closing) return;
-          showCountsSoon();
-          if (event.type === 'refused' && !refusedGate.pass(event.cause)) return;
-          node.send({ topic: event.type, payload: event } as NodeMessage);
-        },
-      });
-      if (closing) await broker.close();
-      else node.log(`MQTT broker on mqtts://${broker.serverNames[0]}:${broker.port} (certificate for ${broker.serverNames.join(', ')})`);
-      showCounts();
-      return broker;
-    })();
-    node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
-    starting.catch((err) => {
-      node.error(`esp-broker cannot start: ${errorText(err)}`, { topic: 'error', payload: errorText(err) });
-      node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
-    });
-
-    node.on('close', (done: () => void) => {
-      closing = true;
-      clearTimeout(badgeTimer);
-      refusedGate.close();
-      starting
-        .catch(() => undefined)
-        .then(() => broker?.close())
-        .catch((err) => node.warn(`closing: ${errorText(err)}`))
-        .finally(done);
-    });
+        return running;
+      },
+      { logStartError: 'esp-broker cannot start' },
+    );
   }
 
   RED.nodes.registerType('esp-broker', EspBroker);

@@ -3,6 +3,7 @@ import type { EspCaNode, EspCaCredentials } from './types';
 import { CaStore } from '../../lib/pki/ca-store';
 import { assertKeySize } from '../../lib/pki/keys';
 import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
+import { lifecycle } from '../shared/lifecycle';
 
 interface EspCaDef extends NodeDef {
   folder: string;
@@ -25,38 +26,33 @@ export = function register(RED: NodeAPI): void {
     node.folder = folderInUserDir(RED, config.folder, 'esp-fleet-ca');
     const creds = node.credentials ?? {};
     const importCert = config.importCertificate?.trim();
-    const opening = (async () => {
-      // Half an import must not silently create a new CA instead.
-      if (Boolean(importCert) !== Boolean(creds.importKey)) {
-        throw new Error('to import a CA, paste both its certificate and its private key');
-      }
-      return CaStore.open({
-        dir: node.folder,
-        commonName: config.commonName,
-        organization: config.organization,
-        keySize: assertKeySize(config.keySize || 2048),
-        validityDays: Math.round((optionalNumber(config.validityYears) ?? 10) * 365),
-        leafValidityDays: optionalNumber(config.leafValidityDays),
-        crlValidityDays: optionalNumber(config.crlValidityDays),
-        passphrase: creds.passphrase || undefined,
-        importPem: importCert && creds.importKey ? { certificate: importCert, privateKey: creds.importKey } : undefined,
-      });
-    })();
-    opening.then(
-      (store) => node.log(`CA "${store.caSubject}" in ${node.folder}, ${store.issuedCount} certificates issued`),
-      (err) => node.error(`cannot open the CA in ${node.folder}: ${errorText(err)}`),
+    const life = lifecycle(
+      node,
+      async (own) => {
+        // Half an import must not silently create a new CA instead.
+        if (Boolean(importCert) !== Boolean(creds.importKey)) {
+          throw new Error('to import a CA, paste both its certificate and its private key');
+        }
+        const store = await CaStore.open({
+          dir: node.folder,
+          commonName: config.commonName,
+          organization: config.organization,
+          keySize: assertKeySize(config.keySize || 2048),
+          validityDays: Math.round((optionalNumber(config.validityYears) ?? 10) * 365),
+          leafValidityDays: optionalNumber(config.leafValidityDays),
+          crlValidityDays: optionalNumber(config.crlValidityDays),
+          passphrase: creds.passphrase || undefined,
+          importPem: importCert && creds.importKey ? { certificate: importCert, privateKey: creds.importKey } : undefined,
+        });
+        node.log(`CA "${store.caSubject}" in ${node.folder}, ${store.issuedCount} certificates issued`);
+        own.every(() => void store.refreshCrlIfDue().catch((err) => node.warn(`CRL refresh failed: ${errorText(err)}`)), CRL_CHECK_MS);
+        // Close waits for writes in progress (journal, CRL), so a redeploy never cuts one short.
+        own.onClose(() => store.idle());
+        return store;
+      },
+      { badges: false, logStartError: `cannot open the CA in ${node.folder}` },
     );
-    node.store = () => opening;
-
-    const timer = setInterval(() => {
-      opening.then((store) => store.refreshCrlIfDue()).catch((err) => node.warn(`CRL refresh failed: ${errorText(err)}`));
-    }, CRL_CHECK_MS);
-    timer.unref();
-
-    node.on('close', (done: () => void) => {
-      clearInterval(timer);
-      opening.then((store) => store.idle()).catch(() => undefined).finally(done);
-    });
+    node.store = () => life.ready;
   }
 
   RED.nodes.registerType<EspCaNode, EspCaDef, object, EspCaCredentials>('esp-ca', EspCa, {

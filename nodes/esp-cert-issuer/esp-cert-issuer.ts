@@ -1,9 +1,10 @@
-import type { NodeAPI, Node, NodeDef, NodeMessageInFlow } from 'node-red';
+import type { NodeAPI, Node, NodeDef } from 'node-red';
 import { runIssuerAction, parseAction, IssuerDefaults, IssuedOutput, takeSecrets } from '../../lib/pki/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
 import { errorText, shortText, optionalNumber, folderInUserDir, userDirOf } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
+import { lifecycle } from '../shared/lifecycle';
 import { backupStatesOf } from '../shared/backup-state';
 
 interface EspCertIssuerDef extends NodeDef {
@@ -40,22 +41,24 @@ export = function register(RED: NodeAPI): void {
       node.status({ fill: open.fill, shape: 'dot', text: `${store.issuedCount} issued · CA until ${until}${open.suffix}` });
     };
 
-    if (!caNode) {
-      node.status({ fill: 'red', shape: 'ring', text: 'no CA configured' });
-    } else {
-      node.status({ fill: 'yellow', shape: 'ring', text: 'opening CA…' });
-      caNode.store().then(showSummary, (err) => node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) }));
-    }
-
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
-      (async () => {
+    const life = lifecycle(
+      node,
+      async () => {
         if (!caNode) throw new Error('no esp-ca node is configured for this issuer');
+        const store = await caNode.store();
+        showSummary(store);
+        return store;
+      },
+      { startingText: 'opening CA…' },
+    );
+
+    life.input(
+      async (msg, send, store) => {
         // The backup passphrase and the .p12 password leave the msg at once: neither the output nor a Catch node sees them.
         const { passphrase, password, rest } = takeSecrets(msg.payload);
         if (passphrase !== undefined || password !== undefined) msg.payload = rest;
         const action = parseAction(msg.topic || config.action);
         if (restored) throw new Error('the CA was restored from a backup: restart flows (Deploy ▸ Restart Flows) to load it before anything else');
-        const store = await caNode.store();
         const result = await runIssuerAction(store, action, msg.payload, defaults, { backup, passphrase, password, userDir: backup.userDir });
         for (const warning of 'warnings' in result ? result.warnings : []) node.warn(warning);
         if (result.action === 'restore') {
@@ -66,15 +69,12 @@ export = function register(RED: NodeAPI): void {
         // a Switch on topic `renew` can tell each device to fetch its certificate.
         const each = 'renewed' in result ? result.renewed.map((r: IssuedOutput) => ({ ...msg, topic: 'renew', payload: r })) : [];
         send([[...each, { ...msg, topic: action, payload: result }]]);
-      })().then(
-        () => done(),
-        (err: unknown) => {
-          if (!restored) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
-          // done(err) reports through node.error(err, msg), so Catch nodes see it.
-          done(err instanceof Error ? err : new Error(errorText(err)));
-        },
-      );
-    });
+      },
+      // After a restore the badge keeps saying so: that is what the user must do next.
+      (err) => {
+        if (!restored) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+      },
+    );
   }
 
   RED.nodes.registerType('esp-cert-issuer', EspCertIssuer);

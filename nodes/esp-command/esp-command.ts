@@ -3,7 +3,8 @@ import type { EspFleetNode } from '../esp-fleet/types';
 import { connectionBadge } from '../esp-fleet/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
 import { CommandDispatcher, CommandOutcome, buildCommand, resolveTargets } from '../../lib/fleet/commands';
-import { errorText, shortText, positive } from '../shared/settings';
+import { positive } from '../shared/settings';
+import { lifecycle } from '../shared/lifecycle';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
 import { OutcomeRow, outcomeRow } from '../../lib/dashboard/event-rows';
 import { commandSummaryText } from '../../lib/fleet/command-summary';
@@ -33,73 +34,57 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const fleetNode = RED.nodes.getNode(config.fleet) as EspFleetNode | null;
-    let client: FleetClient | undefined;
-    let dispatcher: CommandDispatcher | undefined;
     let done = 0;
     // The fleet's last outcomes, newest first, ride on every outcome msg for a dashboard table.
     // One window per fleet, so the row buttons' and a rollout's outcomes share one table.
     const recent = recentOutcomesOf(config.fleet);
-    const showProgress = (): void => {
-      if (!client || client.state !== 'connected') return;
-      const inFlight = dispatcher?.inFlight ?? 0;
-      node.status({ fill: inFlight ? 'blue' : 'green', shape: 'dot', text: `${inFlight} in flight · ${done} done` });
-    };
-    const onState = (state: FleetClient['state'], detail?: string): void => {
-      if (state === 'connected') showProgress();
-      else node.status(connectionBadge(state, detail));
-    };
 
-    const ready = fleetNode
-      ? fleetNode.fleet().then((c) => {
-          client = c;
-          dispatcher = new CommandDispatcher((id, built) => c.publishCommand(id, built), c.registry, c, {
-            maxInFlight: positive(config.maxInFlight, 'devices at once') ?? 5,
-            outcomeTimeoutMs: (positive(config.outcomeTimeout, 'outcome timeout') ?? 300) * 1000,
-          });
-          c.on('state', onState);
-          onState(c.state);
-          return { client: c, dispatcher };
-        })
-      : Promise.reject(new Error('no esp-fleet node is configured'));
-    ready.catch((err) => node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) }));
-
-    node.on('input', (msg: CommandMsg, send, finish) => {
-      (async () => {
-        const { client: c, dispatcher: d } = await ready;
-        // A string payload is the command; anything else (an inject's timestamp) uses the node's.
-        const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
-        const built = buildCommand(c.scheme.commandSet, command, msg.argument);
-        const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
-        if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
-        // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.
-        const cap = msg.maxInFlight === undefined ? undefined : positive(msg.maxInFlight, 'msg.maxInFlight');
-        const startedAt = Date.now();
-        const outcomes = await d.dispatch(targets, built, {
-          onSent: (id) => {
-            showProgress();
-            send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() }, device: c.registry.get(id) } as NodeMessage, null, null]);
-          },
-          onOutcome: (o: CommandOutcome) => {
-            done++;
-            showProgress();
-            send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device), recent: recent.add(outcomeRow(o)) } as NodeMessage, null]);
-          },
-        }, { maxInFlight: cap });
-        const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
-        const summary = { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes };
-        send([null, null, { ...msg, topic: built.command, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
-      })().then(
-        () => finish(),
-        (err: unknown) => {
-          node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
-          finish(err instanceof Error ? err : new Error(errorText(err)));
-        },
-      );
+    const life = lifecycle(node, async (own) => {
+      if (!fleetNode) throw new Error('no esp-fleet node is configured');
+      const c = await fleetNode.fleet();
+      const dispatcher = new CommandDispatcher((id, built) => c.publishCommand(id, built), c.registry, c, {
+        maxInFlight: positive(config.maxInFlight, 'devices at once') ?? 5,
+        outcomeTimeoutMs: (positive(config.outcomeTimeout, 'outcome timeout') ?? 300) * 1000,
+      });
+      // The dispatcher subscribes to the fleet's reports: it goes when the node does.
+      own.onClose(() => dispatcher.close());
+      const showProgress = (): void => {
+        if (c.state !== 'connected') return;
+        const inFlight = dispatcher.inFlight;
+        node.status({ fill: inFlight ? 'blue' : 'green', shape: 'dot', text: `${inFlight} in flight · ${done} done` });
+      };
+      const onState = (state: FleetClient['state'], detail?: string): void => {
+        if (state === 'connected') showProgress();
+        else node.status(connectionBadge(state, detail));
+      };
+      own.listen(c, 'state', onState);
+      onState(c.state);
+      return { client: c, dispatcher, showProgress };
     });
 
-    node.on('close', () => {
-      client?.off('state', onState);
-      dispatcher?.close();
+    life.input(async (msg: CommandMsg, send, { client: c, dispatcher: d, showProgress }) => {
+      // A string payload is the command; anything else (an inject's timestamp) uses the node's.
+      const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
+      const built = buildCommand(c.scheme.commandSet, command, msg.argument);
+      const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
+      if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
+      // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.
+      const cap = msg.maxInFlight === undefined ? undefined : positive(msg.maxInFlight, 'msg.maxInFlight');
+      const startedAt = Date.now();
+      const outcomes = await d.dispatch(targets, built, {
+        onSent: (id) => {
+          showProgress();
+          send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() }, device: c.registry.get(id) } as NodeMessage, null, null]);
+        },
+        onOutcome: (o: CommandOutcome) => {
+          done++;
+          showProgress();
+          send([null, { ...msg, topic: o.device, payload: o, device: c.registry.get(o.device), recent: recent.add(outcomeRow(o)) } as NodeMessage, null]);
+        },
+      }, { maxInFlight: cap });
+      const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
+      const summary = { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes };
+      send([null, null, { ...msg, topic: built.command, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
     });
   }
 

@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import express from 'express';
-import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'node-red';
+import type { NodeAPI, Node, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
 import type { EspCaNode } from '../esp-ca/types';
 import { identity } from '../../lib/pki/identity';
@@ -11,6 +11,8 @@ import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/serve
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
 import { FloodGate } from '../shared/flood-gate';
+import { lifecycle } from '../shared/lifecycle';
+import { parsePort } from '../../lib/net/port';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
 import { ServerEventRow, serverEventRow } from '../../lib/dashboard/event-rows';
 
@@ -59,7 +61,6 @@ export = function register(RED: NodeAPI): void {
     const userDir = userDirOf(RED);
     let server: RunningUpdateServer | undefined;
     let downloads = 0;
-    let unsubscribeCrl: (() => void) | undefined;
     const showListening = (): void => {
       const open = openEditorBadge(RED);
       if (server) node.status({ fill: open.fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${open.suffix}` });
@@ -70,12 +71,13 @@ export = function register(RED: NodeAPI): void {
     // Refusals are the one event an attacker makes at will: a flood becomes a summary a second.
     const rejectedGate = new FloodGate<string>(REJECTED_MSGS_PER_SECOND, (held) => node.send([null, { topic: 'rejected-summary', payload: held, recent: recentEvents.list() } as NodeMessage]));
 
-    const starting = (async () => {
+    const life = lifecycle(node, async (own) => {
+      own.onClose(() => rejectedGate.close());
       const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
       if (!caNode) throw new Error('choose the esp-ca node whose CA the devices trust');
       const store = await caNode.store();
       const hostname = config.hostname?.trim() || 'localhost';
-      const port = positive(config.port, 'port') ?? 8070;
+      const port = parsePort(config.port) ?? 8070;
       const downloadPath = normalizeDownloadPath(config.downloadPath || 'fw');
       // One click: the server identity for this host name, shared with a broker on the same name.
       const { cert, key } = await identity(store, { kind: 'server', commonName: hostname });
@@ -86,7 +88,7 @@ export = function register(RED: NodeAPI): void {
         downloadpath: downloadPath.replace(/^\//, ''),
         mqttserver: config.mqttserver || hostname,
         mqtttls: true,
-        mqttport: positive(config.mqttport, 'MQTT port') ?? 8883,
+        mqttport: parsePort(config.mqttport, 'MQTT port') ?? 8883,
         ntpserver: config.ntpserver || 'pool.ntp.org',
         statusinterval: positive(config.statusinterval, 'status interval') ?? 60_000,
         waittimeout: positive(config.waittimeout, 'wait timeout') ?? 20_000,
@@ -123,46 +125,31 @@ export = function register(RED: NodeAPI): void {
           node.send([null, { topic: event.type, payload: event, recent: recentEvents.add(serverEventRow(event)) } as NodeMessage]);
         },
       });
-      // Revocations reach the running server at once, and so does each CRL refresh.
       const running = server;
-      unsubscribeCrl = store.onCrlChange((crl) => {
-        running.setCrl(crl).catch((err) => node.error(`update server: the new CRL was not loaded: ${errorText(err)}`));
-      });
+      own.onClose(() => running.close());
+      // Revocations reach the running server at once, and so does each CRL refresh.
+      own.onClose(
+        store.onCrlChange((crl) => {
+          running.setCrl(crl).catch((err) => node.error(`update server: the new CRL was not loaded: ${errorText(err)}`));
+        }),
+      );
       showListening();
       const workers = server.workerPids();
       node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
       return service;
-    })();
+    }, { logStartError: 'update server cannot start' });
+    const starting = life.ready;
     services.set(node.id, starting);
-    exposeBackupState(node, firmwareState(config.ca, folderInUserDir(RED, config.folder, 'esp-fleet-firmware'), starting));
-    node.status({ fill: 'yellow', shape: 'ring', text: 'starting…' });
-    starting.catch((err) => {
-      node.error(`update server cannot start: ${errorText(err)}`);
-      node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
-    });
-
-    node.on('input', (msg: NodeMessageInFlow, send, done) => {
-      (async () => {
-        const service = await starting;
-        const action = parseFirmwareAction(msg.topic || config.action || 'publish');
-        const result = await runFirmwareAction(service, action, msg as unknown as { payload?: unknown }, userDir);
-        send([{ ...msg, topic: action, payload: result } as NodeMessage, null]);
-      })().then(
-        () => done(),
-        (err: unknown) => done(err instanceof Error ? err : new Error(errorText(err))),
-      );
-    });
-
-    node.on('close', (done: () => void) => {
-      rejectedGate.close();
+    // The editor's upload must not reach a server that is gone (guarded: a redeploy's new node may own the id).
+    life.onClose(() => {
       if (services.get(node.id) === starting) services.delete(node.id);
-      starting
-        .catch(() => undefined)
-        .then(() => {
-          unsubscribeCrl?.();
-          return server?.close();
-        })
-        .finally(done);
+    });
+    exposeBackupState(node, firmwareState(config.ca, folderInUserDir(RED, config.folder, 'esp-fleet-firmware'), starting));
+
+    life.input(async (msg, send, service) => {
+      const action = parseFirmwareAction(msg.topic || config.action || 'publish');
+      const result = await runFirmwareAction(service, action, msg as unknown as { payload?: unknown }, userDir);
+      send([{ ...msg, topic: action, payload: result } as NodeMessage, null]);
     });
   }
 

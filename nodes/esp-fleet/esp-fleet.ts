@@ -6,6 +6,7 @@ import { FleetClient } from '../../lib/fleet/fleet-client';
 import { RegistryFile } from '../../lib/fleet/registry-file';
 import { backendIdentity, TlsMaterial } from '../../lib/fleet/backend-identity';
 import { folderInUserDir, errorText, positive } from '../shared/settings';
+import { lifecycle } from '../shared/lifecycle';
 import { schemeFromSettings, SchemeSettings } from '../shared/scheme';
 import { exposeBackupState, registryState } from '../shared/backup-state';
 
@@ -22,15 +23,17 @@ interface EspFleetDef extends NodeDef, SchemeSettings {
   clientId: string;
 }
 
+/** Listeners per client event before Node.js warns of a leak: one per user node, with room to spare. */
+const LISTENERS_PER_EVENT = 200;
+
 export = function register(RED: NodeAPI): void {
   function EspFleet(this: EspFleetNode, config: EspFleetDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const creds: EspFleetCredentials = node.credentials ?? {};
-    let client: FleetClient | undefined;
     let registryFile: RegistryFile | undefined;
 
-    const starting = (async () => {
+    const life = lifecycle(node, async (own) => {
       const scheme = schemeFromSettings(config);
       const broker = config.broker?.trim() || 'mqtts://localhost:8883';
       const secure = broker.startsWith('mqtts:');
@@ -40,7 +43,9 @@ export = function register(RED: NodeAPI): void {
         defaultStatusIntervalMs: positive(config.statusInterval, 'status interval') ?? 60_000,
       });
       const file = registryFile;
-      client = new FleetClient({
+      // Flushed last (disposers run newest first), after the client has stopped changing it.
+      own.onClose(() => file.flush());
+      const client = new FleetClient({
         url: broker,
         tls,
         clientId: config.clientId?.trim() || undefined,
@@ -48,13 +53,15 @@ export = function register(RED: NodeAPI): void {
         registry: file.registry,
         onRegistryChange: () => file.changed(),
       });
-      client.setMaxListeners(0); // one listener set per user node and per dispatcher
-      client.on('state', (state, detail) => node.log(`broker ${broker}: ${state}${detail ? ` (${detail})` : ''}`));
+      // Every user node and dispatcher adds its listeners, and removes them on close (nodes/shared/lifecycle.ts):
+      // more than this many on one event means listeners leak, and Node.js says so.
+      client.setMaxListeners(LISTENERS_PER_EVENT);
+      own.onClose(() => client.close());
+      own.listen(client, 'state', (state: string, detail?: string) => node.log(`broker ${broker}: ${state}${detail ? ` (${detail})` : ''}`));
       client.start();
       return client;
-    })();
-    starting.catch((err) => node.error(`esp-fleet cannot start: ${errorText(err)}`));
-    node.fleet = () => starting;
+    }, { badges: false, logStartError: 'esp-fleet cannot start' });
+    node.fleet = () => life.ready;
     exposeBackupState(node, registryState(config, folderInUserDir(RED, config.registryFile, `esp-fleet-registry-${node.id}.json`), () => registryFile));
 
     async function tlsMaterial(c: EspFleetDef, credentials: EspFleetCredentials): Promise<TlsMaterial> {
@@ -81,16 +88,6 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    node.on('close', (done: () => void) => {
-      starting
-        .catch(() => undefined)
-        .then(async () => {
-          await client?.close();
-          await registryFile?.flush();
-        })
-        .catch((err) => node.warn(`closing: ${errorText(err)}`))
-        .finally(done);
-    });
   }
 
   RED.nodes.registerType<EspFleetNode, EspFleetDef, object, EspFleetCredentials>('esp-fleet', EspFleet, {
