@@ -4,6 +4,8 @@
  */
 const COMPACT = /^[0-9a-f]{12}$/;
 const SEPARATED = /^[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$/;
+/** The spellings a user may type (any case): what the editor forms check a MAC field against. */
+export const DEVICE_ID_SPELLINGS: readonly RegExp[] = [new RegExp(COMPACT.source, 'i'), new RegExp(SEPARATED.source, 'i')];
 
 export class InvalidDeviceIdError extends Error {
   constructor(input: unknown) {

@@ -1,6 +1,7 @@
 /*
  * Helpers shared by the editor forms of the esp-fleet nodes. Node-RED serves this file at
- * resources/node-red-contrib-esp-fleet/editor.js; each node's .html loads it before its own script.
+ * resources/node-red-contrib-esp-fleet/editor.js; each node's .html loads it (after domain.js,
+ * the lists generated from lib/ at build time) before its own script.
  */
 window.EspFleetEditor = (function () {
     "use strict";
@@ -23,5 +24,27 @@ window.EspFleetEditor = (function () {
         };
     }
 
-    return { DNS_NAME: DNS_NAME, blank: blank, wholeNumber: wholeNumber };
+    // domain.js and this file load side by side (the editor adds both as async scripts), so the
+    // generated lists are read when a form checks a value, by then both have loaded.
+    function domain() {
+        return window.EspFleetDomain;
+    }
+
+    /** A MAC in one of the spellings the runtime accepts (lib/device-id.ts). */
+    function isDeviceId(v) {
+        return domain().deviceId.some(function (r) { return new RegExp(r.source, r.flags).test(String(v).trim()); });
+    }
+
+    /** A backend identity name (lib/pki/names.ts): a name, and never one that reads as a device id. */
+    function isBackendName(v) {
+        var rule = domain().backendName;
+        return new RegExp(rule.source, rule.flags).test(v) && !isDeviceId(v);
+    }
+
+    /** A port field: empty (the default) or the runtime's own range (lib/net/port.ts). */
+    function port(v) {
+        return wholeNumber(domain().port.min, domain().port.max)(v);
+    }
+
+    return { DNS_NAME: DNS_NAME, blank: blank, wholeNumber: wholeNumber, isDeviceId: isDeviceId, isBackendName: isBackendName, port: port };
 })();

@@ -16,3 +16,6 @@ for (const type of fs.readdirSync(nodesSrc)) {
   for (const file of html) fs.copyFileSync(path.join(src, file), path.join(out, file));
   if (fs.existsSync(icons)) fs.cpSync(icons, path.join(out, 'icons'), { recursive: true });
 }
+
+// The editor's domain lists, generated from the compiled lib/ (scripts/editor-domain.ts).
+require(path.join(root, 'dist', 'scripts', 'editor-domain.js')).writeDomainFile(root);

@@ -22,8 +22,10 @@ export function assertIpAddress(ip: unknown): string {
  * A backend identity becomes the MQTT user name (use_identity_as_username) and a file name,
  * so it may hold no topic wildcards, slashes or spaces; and it must not look like a device id.
  */
+export const BACKEND_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 export function assertBackendName(name: unknown): string {
-  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+  if (typeof name !== 'string' || !BACKEND_NAME.test(name)) {
     throw new Error(`invalid backend name ${shownInput(name)}: use letters, digits, '.', '_' or '-' (e.g. node-red)`);
   }
   if (isDeviceId(name.toLowerCase())) throw new Error(`backend name ${name} looks like a device id; choose another`);

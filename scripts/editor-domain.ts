@@ -1,0 +1,37 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { COMMANDS } from '../lib/fleet/commands';
+import { BUILTIN_SCHEMES } from '../lib/fleet/topic-scheme';
+import { DEVICE_ID_SPELLINGS } from '../lib/device-id';
+import { ISSUER_ACTIONS, REVOCATION_REASONS } from '../lib/pki/issuer-actions';
+import { FIRMWARE_ACTIONS } from '../lib/firmware/server-actions';
+import { PORT_RANGE } from '../lib/net/port';
+import { BACKEND_NAME } from '../lib/pki/names';
+
+/**
+ * The domain lists the editor forms check against, taken from lib/ at build time so an .html
+ * file never holds its own copy: commands per command set, the device-id spellings, the actions
+ * of the issuer and the update server, the topic schemes, revocation reasons and the port range.
+ */
+export function editorDomain(): Record<string, unknown> {
+  return {
+    commandSets: Object.fromEntries(Object.entries(COMMANDS).map(([set, commands]) => [set, Object.keys(commands)])),
+    schemes: { ...Object.fromEntries(Object.entries(BUILTIN_SCHEMES).map(([name, s]) => [name, { templates: { log: '', ...s.templates }, commandSet: s.commandSet }])), custom: null },
+    deviceId: DEVICE_ID_SPELLINGS.map((r) => ({ source: r.source, flags: r.flags })),
+    issuerActions: [...ISSUER_ACTIONS],
+    firmwareActions: [...FIRMWARE_ACTIONS],
+    revocationReasons: Object.keys(REVOCATION_REASONS),
+    port: PORT_RANGE,
+    backendName: { source: BACKEND_NAME.source, flags: BACKEND_NAME.flags },
+  };
+}
+
+/** resources/domain.js: Node-RED serves it at resources/node-red-contrib-esp-fleet/domain.js. */
+export function writeDomainFile(root: string): string {
+  const file = path.join(root, 'resources', 'domain.js');
+  const text = `/* Generated at build time from lib/ (scripts/editor-domain.ts): do not edit. */\nwindow.EspFleetDomain = ${JSON.stringify(editorDomain(), null, 2)};\n`;
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+if (require.main === module) writeDomainFile(path.resolve(__dirname, '..', '..'));
