@@ -25,3 +25,7 @@ export { parseStatus } from './fleet/telemetry';
 export { createBackup, restoreBackup, readBackup } from './backup/backup';
 export type { BackupSummary, RestoreSummary, BackupOptions, RestoreOptions } from './backup/backup';
 export { caSource, firmwareSource, registrySource } from './backup/sources';
+export { EmbeddedBroker } from './broker/embedded-broker';
+export type { EmbeddedBrokerOptions, BrokerEvent } from './broker/embedded-broker';
+export { DEFAULT_BROKER_POLICY } from './broker/policy';
+export type { BrokerPolicy, Who, Verdict } from './broker/policy';

@@ -11,6 +11,7 @@ import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { TopicScheme } from '../fleet/topic-scheme';
 import { identity } from '../pki/identity';
 import { aclEntries, Permissions } from './acl';
+import { BrokerPolicy, DEFAULT_BROKER_POLICY, Who, refusalOf } from './policy';
 import { PacketSizeGuard } from './packet-size-guard';
 import { KeyedCounter, RefusalTally } from '../net/connection-limits';
 import { sourceKey } from '../net/source-address';
@@ -43,6 +44,8 @@ export interface EmbeddedBrokerOptions {
   maxSessionsPerBackend?: number;
   /** Largest MQTT packet a client may send. */
   maxPacketBytes?: number;
+  /** Your own rules on top of the built-in ones; each can only refuse (lib/broker/policy.ts). Default: none. */
+  policy?: Partial<BrokerPolicy>;
   onEvent?: (event: BrokerEvent) => void;
 }
 
@@ -52,7 +55,7 @@ export type BrokerEvent =
   /** A connection turned down or dropped before or instead of MQTT traffic; `cause` says which rule, `reason` the details. */
   | { type: 'refused'; cause: RefusalCause; identity?: string; address?: string; reason: string }
   /** A publish or subscription the ACL does not allow. A denied publish closes the connection (MQTT-3.3.5-2). */
-  | { type: 'denied'; identity: string; clientId: string; action: 'publish' | 'subscribe'; topic: string }
+  | { type: 'denied'; identity: string; clientId: string; action: 'publish' | 'subscribe'; topic: string; reason?: string }
   /** A fault of the broker itself (listening socket, message store); it keeps running. */
   | { type: 'error'; reason: string };
 
@@ -423,6 +426,9 @@ export class EmbeddedBroker {
     // The CRL is re-signed just after a revoke is recorded: the store's word closes that gap.
     if (this.isRevoked(peer.serial)) return refuse(`certificate ${peer.serial} of ${peer.identity} is revoked`);
     peer.permissions = this.permissionsFor(peer.identity);
+    const policy = this.policy.mayConnect;
+    const refused = refusalOf(() => policy(this.whoOf(peer, client)), `connection of ${peer.identity}`);
+    if (refused) return refuse(refused);
     done(null, true);
   }
 
@@ -434,7 +440,13 @@ export class EmbeddedBroker {
 
   private authorizePublish(client: Client | null, topic: string): Error | null {
     const peer = this.peerOf(client);
-    if (peer?.permissions?.canPublish(topic)) return null;
+    if (peer?.permissions?.canPublish(topic)) {
+      const hook = this.policy.mayPublish;
+      const refused = client ? refusalOf(() => hook(this.whoOf(peer, client), topic), `publish to ${topic}`) : undefined;
+      if (!refused) return null;
+      this.emit({ type: 'denied', identity: peer.identity, clientId: peer.clientId ?? client!.id, action: 'publish', topic, reason: refused });
+      return new Error(refused);
+    }
     // No client: a will left by a broker that is gone; nobody can vouch for it.
     if (peer && client) this.emit({ type: 'denied', identity: peer.identity, clientId: peer.clientId ?? client.id, action: 'publish', topic });
     return new Error(`${peer?.identity ?? 'unknown'} may not publish to ${topic}`);
@@ -442,9 +454,23 @@ export class EmbeddedBroker {
 
   private authorizeSubscribe(client: Client, filter: string): boolean {
     const peer = this.peerOf(client);
-    if (peer?.permissions?.canSubscribe(filter)) return true;
+    if (peer?.permissions?.canSubscribe(filter)) {
+      const hook = this.policy.maySubscribe;
+      const refused = refusalOf(() => hook(this.whoOf(peer, client), filter), `subscription to ${filter}`);
+      if (!refused) return true;
+      this.emit({ type: 'denied', identity: peer.identity, clientId: peer.clientId ?? client.id, action: 'subscribe', topic: filter, reason: refused });
+      return false;
+    }
     if (peer) this.emit({ type: 'denied', identity: peer.identity, clientId: peer.clientId ?? client.id, action: 'subscribe', topic: filter });
     return false;
+  }
+
+  private get policy(): BrokerPolicy {
+    return { ...DEFAULT_BROKER_POLICY, ...this.options.policy };
+  }
+
+  private whoOf(peer: Peer, client: Client): Who {
+    return { identity: peer.identity, kind: kindOf(peer.permissions), serial: peer.serial, address: remoteAddress(client) };
   }
 
   private isRevoked(serial: string): boolean {
