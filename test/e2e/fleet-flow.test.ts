@@ -103,6 +103,8 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
       await helper.load([...nodes, ...extraNodes] as never, flow());
       [status, presence, outcomes, firmwareOut, audit, caught] = ['st', 'pr', 'oc', 'fo', 'au', 'ca-out'].map((id) => new Inbox(id));
     });
+    // Each test looks only at the msgs since it began: none passes on an earlier test's msg.
+    beforeEach(() => [status, presence, outcomes, firmwareOut, audit, caught].forEach((c) => c.mark()));
     after(async () => {
       await Promise.all(devices.map((d) => d.stop()));
       await helper.unload();
@@ -131,7 +133,7 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
         assert.equal((msg.payload as { espimage: string }).espimage, `${P}-1.0.0`);
         await presence.until((m) => m.topic === id && (m.payload as { online: boolean }).online);
       }
-      assert.ok(audit.msgs.some((m) => m.topic === 'file' && (m.payload as { path: string }).path === '/fw/config.json'));
+      assert.ok(audit.sinceMark().some((m) => m.topic === 'file' && (m.payload as { path: string }).path === '/fw/config.json'));
     });
 
     it('esp-command firmware to one device: success, and the device reports the new image', async () => {
@@ -139,7 +141,7 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
       const outcome = (await outcomes.until((m) => m.topic === ids[0])).payload as Outcome;
       assert.deepEqual([outcome.outcome, outcome.image], ['success', `${P}-1.1.0`]);
       await status.until((m) => m.topic === ids[0] && (m.payload as { espimage: string }).espimage === `${P}-1.1.0`);
-      assert.ok(audit.msgs.some((m) => m.topic === 'download-complete' && (m.payload as { deviceId: string }).deviceId === ids[0]));
+      assert.ok(audit.sinceMark().some((m) => m.topic === 'download-complete' && (m.payload as { deviceId: string }).deviceId === ids[0]));
     });
 
     it('fleet-wide firmware: the rest update within the cap and all end on the latest image', async () => {

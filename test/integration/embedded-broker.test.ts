@@ -52,9 +52,15 @@ describe('the embedded broker (aedes on mutual TLS from the CA)', function () {
   const deviceIdentity = (id: string, from = store): TlsIdentity =>
     identityFromFiles(path.join(store.deviceFilesDir, 'ca.crt'), path.join(from.deviceFilesDir, `${id}.crt`), path.join(from.deviceFilesDir, `${id}.key`));
   const device = async (id: string, clientId = id, extra = {}): Promise<MqttClient> => track(await connectTls(port, deviceIdentity(id), clientId, extra));
+  // Each test looks only at the events and messages since it began (beforeEach below).
+  let since = 0;
+  beforeEach(() => {
+    since = events.length;
+    backendInbox.mark();
+  });
   const until = async (match: (e: BrokerEvent) => boolean, ms = 5_000): Promise<BrokerEvent> => {
     for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
-      const found = events.find(match);
+      const found = events.slice(since).find(match);
       if (found) return found;
     }
     throw new Error(`no matching broker event; got ${JSON.stringify(events)}`);

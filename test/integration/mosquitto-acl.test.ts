@@ -38,6 +38,9 @@ describe('a real Mosquitto with the generated config', function () {
     await backend.subscribeAsync(['/status/+', '/will/+/will']);
   });
 
+  // Each test looks only at what the backend received since it began.
+  beforeEach(() => backendInbox.mark());
+
   after(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
     await broker?.stop();

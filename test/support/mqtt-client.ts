@@ -55,6 +55,7 @@ export function connectTls(port: number, id: TlsIdentity, clientId: string, extr
 export class Inbox {
   readonly messages: { topic: string; payload: string }[] = [];
   private waiters: { match: (t: string, p: string) => boolean; resolve: () => void }[] = [];
+  private from = 0;
 
   constructor(client: MqttClient) {
     client.on('message', (topic, payload) => {
@@ -68,8 +69,13 @@ export class Inbox {
     });
   }
 
+  /** From here on `until` looks only at newer messages: call it in beforeEach when tests share an inbox. */
+  mark(): void {
+    this.from = this.messages.length;
+  }
+
   until(match: (topic: string, payload: string) => boolean, ms = 5_000): Promise<void> {
-    if (this.messages.some((m) => match(m.topic, m.payload))) return Promise.resolve();
+    if (this.messages.slice(this.from).some((m) => match(m.topic, m.payload))) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching message within ${ms} ms; got ${JSON.stringify(this.messages)}`)), ms);
       this.waiters.push({

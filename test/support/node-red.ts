@@ -47,13 +47,22 @@ export function firstMessage(nodeIds: string[], ms = 15_000): Promise<{ nodeId: 
 /** Collects every msg a helper node receives, and waits for one that matches. */
 export class Collector<M = Record<string, unknown>> {
   readonly msgs: M[] = [];
+  private from = 0;
   constructor(nodeId: string) {
     helper.getNode(nodeId).on('input', (m: M) => this.msgs.push(m));
+  }
+  /** From here on `until` looks only at newer msgs: call it in beforeEach when tests share a collector. */
+  mark(): void {
+    this.from = this.msgs.length;
+  }
+  /** The msgs since the last mark. */
+  sinceMark(): M[] {
+    return this.msgs.slice(this.from);
   }
   async until(match: (m: M) => boolean, ms = 10_000): Promise<M> {
     const until = Date.now() + ms;
     for (;;) {
-      const found = this.msgs.find(match);
+      const found = this.msgs.slice(this.from).find(match);
       if (found) return found;
       if (Date.now() > until) throw new Error(`no matching msg within ${ms} ms; got ${JSON.stringify(this.msgs.slice(-8)).slice(0, 600)}`);
       await new Promise((r) => setTimeout(r, 20));
