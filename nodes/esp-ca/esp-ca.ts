@@ -1,6 +1,7 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import type { EspCaNode, EspCaCredentials } from './types';
 import { CaStore } from '../../lib/pki/ca-store';
+import { keepMosquittoFolders } from '../../lib/mosquitto/folders';
 import { assertKeySize } from '../../lib/pki/keys';
 import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
 
@@ -40,6 +41,8 @@ export = function register(RED: NodeAPI): void {
         crlValidityDays: optionalNumber(config.crlValidityDays),
         passphrase: creds.passphrase || undefined,
         importPem: importCert && creds.importKey ? { certificate: importCert, privateKey: creds.importKey } : undefined,
+        // Mosquitto folders an esp-cert-issuer wrote stay current after a restart.
+        keepers: [keepMosquittoFolders],
       });
     })();
     opening.then(
