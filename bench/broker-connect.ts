@@ -31,6 +31,7 @@ import { performance } from 'node:perf_hooks';
 import { webcrypto } from 'node:crypto';
 import { x509, toPem } from '../lib/pki/x509';
 import { CaStore } from '../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../lib/mosquitto/folders';
 import { BROKER_LIMIT_DEFAULTS } from '../lib/broker/embedded-broker';
 import { deviceIds } from '../lib/sim/fleet-simulator';
 import { freePort } from '../test/support/mosquitto';
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const prep = await prepare(N.devices);
   const mqttPort = await freePort();
-  const setup = await prep.store.writeMosquittoConfig({ dir: path.join(cacheDir, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort, bindAddress: '127.0.0.1' });
+  const setup = await writeMosquittoConfig(prep.store, { dir: path.join(cacheDir, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort, bindAddress: '127.0.0.1' });
   await prep.store.idle(); // the broker child opens the same store: nothing is written from here on
   log(`prepared in ${round((performance.now() - t0) / 1000)} s (${prep.issued} device certificates issued, ${N.devices - prep.issued} from the cache in ${cacheDir})`);
   const clientHello = await captureClientHello();

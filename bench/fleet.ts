@@ -27,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { webcrypto } from 'node:crypto';
 import { x509, toPem } from '../lib/pki/x509';
 import { CaStore } from '../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../lib/mosquitto/folders';
 import { FirmwareService } from '../lib/firmware/firmware-service';
 import { publishSimImage } from '../lib/sim/publish';
 import { deviceIds } from '../lib/sim/fleet-simulator';
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
   const keys = await issueDevices(store, ids);
   const mqttPort = await freePort();
   const fwPort = await freePort();
-  const setup = await store.writeMosquittoConfig({ dir: path.join(tmp, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort });
+  const setup = await writeMosquittoConfig(store, { dir: path.join(tmp, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort });
   await store.idle(); // the esp-ca node in Node-RED is the store's only writer from here on
   const broker = await startBenchMosquitto(setup.dir);
   const fwDir = path.join(tmp, 'firmware');

@@ -184,13 +184,13 @@ async function main(): Promise<void> {
 
     // ---- (b) ours: signCsr on the same CSRs -----------------------------------------------
     log(`(b) store.signCsr x ${N.csr * N.csrRounds} (${N.csr} CSRs x ${N.csrRounds} rounds), concurrency ${N.concurrency} ...`);
-    for (const c of warm) await store.signCsr(c.pem, { deviceId: c.id });
+    for (const c of warm) await store.signCsr(c.pem, { deviceId: c.id, replace: true });
     await store.idle();
     const jobs = Array.from({ length: N.csrRounds }, () => csrs).flat();
     stop = watchOtherLoad();
     const csrRun = await withLoopMonitor(() =>
       timed(async () => {
-        const issued = await runPool(jobs, N.concurrency, (c) => store.signCsr(c.pem, { deviceId: c.id }));
+        const issued = await runPool(jobs, N.concurrency, (c) => store.signCsr(c.pem, { deviceId: c.id, replace: true }));
         await store.idle();
         return issued;
       }),
@@ -202,7 +202,7 @@ async function main(): Promise<void> {
     const single: number[] = [];
     for (const c of warm.concat(csrs.slice(0, 10))) {
       const t = performance.now();
-      await store.signCsr(c.pem, { deviceId: c.id });
+      await store.signCsr(c.pem, { deviceId: c.id, replace: true });
       single.push(performance.now() - t);
     }
     await store.idle();

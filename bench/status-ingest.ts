@@ -23,6 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CaStore } from '../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../lib/mosquitto/folders';
 import { freePort } from '../test/support/mosquitto';
 import { LoopDelay, intOption, machineInfo, parseArgs, round, runPool, table, withLoopMonitor } from './lib/common';
 import { counter, resetCounter, SINK_TYPE } from './lib/count-sink';
@@ -376,7 +377,7 @@ async function main(): Promise<void> {
     const ids = Array.from({ length: N.publishers }, (_, i) => deviceId(i));
     await runPool(ids, 4, (id) => store.issueDevice(id));
     const port = await freePort();
-    const setup = await store.writeMosquittoConfig({ dir: path.join(root, 'mosquitto'), serverName: 'localhost', backendName: BACKEND, port });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(root, 'mosquitto'), serverName: 'localhost', backendName: BACKEND, port });
     await store.idle();
     const backendFiles = store.identityFiles('backend', BACKEND);
     const ctx = { storeDir: store.dir, port, backendCert: backendFiles.certificate, backendKey: backendFiles.privateKey, caFile: path.join(setup.dir, 'ca.crt') };

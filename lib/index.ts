@@ -1,11 +1,13 @@
 export { CaStore } from './pki/ca-store';
-export type { CaStoreOptions, IssuedCertificate, IssuedRecord, CertificateKind, RevocationReason, MosquittoSetup } from './pki/ca-store';
+export type { CaStoreOptions, IssuedCertificate, IssuedRecord, CertificateKind, RevocationReason, CaChange, CaListener } from './pki/ca-store';
+export { writeMosquittoConfig, keepMosquittoFolders, MosquittoFolders } from './mosquitto/folders';
+export type { MosquittoSetup, MosquittoConfigRequest } from './mosquitto/folders';
 export { REVOCATION_REASONS } from './pki/ca-store';
 export { normalizeDeviceId, isDeviceId, InvalidDeviceIdError } from './device-id';
 export { fingerprint, isSignedBy, toPem } from './pki/x509';
 export { TopicScheme, BUILTIN_SCHEMES } from './fleet/topic-scheme';
-export { runIssuerAction, parseAction, ISSUER_ACTIONS } from './pki/issuer-actions';
-export type { IssuerAction, IssuerResult, IssuerDefaults, IssuedOutput } from './pki/issuer-actions';
+export { runIssuerAction, parseAction, ISSUER_ACTIONS } from './issuer/issuer-actions';
+export type { IssuerAction, IssuerResult, IssuerDefaults, IssuedOutput } from './issuer/issuer-actions';
 export { FirmwareService, checkDeviceConfig, DEVICE_CONFIG_KEYS } from './firmware/firmware-service';
 export type { PublishInput, PublishResult, DeviceConfig } from './firmware/firmware-service';
 export { FirmwareCatalogue } from './firmware/catalogue';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { COMMANDS } from '../lib/fleet/commands';
 import { BUILTIN_SCHEMES } from '../lib/fleet/topic-scheme';
 import { DEVICE_ID_SPELLINGS } from '../lib/device-id';
-import { ISSUER_ACTIONS, REVOCATION_REASONS } from '../lib/pki/issuer-actions';
+import { ISSUER_ACTIONS, REVOCATION_REASONS } from '../lib/issuer/issuer-actions';
 import { FIRMWARE_ACTIONS } from '../lib/firmware/server-actions';
 import { PORT_RANGE } from '../lib/net/port';
 import { BACKEND_NAME } from '../lib/pki/names';

@@ -7,7 +7,7 @@ import { realPathOf } from './read-folder';
 import type { PartSource } from './snapshot';
 
 /**
- * The `backup` and `restore` actions of esp-cert-issuer (lib/pki/issuer-actions.ts runs them).
+ * The `backup` and `restore` actions of esp-cert-issuer (lib/issuer/issuer-actions.ts runs them).
  * The CA store is the issuer's; the firmware folders and registry files come from the nodes
  * that use the same CA, as the caller finds them.
  */

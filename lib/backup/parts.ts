@@ -4,7 +4,7 @@ import { BackupError } from './archive-crypto';
  * What a backup holds, part by part, and the names a part's files may have. Everything read
  * from an archive passes these checks before any byte of it is written.
  *
- * - `ca`: the CA store folder (lib/pki/ca-store.ts): ca.crt, ca.key, journal.jsonl, crl.pem,
+ * - `ca`: the CA store folder (lib/pki/ca-store.ts, lib/pki/store-layout.ts): ca.crt, ca.key, journal.jsonl, crl.pem,
  *   devices/, servers/, backends/ and the Mosquitto folder kept inside it.
  * - `firmware:<key>`: a firmware service folder (lib/firmware/firmware-service.ts): keys/,
  *   catalogue/ with its images, device-config.json, device-groups.json.

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { mosquittoFilesIn, renderMosquittoConf, MosquittoListener, MOSQUITTO_FILE_NAMES } from '../pki/mosquitto-config';
+import { mosquittoFilesIn, renderMosquittoConf, MosquittoListener, MOSQUITTO_FILE_NAMES } from '../mosquitto/mosquitto-config';
 import type { FolderFile } from './read-folder';
 
 /**

@@ -62,7 +62,7 @@ interface CertRecord {
   sha256: string;
 }
 
-/** The `cert` lines of a CA journal (lib/pki/ca-store.ts, JournalEntry). */
+/** The `cert` lines of a CA journal (lib/pki/journal.ts, JournalEntry). */
 export function certRecords(journal: Buffer | undefined): CertRecord[] {
   const out: CertRecord[] = [];
   for (const line of (journal ?? Buffer.alloc(0)).toString('utf8').split('\n')) {

@@ -44,7 +44,7 @@ export function identity(store: CaStore, request: IdentityRequest): Promise<TlsI
 }
 
 async function backendIdentity(store: CaStore, commonName: string): Promise<TlsIdentity> {
-  const current = usable(store.currentIdentity('backend', commonName));
+  const current = usable(store, store.currentIdentity('backend', commonName));
   const stored = current && (await readMatching(store, current));
   if (stored) return { ...stored, issued: false };
   const issued = await store.issueBackend({ commonName });
@@ -53,7 +53,7 @@ async function backendIdentity(store: CaStore, commonName: string): Promise<TlsI
 
 async function serverIdentity(store: CaStore, request: IdentityRequest): Promise<TlsIdentity> {
   const wanted = [...new Set([request.commonName, ...(request.dnsNames ?? [])].map((n) => n.toLowerCase()))];
-  const valid = store.list({ kind: 'server' }).filter((r) => usable(r));
+  const valid = store.list({ kind: 'server' }).filter((r) => usable(store, r));
   // Prefer the certificate named after the first wanted name, then the one that lasts longest.
   const fitting = valid
     .filter((r) => wanted.every((n) => r.dnsNames?.includes(n)))
@@ -69,8 +69,8 @@ async function serverIdentity(store: CaStore, request: IdentityRequest): Promise
   return { cert: issued.certificatePem, key: issued.privateKeyPem!, record: issued.record, issued: true };
 }
 
-function usable(record: IssuedRecord | undefined): IssuedRecord | undefined {
-  return record && !record.revokedAt && Date.parse(record.notAfter) > Date.now() + IDENTITY_RENEW_MARGIN_MS ? record : undefined;
+function usable(store: CaStore, record: IssuedRecord | undefined): IssuedRecord | undefined {
+  return record && !record.revokedAt && Date.parse(record.notAfter) > store.now().getTime() + IDENTITY_RENEW_MARGIN_MS ? record : undefined;
 }
 
 /** The record's certificate and key from the store's files, when the files are that certificate and its key. */

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CaStore } from '../pki/ca-store';
+import { keepMosquittoFolders } from '../mosquitto/folders';
 import { deviceIds, FleetSimulator, identityFromFolder, identityFromStore } from './fleet-simulator';
 import type { UpdateMode } from './simulated-device';
 
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
   if (url.protocol !== 'https:') throw new Error('--server must be an https:// URL');
   if (values.mode !== 'auto' && values.mode !== 'staged') throw new Error('--mode is auto or staged');
   if (!values.certs === !values['enroll-ca']) throw new Error('give exactly one of --certs DIR or --enroll-ca DIR');
-  const store = values['enroll-ca'] ? await CaStore.open({ dir: values['enroll-ca'] }) : undefined;
+  const store = values['enroll-ca'] ? await CaStore.open({ dir: values['enroll-ca'], keepers: [keepMosquittoFolders] }) : undefined;
   const trusts = (values.trust ?? []).map((f) => readFileSync(f, 'utf8'));
   if (!trusts.length) throw new Error('--trust public.key is required: the key the running image trusts (esp-firmware-server, action public-key)');
 

@@ -1,6 +1,7 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import type { EspCaNode, EspCaCredentials } from './types';
 import { CaStore } from '../../lib/pki/ca-store';
+import { keepMosquittoFolders } from '../../lib/mosquitto/folders';
 import { assertKeySize } from '../../lib/pki/keys';
 import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
 import { lifecycle } from '../shared/lifecycle';
@@ -43,6 +44,8 @@ export = function register(RED: NodeAPI): void {
           crlValidityDays: optionalNumber(config.crlValidityDays),
           passphrase: creds.passphrase || undefined,
           importPem: importCert && creds.importKey ? { certificate: importCert, privateKey: creds.importKey } : undefined,
+          // Mosquitto folders an esp-cert-issuer wrote stay current after a restart.
+          keepers: [keepMosquittoFolders],
         });
         node.log(`CA "${store.caSubject}" in ${node.folder}, ${store.issuedCount} certificates issued`);
         own.every(() => void store.refreshCrlIfDue().catch((err) => node.warn(`CRL refresh failed: ${errorText(err)}`)), CRL_CHECK_MS);

@@ -1,5 +1,5 @@
 import type { NodeAPI, Node, NodeDef } from 'node-red';
-import { runIssuerAction, parseAction, IssuerDefaults, IssuedOutput, takeSecrets } from '../../lib/pki/issuer-actions';
+import { runIssuerAction, parseAction, IssuerDefaults, IssuedOutput, takeSecrets } from '../../lib/issuer/issuer-actions';
 import type { CaStore } from '../../lib/pki/ca-store';
 import type { EspCaNode } from '../esp-ca/types';
 import { errorText, shortText, optionalNumber, folderInUserDir, userDirOf } from '../shared/settings';

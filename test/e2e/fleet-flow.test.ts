@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { buildSimImage } from '../../lib/sim/sim-image';
 import { SimulatedDevice } from '../../lib/sim/simulated-device';
 import { deviceIds, identityFromFolder } from '../../lib/sim/fleet-simulator';
@@ -34,7 +35,7 @@ interface BrokerUnderTest {
 const mosquitto: BrokerUnderTest = {
   name: 'a real Mosquitto with the generated config',
   async start(store, port, dir) {
-    const setup = await store.writeMosquittoConfig({ dir: path.join(dir, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(dir, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port });
     const broker: RunningMosquitto = await startMosquitto(setup.dir);
     // The esp-ca node keeps the folder's CRL current; mosquitto reads it on SIGHUP.
     return { flowNodes: [], afterRevoke: () => broker.reload(), stop: () => broker.stop() };

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent } from '../../lib/firmware/update-server';
 import { publishSimImage } from '../../lib/sim/publish';
@@ -58,7 +59,7 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     await store.issueServer({ commonName: 'localhost' });
     for (const id of [...fleetIds, lonely, tampered, revoked, rotating]) await store.issueDevice(id);
     brokerPort = await freePort();
-    const setup = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
     broker = await startMosquitto(setup.dir);
 
     service = await FirmwareService.open(path.join(tmp.path, 'firmware'));

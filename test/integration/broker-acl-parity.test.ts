@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { EmbeddedBroker } from '../../lib/broker/embedded-broker';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
@@ -153,7 +154,7 @@ describe('ACL parity: the embedded broker decides as a real Mosquitto with the g
     store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
     await Promise.all([A, B].map((id) => store.issueDevice(id)));
     ports.mosquitto = await freePort();
-    const setup = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: BE, port: ports.mosquitto });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: BE, port: ports.mosquitto });
     mosquitto = await startMosquitto(setup.dir);
     // Every case opens its own clients and keeps them to the end, many per identity at once (the
     // per-identity caps have their own tests in test/security/broker-limits).

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
 import { FakeDevice } from '../support/fake-device';
@@ -70,7 +71,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
     await Promise.all(DEVICES.map((id) => store.issueDevice(id)));
     port = await freePort();
-    ({ dir: mosquittoDir } = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port }));
+    ({ dir: mosquittoDir } = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port }));
     broker = await startMosquitto(mosquittoDir);
     await helper.startServer();
   });

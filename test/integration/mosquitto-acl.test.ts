@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
 import { connectTls, identityFromFiles, Inbox, TlsIdentity } from '../support/mqtt-client';
@@ -30,7 +31,7 @@ describe('a real Mosquitto with the generated config', function () {
     await store.issueDevice(A);
     await store.issueDevice(B);
     port = await freePort();
-    const setup = await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port });
     broker = await startMosquitto(setup.dir);
     const backendId = identityFromFiles(path.join(setup.dir, 'ca.crt'), path.join(store.dir, 'backends', 'node-red.crt'), path.join(store.dir, 'backends', 'node-red.key'));
     backend = track(await connectTls(port, backendId, 'node-red'));

@@ -5,7 +5,8 @@ import { X509Certificate } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import type { MqttClient } from 'mqtt';
 import { CaStore } from '../../lib/pki/ca-store';
-import { MOSQUITTO_CHANGES, mosquittoSeries } from '../../lib/pki/mosquitto-config';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
+import { MOSQUITTO_CHANGES, mosquittoSeries } from '../../lib/mosquitto/mosquitto-config';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
 import { connectTls, identityFromFiles, TlsIdentity } from '../support/mqtt-client';
@@ -65,7 +66,7 @@ describe(`Mosquitto ${MOSQUITTO_VERSION}: which changes a SIGHUP applies`, funct
     store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
     await store.issueDevice(A);
     port = await freePort();
-    dir = (await store.writeMosquittoConfig({ dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port })).dir;
+    dir = (await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port })).dir;
     broker = await startMosquitto(dir);
   });
   after(async () => {
@@ -133,7 +134,7 @@ describe(`Mosquitto ${MOSQUITTO_VERSION}: which changes a SIGHUP applies`, funct
 
 describe('the hints for applying a change to Mosquitto', () => {
   it('say SIGHUP only where every version applies the change on one, and restart otherwise', async () => {
-    const { mosquittoApplyHint } = await import('../../lib/pki/mosquitto-config');
+    const { mosquittoApplyHint } = await import('../../lib/mosquitto/mosquitto-config');
     for (const change of ['issue', 'revoke', 'serverCertificate', 'ca'] as const) {
       const hint = mosquittoApplyHint(change, '/etc/mosquitto/fleet/mosquitto.conf');
       const everywhere = MOSQUITTO_CHANGES['2.0'][change] === 'reload' && MOSQUITTO_CHANGES['2.1'][change] === 'reload';

@@ -3,6 +3,7 @@ import { promises as fs, appendFileSync, existsSync, readdirSync, readFileSync, 
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { tempDir } from '../support/temp-dir';
 import { openssl, opensslOk } from '../support/openssl';
 
@@ -344,7 +345,7 @@ describe('CaStore', function () {
   describe('mosquitto folder', () => {
     it('keeps the broker identity, ACL and CRL of a written folder current', async () => {
       const mdir = path.join(tmp.path, 'mosq-current');
-      const setup = await store.writeMosquittoConfig({ dir: mdir, serverName: 'mqtt.example.test', port: 8884 });
+      const setup = await writeMosquittoConfig(store, { dir: mdir, serverName: 'mqtt.example.test', port: 8884 });
       const serverCrt = readFileSync(path.join(mdir, 'server.crt'), 'utf8');
       assert.equal(statSync(path.join(mdir, 'server.key')).mode & 0o777, 0o600);
       const renewed = await store.renew({ commonName: 'mqtt.example.test', newKey: true });
@@ -363,11 +364,11 @@ describe('CaStore', function () {
     it('lets ESP32-scheme devices write their status, will and log, and read their own prefix', async () => {
       const mdir = path.join(tmp.path, 'mosq-esp32');
       await store.issueDevice('0d0000000032');
-      const setup = await store.writeMosquittoConfig({ dir: mdir, serverName: 'mqtt32.example.test', scheme: 'secure-esp32' });
+      const setup = await writeMosquittoConfig(store, { dir: mdir, serverName: 'mqtt32.example.test', scheme: 'secure-esp32' });
       const acl = readFileSync(setup.aclFile, 'utf8');
       assert.match(acl, /^user 0d0000000032\ntopic write \/esp\/0d0000000032\/status\ntopic write \/esp\/0d0000000032\/will\ntopic write \/esp\/0d0000000032\/log\ntopic read \/esp\/0d0000000032\/#$/m);
       assert.match(acl, /^user node-red\ntopic read \/esp\/\+\/status\ntopic read \/esp\/\+\/will\ntopic read \/esp\/\+\/log\ntopic write \/esp\/\+\/#$/m);
-      await assert.rejects(store.writeMosquittoConfig({ dir: mdir, scheme: 'zigbee' }), /unknown topic scheme "zigbee"/);
+      await assert.rejects(writeMosquittoConfig(store, { dir: mdir, scheme: 'zigbee' }), /unknown topic scheme "zigbee"/);
       // Later changes keep the folder's own scheme.
       await store.issueDevice('0d0000000033');
       assert.match(readFileSync(setup.aclFile, 'utf8'), /topic write \/esp\/0d0000000033\/log/);

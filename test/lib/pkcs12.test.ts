@@ -4,7 +4,7 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate } from '
 import { promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
-import { runIssuerAction } from '../../lib/pki/issuer-actions';
+import { runIssuerAction } from '../../lib/issuer/issuer-actions';
 import type { P12Result } from '../../lib/pki/p12-export';
 import { buildPkcs12 } from '../../lib/pki/pkcs12';
 import { openssl, opensslOk } from '../support/openssl';

@@ -4,7 +4,7 @@ import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto'
 import { CaStore } from '../../lib/pki/ca-store';
 import { identity } from '../../lib/pki/identity';
 import { EmbeddedBroker } from '../../lib/broker/embedded-broker';
-import { runIssuerAction } from '../../lib/pki/issuer-actions';
+import { runIssuerAction } from '../../lib/issuer/issuer-actions';
 import { tempDir } from '../support/temp-dir';
 
 const keyMatches = (cert: string, key: string): boolean =>

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as vm from 'node:vm';
 import { editorDomain } from '../../scripts/editor-domain';
 import { COMMANDS } from '../../lib/fleet/commands';
-import { ISSUER_ACTIONS } from '../../lib/pki/issuer-actions';
+import { ISSUER_ACTIONS } from '../../lib/issuer/issuer-actions';
 import { FIRMWARE_ACTIONS } from '../../lib/firmware/server-actions';
 import { normalizeDeviceId } from '../../lib/device-id';
 import { parsePort } from '../../lib/net/port';

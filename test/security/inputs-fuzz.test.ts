@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { CaStore, REVOCATION_REASONS } from '../../lib/pki/ca-store';
-import { runIssuerAction, IssuerAction } from '../../lib/pki/issuer-actions';
+import { runIssuerAction, IssuerAction } from '../../lib/issuer/issuer-actions';
 import { FirmwareService, PublishInput } from '../../lib/firmware/firmware-service';
 import { signImage } from '../../lib/firmware/signing';
 import { parseStatus, MAX_STATUS_BYTES } from '../../lib/fleet/telemetry';

@@ -5,6 +5,7 @@
 import { lstatSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
 import { publishSimImage } from '../../lib/sim/publish';
 import { FleetSimulator, identityFromFolder } from '../../lib/sim/fleet-simulator';
@@ -53,7 +54,7 @@ export class ExampleFixture {
     for (const id of o.deviceIds) await store.issueDevice(id);
     for (const id of o.shortLivedIds ?? []) await store.issueDevice(id, { validityDays: 10 });
     const brokerPort = await freePort();
-    const setup = await store.writeMosquittoConfig({ dir: path.join(o.root, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
+    const setup = await writeMosquittoConfig(store, { dir: path.join(o.root, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
     const deviceFilesDir = store.deviceFilesDir;
     await store.idle();
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
 import { RegistryFile } from '../../lib/fleet/registry-file';
 import { PartSource } from '../../lib/backup/snapshot';
@@ -33,7 +34,7 @@ export async function makeFleetState(root: string, options: { mosquittoPort?: nu
   const store = await CaStore.open({ dir: path.join(root, 'esp-fleet-ca') });
   for (const id of DEVICES) await store.issueDevice(id);
   // The Mosquitto folder inside the CA folder (the default), on 127.0.0.1 only.
-  await store.writeMosquittoConfig({ port: options.mosquittoPort ?? 18883, bindAddress: '127.0.0.1' });
+  await writeMosquittoConfig(store, { port: options.mosquittoPort ?? 18883, bindAddress: '127.0.0.1' });
   const revokedSerial = (await store.issueDevice('84f3eb0000ff')).record.serial;
   await store.revoke(revokedSerial, 'keyCompromise');
   const service = await FirmwareService.open(path.join(root, 'esp-fleet-firmware'));

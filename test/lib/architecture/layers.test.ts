@@ -15,18 +15,14 @@ const MAY_IMPORT: Record<string, string[]> = {
   firmware: ['pki'],
   broker: ['pki', 'fleet'],
   mosquitto: ['pki', 'fleet', 'broker'],
-  backup: ['pki', 'fleet', 'firmware'],
+  backup: ['pki', 'fleet', 'firmware', 'mosquitto'],
+  issuer: ['pki', 'fleet', 'broker', 'mosquitto', 'backup'],
   dashboard: ['fleet', 'firmware'],
-  sim: ['pki', 'fleet', 'firmware'],
+  sim: ['pki', 'fleet', 'firmware', 'mosquitto'],
 };
 const BASE = new Set(['concurrency', 'fs', 'net']);
 /** Imports that break the rule today, each with the reason it is still there. Kept exact: a fixed one must leave this list. */
-const KNOWN: Record<string, string> = {
-  'lib/pki/ca-store.ts → ../fleet/topic-scheme': 'the CA writes Mosquitto folders itself; moving to lib/mosquitto/ on the CA change stream',
-  'lib/pki/mosquitto-config.ts → ../fleet/topic-scheme': 'same move',
-  'lib/pki/mosquitto-config.ts → ../broker/acl': 'same move',
-  'lib/pki/issuer-actions.ts → ../backup/backup-actions': 'the issuer actions dispatch backup too; they belong a layer up',
-};
+const KNOWN: Record<string, string> = {};
 
 function layerOf(file: string): string {
   const rel = path.relative(path.join(ROOT, 'lib'), file).split(path.sep);

@@ -1,10 +1,11 @@
 import { createPrivateKey } from 'node:crypto';
-import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from './ca-store';
+import { CaStore, IssuedCertificate, IssuedRecord, CertificateKind, REVOCATION_REASONS } from '../pki/ca-store';
 import { normalizeDeviceId } from '../device-id';
-import { mosquittoApplyHint } from './mosquitto-config';
+import { mosquittoApplyHint } from '../mosquitto/mosquitto-config';
+import { writeMosquittoConfig } from '../mosquitto/folders';
 import { BackupActionResult, BackupContext, runBackupAction, takePassphrase } from '../backup/backup-actions';
 import { shownInput } from '../input-text';
-import { exportP12, P12Result } from './p12-export';
+import { exportP12, P12Result } from '../pki/p12-export';
 
 /** What `esp-cert-issuer` does for each `msg.topic`; the node only moves msgs. */
 export const ISSUER_ACTIONS = ['device', 'server', 'backend', 'csr', 'renew', 'renew-expiring', 'revoke', 'revoke-device', 'list', 'expiring', 'mosquitto', 'crl', 'backup', 'restore', 'p12'] as const;
@@ -153,7 +154,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     }
     case 'mosquitto': {
       const a = argsOf(payload, 'dir');
-      const setup = await store.writeMosquittoConfig({
+      const setup = await writeMosquittoConfig(store, {
         dir: a.dir ?? defaults.mosquittoDir,
         serverName: a.serverName ?? defaults.serverName,
         backendName: a.backendName ?? defaults.backendName,
