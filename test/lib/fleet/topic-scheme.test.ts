@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { TopicScheme } from '../../lib/fleet/topic-scheme';
+import { TopicScheme } from '../../../lib/fleet/topic-scheme';
 
 describe('topic schemes', () => {
   const esp8266 = TopicScheme.named('secure-esp8266');

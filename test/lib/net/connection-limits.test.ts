@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { KeyedCounter, RefusalTally, Slot } from '../../lib/net/connection-limits';
-import { sourceKey } from '../../lib/net/source-address';
-import { RateGate } from '../../lib/net/rate-gate';
+import { KeyedCounter, RefusalTally, Slot } from '../../../lib/net/connection-limits';
+import { sourceKey } from '../../../lib/net/source-address';
+import { RateGate } from '../../../lib/net/rate-gate';
 
 describe('KeyedCounter (connection caps per key and in total)', () => {
   it('refuses beyond the per-key cap and beyond the total, and counts both', () => {

@@ -2,10 +2,10 @@ import { strict as assert } from 'node:assert';
 import { promises as fs, appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { CaStore } from '../../lib/pki/ca-store';
-import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
-import { tempDir } from '../support/temp-dir';
-import { openssl, opensslOk } from '../support/openssl';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../../lib/mosquitto/folders';
+import { tempDir } from '../../support/temp-dir';
+import { openssl, opensslOk } from '../../support/openssl';
 
 const DEVICE = '84f3eb012345';
 
@@ -88,7 +88,7 @@ describe('CaStore', function () {
   });
 
   it('reports any wrong passphrase as such, also one that decrypts to bytes that are no key (1 in ~256)', async () => {
-    const { readRsaPrivateKey, exportPrivateKeyPem } = await import('../../lib/pki/keys');
+    const { readRsaPrivateKey, exportPrivateKeyPem } = await import('../../../lib/pki/keys');
     const { generateKeyPairSync } = await import('node:crypto');
     const pem = exportPrivateKeyPem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'right');
     const messages = new Set<string>();

@@ -2,10 +2,10 @@ import { strict as assert } from 'node:assert';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { AddImageInput, Assignment, FirmwareCatalogue } from '../../lib/firmware/catalogue';
-import { NextImageResult, nextImage } from '../../lib/firmware/next-image';
-import { CatalogueEntry } from '../../lib/firmware/types';
-import { tempDir } from '../support/temp-dir';
+import { AddImageInput, Assignment, FirmwareCatalogue } from '../../../lib/firmware/catalogue';
+import { NextImageResult, nextImage } from '../../../lib/firmware/next-image';
+import { CatalogueEntry } from '../../../lib/firmware/types';
+import { tempDir } from '../../support/temp-dir';
 
 const PRODUCT = 'ESP8266_WEMOS_D1MINIPRO';
 const K1 = '1111111111111111';

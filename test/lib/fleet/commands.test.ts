@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { EventEmitter } from 'node:events';
-import { buildCommand, resolveTargets, CommandDispatcher, BuiltCommand, CommandOutcome } from '../../lib/fleet/commands';
-import { DeviceRegistry } from '../../lib/fleet/registry';
-import { StatusReport } from '../../lib/fleet/telemetry';
+import { buildCommand, resolveTargets, CommandDispatcher, BuiltCommand, CommandOutcome } from '../../../lib/fleet/commands';
+import { DeviceRegistry } from '../../../lib/fleet/registry';
+import { StatusReport } from '../../../lib/fleet/telemetry';
 import { SEED_STATUS } from './telemetry.test';
 
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `0e00000000${i.toString(16).padStart(2, '0')}`);

@@ -2,10 +2,10 @@ import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { CaStore } from '../../lib/pki/ca-store';
-import { peerCertificateOfSession } from '../../lib/pki/peer-certificate';
-import { tempDir } from '../support/temp-dir';
-import { deviceIdentity } from '../support/update-server';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { peerCertificateOfSession } from '../../../lib/pki/peer-certificate';
+import { tempDir } from '../../support/temp-dir';
+import { deviceIdentity } from '../../support/update-server';
 
 describe('the peer certificate read from a TLS session', function () {
   this.timeout(30_000);

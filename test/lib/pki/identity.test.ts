@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { CaStore } from '../../lib/pki/ca-store';
-import { identity } from '../../lib/pki/identity';
-import { EmbeddedBroker } from '../../lib/broker/embedded-broker';
-import { runIssuerAction } from '../../lib/issuer/issuer-actions';
-import { tempDir } from '../support/temp-dir';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { identity } from '../../../lib/pki/identity';
+import { EmbeddedBroker } from '../../../lib/broker/embedded-broker';
+import { runIssuerAction } from '../../../lib/issuer/issuer-actions';
+import { tempDir } from '../../support/temp-dir';
 
 const keyMatches = (cert: string, key: string): boolean =>
   new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' }).equals(createPublicKey(createPrivateKey(key)).export({ type: 'spki', format: 'der' }));

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { filterCovers, isValidFilter, topicMatches } from '../../lib/broker/topic-filter';
-import { aclEntries, Permissions } from '../../lib/broker/acl';
-import { renderMosquittoAcl } from '../../lib/mosquitto/mosquitto-config';
-import { TopicScheme } from '../../lib/fleet/topic-scheme';
+import { filterCovers, isValidFilter, topicMatches } from '../../../lib/broker/topic-filter';
+import { aclEntries, Permissions } from '../../../lib/broker/acl';
+import { renderMosquittoAcl } from '../../../lib/mosquitto/mosquitto-config';
+import { TopicScheme } from '../../../lib/fleet/topic-scheme';
 
 const A = '84f3eb00000a';
 const B = '84f3eb00000b';

@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { x509, toPem } from '../../lib/pki/x509';
-import { CaStore } from '../../lib/pki/ca-store';
-import { revokedSerials } from '../../lib/pki/crl-serials';
-import { tempDir } from '../support/temp-dir';
+import { x509, toPem } from '../../../lib/pki/x509';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { revokedSerials } from '../../../lib/pki/crl-serials';
+import { tempDir } from '../../support/temp-dir';
 
 describe('revokedSerials: the serials a CRL lists', function () {
   this.timeout(30_000);

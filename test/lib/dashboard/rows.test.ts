@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { fleetTable, formatUptime } from '../../lib/dashboard/fleet-table';
-import { RecentRows } from '../../lib/dashboard/recent-rows';
-import { outcomeRow, serverEventRow } from '../../lib/dashboard/event-rows';
-import { commandSummaryText } from '../../lib/fleet/command-summary';
-import type { DeviceEntry } from '../../lib/fleet/registry';
+import { fleetTable, formatUptime } from '../../../lib/dashboard/fleet-table';
+import { RecentRows } from '../../../lib/dashboard/recent-rows';
+import { outcomeRow, serverEventRow } from '../../../lib/dashboard/event-rows';
+import { commandSummaryText } from '../../../lib/fleet/command-summary';
+import type { DeviceEntry } from '../../../lib/fleet/registry';
 
 const entry = (id: string, more: Partial<DeviceEntry> = {}): DeviceEntry => ({
   id,

@@ -21,10 +21,10 @@ import {
   verifyEsp8266,
   verifyImage,
   verifySecureBootV2,
-} from '../../lib/firmware/signing';
-import { APP_DESC_MAGIC, checkMagic, readAppDescriptor } from '../../lib/firmware/app-descriptor';
-import { tempDir } from '../support/temp-dir';
-import { openssl, opensslOk } from '../support/openssl';
+} from '../../../lib/firmware/signing';
+import { APP_DESC_MAGIC, checkMagic, readAppDescriptor } from '../../../lib/firmware/app-descriptor';
+import { tempDir } from '../../support/temp-dir';
+import { openssl, opensslOk } from '../../support/openssl';
 
 /** An ESP-style image: 0xE9 first, random body, a fixed tail so it never looks signed by chance. */
 function fakeImage(size: number): Buffer {

@@ -10,7 +10,7 @@ import {
   isImageName,
   parseImageName,
   parseVersion,
-} from '../../lib/firmware/version';
+} from '../../../lib/firmware/version';
 
 /** Shared with the firmware's C++ host tests: edit the JSON, not a copy of it here. */
 interface Vectors {
@@ -20,7 +20,7 @@ interface Vectors {
   invalidNames: { name: string; why: string }[];
 }
 // Compiled to dist/test/lib; the vectors stay in the source tree.
-const VECTORS: Vectors = JSON.parse(readFileSync(path.resolve(__dirname, '../../../test/vectors/image-versions.json'), 'utf8'));
+const VECTORS: Vectors = JSON.parse(readFileSync(path.resolve(__dirname, '../../../../test/vectors/image-versions.json'), 'utf8'));
 
 describe('firmware image names and version order', () => {
   describe('shared vectors (test/vectors/image-versions.json)', () => {

@@ -4,11 +4,11 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { buildSimImage, readSimManifest } from '../../lib/sim/sim-image';
-import { deviceIds } from '../../lib/sim/fleet-simulator';
-import { deviceGet, esp8266UpdateHeaders } from '../../lib/sim/device-https';
-import { CaStore } from '../../lib/pki/ca-store';
-import { tempDir } from '../support/temp-dir';
+import { buildSimImage, readSimManifest } from '../../../lib/sim/sim-image';
+import { deviceIds } from '../../../lib/sim/fleet-simulator';
+import { deviceGet, esp8266UpdateHeaders } from '../../../lib/sim/device-https';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { tempDir } from '../../support/temp-dir';
 
 describe('simulator images', () => {
   const manifest = { image: 'SIM-1.0.0', build: 'today', trusts: ['-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n'] };

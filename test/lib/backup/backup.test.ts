@@ -2,18 +2,18 @@ import { strict as assert } from 'node:assert';
 import { promises as fs, statSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { x509 } from '../../lib/pki/x509';
-import { normalizeSerial } from '../../lib/pki/names';
-import { CaStore } from '../../lib/pki/ca-store';
-import { FirmwareService } from '../../lib/firmware/firmware-service';
-import { createBackup, restoreBackup, readBackup } from '../../lib/backup/backup';
-import { BackupError, sealArchive, openArchive } from '../../lib/backup/archive-crypto';
-import { encodePayload, ArchiveFile, Manifest } from '../../lib/backup/payload';
-import { RestorePlace } from '../../lib/backup/restore-plan';
-import { PartSource } from '../../lib/backup/snapshot';
-import { caSource } from '../../lib/backup/sources';
-import { tempDir } from '../support/temp-dir';
-import { makeFleetState, treeSnapshot, FleetState, PASSPHRASE, TEST_KDF, DEVICES } from '../support/fleet-state';
+import { x509 } from '../../../lib/pki/x509';
+import { normalizeSerial } from '../../../lib/pki/names';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { FirmwareService } from '../../../lib/firmware/firmware-service';
+import { createBackup, restoreBackup, readBackup } from '../../../lib/backup/backup';
+import { BackupError, sealArchive, openArchive } from '../../../lib/backup/archive-crypto';
+import { encodePayload, ArchiveFile, Manifest } from '../../../lib/backup/payload';
+import { RestorePlace } from '../../../lib/backup/restore-plan';
+import { PartSource } from '../../../lib/backup/snapshot';
+import { caSource } from '../../../lib/backup/sources';
+import { tempDir } from '../../support/temp-dir';
+import { makeFleetState, treeSnapshot, FleetState, PASSPHRASE, TEST_KDF, DEVICES } from '../../support/fleet-state';
 
 /** The places a fresh set of nodes would use, in `root`. */
 function placesIn(root: string): RestorePlace[] {

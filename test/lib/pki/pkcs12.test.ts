@@ -3,12 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CaStore } from '../../lib/pki/ca-store';
-import { runIssuerAction } from '../../lib/issuer/issuer-actions';
-import type { P12Result } from '../../lib/pki/p12-export';
-import { buildPkcs12 } from '../../lib/pki/pkcs12';
-import { openssl, opensslOk } from '../support/openssl';
-import { tempDir } from '../support/temp-dir';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { runIssuerAction } from '../../../lib/issuer/issuer-actions';
+import type { P12Result } from '../../../lib/pki/p12-export';
+import { buildPkcs12 } from '../../../lib/pki/pkcs12';
+import { openssl, opensslOk } from '../../support/openssl';
+import { tempDir } from '../../support/temp-dir';
 
 const PASSWORD = 'correct horse battery';
 const DEVICE = '84f3eb0a0b0c';

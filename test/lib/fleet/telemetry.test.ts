@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { parseStatus, isBirthMessage, MAX_STATUS_BYTES } from '../../lib/fleet/telemetry';
+import { parseStatus, isBirthMessage, MAX_STATUS_BYTES } from '../../../lib/fleet/telemetry';
 
 export const SEED_STATUS = {
   uptimemillis: 270015,

@@ -2,11 +2,11 @@ import { strict as assert } from 'node:assert';
 import { promises as fs, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createPublicKey, randomBytes } from 'node:crypto';
-import { SigningKeyring } from '../../lib/firmware/keyring';
-import { keyIdOf, verifyEsp32V1, verifyEsp8266, verifySecureBootV2 } from '../../lib/firmware/signing';
-import type { SignatureScheme } from '../../lib/firmware/types';
-import { tempDir } from '../support/temp-dir';
-import { opensslOk } from '../support/openssl';
+import { SigningKeyring } from '../../../lib/firmware/keyring';
+import { keyIdOf, verifyEsp32V1, verifyEsp8266, verifySecureBootV2 } from '../../../lib/firmware/signing';
+import type { SignatureScheme } from '../../../lib/firmware/types';
+import { tempDir } from '../../support/temp-dir';
+import { opensslOk } from '../../support/openssl';
 
 function fakeImage(size: number): Buffer {
   const image = randomBytes(size);

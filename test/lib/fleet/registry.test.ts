@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { DeviceRegistry } from '../../lib/fleet/registry';
-import { RegistryFile } from '../../lib/fleet/registry-file';
-import { tempDir } from '../support/temp-dir';
+import { DeviceRegistry } from '../../../lib/fleet/registry';
+import { RegistryFile } from '../../../lib/fleet/registry-file';
+import { tempDir } from '../../support/temp-dir';
 import { SEED_STATUS } from './telemetry.test';
 
 const ID = '84f3eb012345';

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { DownloadSlotPool } from '../../lib/firmware/download-slots';
-import { sliceBytes } from '../../lib/firmware/update-server';
+import { DownloadSlotPool } from '../../../lib/firmware/download-slots';
+import { sliceBytes } from '../../../lib/firmware/update-server';
 
 describe('the download cap shared by the serving processes', () => {
   it('grants up to the limit across owners, and a release frees one slot once', () => {

@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { CaStore } from '../../lib/pki/ca-store';
-import { backendIdentity } from '../../lib/fleet/backend-identity';
-import { tempDir } from '../support/temp-dir';
+import { CaStore } from '../../../lib/pki/ca-store';
+import { backendIdentity } from '../../../lib/fleet/backend-identity';
+import { tempDir } from '../../support/temp-dir';
 
 describe("Node-RED's backend identity from the CA", function () {
   this.timeout(30_000);
