@@ -17,8 +17,8 @@ export { parseImageName, compareImageNames, compareVersions } from './firmware/v
 export { signImage, verifyImage, keyIdOf } from './firmware/signing';
 export { readAppDescriptor } from './firmware/app-descriptor';
 export { createUpdateApp, createUpdateRequestListener, startUpdateServer } from './firmware/update-server';
-export type { ImageSource, ImageOffer, UpdateEvent, UpdateServerOptions, RunningUpdateServer } from './firmware/update-server';
-export type { WorkerInfo } from './firmware/update-workers';
+export type { ImageSource, ImageOffer, ImageAnswer, NoImageReason, UpdateEvent, UpdateServerOptions, RunningUpdateServer } from './firmware/update-server';
+export type { WorkerInfo } from './firmware/update-server';
 export type { CatalogueEntry, Platform, ImageKind, SignatureScheme, SigningKeyInfo } from './firmware/types';
 export { DeviceRegistry } from './fleet/registry';
 export { FleetClient } from './fleet/fleet-client';

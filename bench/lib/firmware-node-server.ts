@@ -69,9 +69,9 @@ function count(type: keyof NodeServerStats['counts']): void {
 async function startOurs(s: NodeServerStart): Promise<number> {
   const images: ImageSource = {
     next: ({ currentImage }) => {
-      if (currentImage === s.newImage) return { none: 'already the newest', status: 304 };
-      if (currentImage === s.oldImage) return { offer: s.image };
-      return { none: `unknown image ${currentImage}`, status: 404 };
+      if (currentImage === s.newImage) return { kind: 'none', reason: 'up-to-date', detail: 'already the newest' };
+      if (currentImage === s.oldImage) return { kind: 'offer', image: s.image };
+      return { kind: 'none', reason: 'unknown-image', detail: `unknown image ${currentImage}` };
     },
   };
   const server = await startUpdateServer({

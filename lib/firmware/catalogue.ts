@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
 import { normalizeDeviceId } from '../device-id';
 import { shownInput } from '../input-text';
-import { CatalogueEntry, ImageKind, Platform } from './types';
+import { Mutex } from '../concurrency/mutex';
+import { Assignment, CatalogueEntry, ImageKind, Platform } from './types';
 import { ImageNameError, assertProduct, compareVersions, imageName, parseImageName, parseVersion } from './version';
 import { NextImageRequest, NextImageResult, nextImage } from './next-image';
 
@@ -62,22 +63,7 @@ export interface AddImageInput {
   channel?: string;
 }
 
-/**
- * Who gets what. `target` is a device id (12 hex digits), `group:<name>` or `product:<name>`;
- * the most specific assignment that applies to a device is used as a whole (device beats
- * group beats product; assignments are not merged across levels).
- * Exactly one of `pin`, `rollback`, `channel` is set.
- */
-export interface Assignment {
-  target: string;
-  /** Offer exactly this image when it is higher than the device's (never lower). */
-  pin?: string;
-  /** Offer exactly this image, also when it is lower: an operator's explicit rollback. */
-  rollback?: string;
-  /** Offer the newest image of this channel or stable (`stable` = stable only). */
-  channel?: string;
-  updatedAt: string;
-}
+export type { Assignment };
 
 export interface AssignInput {
   target: string;
@@ -106,7 +92,7 @@ export class CatalogueError extends Error {
 
 export class FirmwareCatalogue {
   /** Serialises changes: each one reads the state the previous one left. */
-  private lock: Promise<unknown> = Promise.resolve();
+  private readonly lock = new Mutex();
 
   private constructor(
     readonly dir: string,
@@ -350,7 +336,7 @@ export class FirmwareCatalogue {
 
   /** Settles when every change made so far is on disk. */
   async idle(): Promise<void> {
-    await this.lock.catch(() => undefined);
+    await this.lock.idle();
   }
 
   // ---- internals -----------------------------------------------------------------------
@@ -364,9 +350,7 @@ export class FirmwareCatalogue {
   }
 
   private exclusive<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.lock.catch(() => undefined).then(job);
-    this.lock = run.catch(() => undefined);
-    return run;
+    return this.lock.run(job);
   }
 
   /** Writes the new index, then makes it the current state (so a failed write changes nothing). */

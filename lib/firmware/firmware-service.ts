@@ -5,7 +5,7 @@ import { FirmwareCatalogue } from './catalogue';
 import { SigningKeyring } from './keyring';
 import { looksSignedEsp8266, verifyImage } from './signing';
 import { checkMagic, readAppDescriptor } from './app-descriptor';
-import type { ImageSource, ImageAnswer } from './update-server';
+import { ImageSource, ImageAnswer, noImage, offer } from './image-source';
 import type { CatalogueEntry, ImageKind, Platform, SignatureScheme } from './types';
 import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
 import { normalizeDeviceId } from '../device-id';
@@ -178,10 +178,9 @@ export class FirmwareService {
         const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups: this.groupsOf(deviceId) });
         if ('entry' in r) {
           const e = r.entry;
-          return { offer: { name: e.name, size: e.size, sha256: e.sha256, md5: e.md5, path: this.catalogue.pathOf(e) } };
+          return offer({ name: e.name, size: e.size, sha256: e.sha256, md5: e.md5, path: this.catalogue.pathOf(e) });
         }
-        const status = r.code === 'bad-request' ? 400 : r.code === 'unknown-image' ? 404 : r.code === 'too-large' ? 413 : 304;
-        return { none: r.none, status };
+        return noImage(r.code, r.none);
       },
     };
   }

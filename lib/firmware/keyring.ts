@@ -15,6 +15,7 @@ import type { SignatureScheme, SigningKeyInfo } from './types';
 import { keyIdOf, esp32RawPublicKey, secureBootV2KeyDigest, signImage } from './signing';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../fs/atomic-file';
 import { shownInput } from '../input-text';
+import { Mutex } from '../concurrency/mutex';
 
 export class KeyringError extends Error {}
 
@@ -125,7 +126,8 @@ function parseIndex(file: string, text: string): KeyringIndex {
 
 export class SigningKeyring {
   /** Mutations (generate, rotate) run one at a time, so two first uses make one key. */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Key generations and index writes, one at a time. */
+  private readonly lock = new Mutex();
 
   private constructor(
     readonly dir: string,
@@ -199,15 +201,13 @@ export class SigningKeyring {
 
   /** Settles once every pending key generation and index write is done. */
   async idle(): Promise<void> {
-    await this.queue.catch(() => undefined);
+    await this.lock.idle();
   }
 
   // ---- internals ----------------------------------------------------------------------------
 
   private exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(task, task);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.lock.run(task);
   }
 
   private requireKey(id: string): SigningKeyInfo {

@@ -1,6 +1,5 @@
 import { normalizeDeviceId } from '../device-id';
-import type { Assignment } from './catalogue';
-import { CatalogueEntry, ImageKind } from './types';
+import type { Assignment, CatalogueEntry, ImageKind } from './types';
 import { ParsedImageName, compareVersions, parseImageName } from './version';
 
 /**
@@ -25,7 +24,7 @@ import { ParsedImageName, compareVersions, parseImageName } from './version';
  *
  * Only images of the running image's platform are ever offered.
  *
- * Every "nothing" comes with its reason, for the server's log and its 304 body.
+ * Every "nothing" comes with its reason, for the server's log and the body a device gets.
  */
 
 export interface NextImageRequest {
@@ -42,12 +41,12 @@ export interface NextImageRequest {
 }
 
 /**
- * Why there is nothing, for a server to pick its status: `bad-request` (malformed current image,
- * device id or kind: 400), `unknown-image` (current image not in the catalogue: 404),
- * `too-large` (does not fit the free space: 413), `up-to-date` (nothing newer, or the device
- * already runs its pinned/rollback image), `unverifiable` (newer images exist but the device
- * could not verify them: a missing bridge), `bad-assignment` (the assigned image is gone or of
- * another product) — the last three are a 304 for the device and worth a log line.
+ * Why there is nothing: `bad-request` (malformed current image, device id or kind),
+ * `unknown-image` (current image not in the catalogue), `too-large` (does not fit the free
+ * space), `up-to-date` (nothing newer, or the device already runs its pinned/rollback image),
+ * `unverifiable` (newer images exist but the device could not verify them: a missing bridge),
+ * `bad-assignment` (the assigned image is gone or of another product). What a device is told
+ * for each is the transport's (lib/firmware/http/status-codes.ts).
  */
 export type NoImageCode = 'bad-request' | 'unknown-image' | 'too-large' | 'up-to-date' | 'unverifiable' | 'bad-assignment';
 

@@ -1,7 +1,7 @@
 /**
  * Shared vocabulary of the firmware side (docs/wire-contract.md, Signed images and Update server).
  * Signing formats live in signing.ts/keyring.ts, version order and the catalogue in
- * version.ts/catalogue.ts, the HTTPS server in update-server.ts.
+ * version.ts/catalogue.ts, what the update server asks in image-source.ts, the HTTPS server in http/.
  */
 
 export type Platform = 'esp8266' | 'esp32';
@@ -48,4 +48,21 @@ export interface CatalogueEntry {
   /** Optional release channel (e.g. beta); none = stable. */
   channel?: string;
   addedAt: string;
+}
+
+/**
+ * Who gets what. `target` is a device id (12 hex digits), `group:<name>` or `product:<name>`;
+ * the most specific assignment that applies to a device is used as a whole (device beats
+ * group beats product; assignments are not merged across levels).
+ * Exactly one of `pin`, `rollback`, `channel` is set.
+ */
+export interface Assignment {
+  target: string;
+  /** Offer exactly this image when it is higher than the device's (never lower). */
+  pin?: string;
+  /** Offer exactly this image, also when it is lower: an operator's explicit rollback. */
+  rollback?: string;
+  /** Offer the newest image of this channel or stable (`stable` = stable only). */
+  channel?: string;
+  updatedAt: string;
 }

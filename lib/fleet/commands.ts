@@ -1,6 +1,7 @@
 import { normalizeDeviceId } from '../device-id';
 import { CommandSet } from './topic-scheme';
 import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
+import { Semaphore } from '../concurrency/semaphore';
 
 /**
  * How an outcome is seen without any agent on the device: `image` — its status reports a
@@ -138,9 +139,9 @@ interface Pending {
  */
 export class CommandDispatcher {
   private readonly pending = new Map<string, Pending>();
-  private readonly slots: Slots;
+  private readonly slots: Semaphore;
   /** Slots of dispatches that brought their own cap, so close() can wake their queues too. */
-  private readonly ownSlots = new Set<Slots>();
+  private readonly ownSlots = new Set<Semaphore>();
   private closed = false;
   private readonly onStatus = (id: string, update: StatusUpdate): void => this.observeStatus(id, update);
   private readonly onPresence = (change: PresenceChange): void => this.observePresence(change);
@@ -153,7 +154,7 @@ export class CommandDispatcher {
   ) {
     fleet.on('status', this.onStatus);
     fleet.on('presence', this.onPresence);
-    this.slots = new Slots(options.maxInFlight);
+    this.slots = new Semaphore(atLeastOne(options.maxInFlight));
   }
 
   get inFlight(): number {
@@ -172,17 +173,18 @@ export class CommandDispatcher {
     options: { maxInFlight?: number } = {},
   ): Promise<CommandOutcome[]> {
     const tracked = built.tracking !== 'none';
-    const own = options.maxInFlight !== undefined ? new Slots(options.maxInFlight) : undefined;
+    const own = options.maxInFlight !== undefined ? new Semaphore(atLeastOne(options.maxInFlight)) : undefined;
     const slots = own ?? this.slots;
     if (own) this.ownSlots.add(own);
     const all = Promise.all(
       ids.map(async (id) => {
-        if (tracked) await slots.acquire();
+        // Waiters cancelled by close() go on without a slot and find the dispatcher closed.
+        const release = tracked ? await slots.acquire().catch(() => undefined) : undefined;
         let outcome: CommandOutcome;
         try {
           outcome = await this.runOne(id, built, () => report.onSent?.(id));
         } finally {
-          if (tracked) slots.release();
+          release?.();
         }
         report.onOutcome?.(outcome);
         return outcome;
@@ -198,7 +200,7 @@ export class CommandDispatcher {
     this.fleet.off('status', this.onStatus);
     this.fleet.off('presence', this.onPresence);
     for (const p of [...this.pending.values()]) p.finish(this.outcome(p, 'timeout', { error: 'stopped before an outcome was seen' }));
-    for (const slots of [this.slots, ...this.ownSlots]) slots.wakeAll();
+    for (const slots of [this.slots, ...this.ownSlots]) slots.cancelWaiting('the dispatcher was closed');
   }
 
   private runOne(id: string, built: BuiltCommand, sent: () => void): Promise<CommandOutcome> {
@@ -277,33 +279,7 @@ export class CommandDispatcher {
   }
 }
 
-/** At most `size` holders at once; the rest wait in order. */
-class Slots {
-  private taken = 0;
-  private readonly waiting: (() => void)[] = [];
-  private readonly size: number;
-
-  constructor(size: number) {
-    this.size = Math.max(1, Math.floor(size));
-  }
-
-  acquire(): Promise<void> {
-    if (this.taken < this.size) {
-      this.taken++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  /** Hands the slot straight to the next waiter, or frees it. */
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.taken--;
-  }
-
-  /** On close: queued ones go on (and find the dispatcher closed). */
-  wakeAll(): void {
-    for (const wake of this.waiting.splice(0)) wake();
-  }
+/** A cap of whole devices, at least one (a fraction or 0 would send nothing). */
+function atLeastOne(n: number): number {
+  return Math.max(1, Math.floor(n));
 }

@@ -1,6 +1,7 @@
 import { generateKeyPair, createPrivateKey, createPublicKey, KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { RSA_SHA256, CryptoKey } from './x509';
+import { Semaphore } from '../concurrency/semaphore';
 
 export const RSA_KEY_SIZES = [2048, 3072, 4096] as const;
 export type RsaKeySize = (typeof RSA_KEY_SIZES)[number];
@@ -25,21 +26,11 @@ export function assertKeySize(bits: unknown): RsaKeySize {
  * libuv pool's other threads free for the signatures and file writes of keys already made
  * (so certificates come out steadily instead of in bursts).
  */
-const MAX_PARALLEL_KEYGEN = Math.max(1, availableParallelism());
-let keygensRunning = 0;
-const keygenQueue: (() => void)[] = [];
+const keygenSlots = new Semaphore(Math.max(1, availableParallelism()));
 
-/** Native key generation in the libuv thread pool, at most one per core at a time. */
-export async function generateRsaKey(bits: RsaKeySize): Promise<RsaKeyMaterial> {
-  if (keygensRunning >= MAX_PARALLEL_KEYGEN) await new Promise<void>((resolve) => keygenQueue.push(resolve));
-  else keygensRunning++;
-  try {
-    return await generateRsaKeyNow(bits);
-  } finally {
-    const next = keygenQueue.shift();
-    if (next) next();
-    else keygensRunning--;
-  }
+/** Native key generation in the libuv thread pool, at most one per core at a time (first come first served). */
+export function generateRsaKey(bits: RsaKeySize): Promise<RsaKeyMaterial> {
+  return keygenSlots.run(() => generateRsaKeyNow(bits));
 }
 
 function generateRsaKeyNow(bits: RsaKeySize): Promise<RsaKeyMaterial> {

@@ -34,13 +34,13 @@ describe('the HTTPS update server with real client certificates', function () {
   /** The two-version catalogue of this test: OLD → NEW, NEW is the latest. */
   const images: ImageSource = {
     next: ({ currentImage, freeSpace }) => {
-      if (!/^[A-Za-z0-9_.]+-[0-9.]+[a-z]*$/.test(currentImage)) return { none: `malformed image name ${JSON.stringify(currentImage.slice(0, 60))}`, status: 400 };
-      if (currentImage === NEW) return { none: 'already the newest', status: 304 };
-      if (currentImage === BIG_FROM) return { offer: bigOffer };
-      if (currentImage === CHANGED_FROM) return { offer: { ...offer, path: path.join(tmp.path, 'changed.bin') } };
-      if (currentImage !== OLD) return { none: `unknown image ${currentImage}`, status: 404 };
-      if (freeSpace !== undefined && freeSpace < offer.size) return { none: `image of ${offer.size} bytes does not fit the reported free space ${freeSpace}`, status: 413 };
-      return { offer };
+      if (!/^[A-Za-z0-9_.]+-[0-9.]+[a-z]*$/.test(currentImage)) return { kind: 'none', reason: 'bad-request', detail: `malformed image name ${JSON.stringify(currentImage.slice(0, 60))}` };
+      if (currentImage === NEW) return { kind: 'none', reason: 'up-to-date', detail: 'already the newest' };
+      if (currentImage === BIG_FROM) return { kind: 'offer', image: bigOffer };
+      if (currentImage === CHANGED_FROM) return { kind: 'offer', image: { ...offer, path: path.join(tmp.path, 'changed.bin') } };
+      if (currentImage !== OLD) return { kind: 'none', reason: 'unknown-image', detail: `unknown image ${currentImage}` };
+      if (freeSpace !== undefined && freeSpace < offer.size) return { kind: 'none', reason: 'too-large', detail: `image of ${offer.size} bytes does not fit the reported free space ${freeSpace}` };
+      return { kind: 'offer', image: offer };
     },
   };
 

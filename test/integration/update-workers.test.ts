@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { CaStore } from '../../lib/pki/ca-store';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, ImageSource, ImageOffer, UpdateServerOptions } from '../../lib/firmware/update-server';
-import type { WorkerInfo } from '../../lib/firmware/update-workers';
+import type { WorkerInfo } from '../../lib/firmware/update-server';
 import { tempDir } from '../support/temp-dir';
 import { deviceIdentity, localServerOptions } from '../support/update-server';
 import { rawRequest, ClientIdentity, RawResponse } from '../support/raw-https';
@@ -49,9 +49,9 @@ describe('the update server with worker processes (workers > 1, real HTTPS and c
 
   const images: ImageSource = {
     next: async ({ currentImage }) => {
-      if (currentImage === BIG_FROM) return { offer: bigOffer };
-      if (currentImage === newest) return { none: 'already the newest', status: 304 };
-      return { offer };
+      if (currentImage === BIG_FROM) return { kind: 'offer', image: bigOffer };
+      if (currentImage === newest) return { kind: 'none', reason: 'up-to-date', detail: 'already the newest' };
+      return { kind: 'offer', image: offer };
     },
   };
 

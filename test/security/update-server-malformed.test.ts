@@ -95,7 +95,7 @@ describe('security: malformed requests to the update server get a short text ans
   });
 
   it('an internal error names no path of this machine in its answer (the audit event keeps the detail)', async () => {
-    await target.start({ images: { next: () => ({ offer: { ...target.offer, path: path.join(target.dir, 'gone', 'missing.bin') } }) } });
+    await target.start({ images: { next: () => ({ kind: 'offer', image: { ...target.offer, path: path.join(target.dir, 'gone', 'missing.bin') } }) } });
     try {
       const r = await rawRequest(target.port, target.id(A), `GET /fw/firmware.bin?curimage=X-1.0 HTTP/1.0\r\n${H}\r\n`, { host: '127.0.0.1' });
       assert.equal(r.status, 500);

@@ -41,10 +41,10 @@ export class UpdateTarget {
 
   readonly images: ImageSource = {
     next: ({ currentImage }) => {
-      if (currentImage === NEW) return { none: 'already the newest', status: 304 };
-      if (currentImage === BIG_FROM) return { offer: this.bigOffer };
-      if (currentImage === OLD) return { offer: this.offer };
-      return { none: `unknown image ${JSON.stringify(currentImage.slice(0, 60))}`, status: 404 };
+      if (currentImage === NEW) return { kind: 'none', reason: 'up-to-date', detail: 'already the newest' };
+      if (currentImage === BIG_FROM) return { kind: 'offer', image: this.bigOffer };
+      if (currentImage === OLD) return { kind: 'offer', image: this.offer };
+      return { kind: 'none', reason: 'unknown-image', detail: `unknown image ${JSON.stringify(currentImage.slice(0, 60))}` };
     },
   };
 

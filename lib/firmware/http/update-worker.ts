@@ -1,10 +1,14 @@
-// A forked worker of the update server (lib/firmware/update-workers.ts): the same express app
+// A forked worker of the update server (lib/firmware/http/update-workers.ts): the same express app
 // and TLS settings as the process that forked it, on the listening socket it was handed. It
 // keeps no state of its own beyond the image cache: the answer to each check, config.json and
 // the download slots come from the parent over IPC, and its events go back there.
 import type { Server } from 'node:net';
-import { createUpdateRequestListener, createUpdateHttpsServer, Revocation, SlotAnswer, UpdateEvent, ImageAnswer, ImageRequest } from './update-server';
-import type { FromWorker, ToWorker, WorkerOutItem, WorkerQuestion, WorkerSettings, SlotReply } from './update-workers';
+import type { ImageAnswer, ImageRequest } from '../image-source';
+import { createUpdateRequestListener } from './fast-path';
+import { createUpdateHttpsServer } from './tls-listener';
+import { Revocation } from './revocation';
+import type { SlotAnswer, UpdateEvent } from './update-types';
+import type { FromWorker, ToWorker, WorkerOutItem, WorkerQuestion, WorkerSettings, SlotReply } from './worker-protocol';
 
 const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
 let nextId = 1;

@@ -1,9 +1,13 @@
 import { fork, ChildProcess } from 'node:child_process';
 import type { Server } from 'node:net';
 import * as path from 'node:path';
-import type { DownloadSlotPool } from './download-slots';
-import type { ImageAnswer, ImageRequest, UpdateEvent, UpdateServerOptions } from './update-server';
-import { servingLimits, ServingLimits } from './connection-guard';
+import type { DownloadSlotPool } from '../download-slots';
+import type { ImageAnswer } from '../image-source';
+import { servingLimits } from '../connection-guard';
+import type { UpdateEvent, UpdateServerOptions, WorkerInfo } from './update-types';
+import type { FromWorker, SlotReply, ToWorker, WorkerAnswer, WorkerOutItem, WorkerQuestion, WorkerSettings } from './worker-protocol';
+
+export type { WorkerInfo };
 
 // The update server on more than one core. The process that calls startUpdateServer (in
 // Node-RED: the node) listens and serves as before, and forks workers that accept on the same
@@ -13,42 +17,6 @@ import { servingLimits, ServingLimits } from './connection-guard';
 // a download slot, and sends its events back; both ways, what one event-loop turn produced goes
 // as one IPC message (under load, many questions and events share a message).
 
-/** What a worker needs to serve: the serialisable part of UpdateServerOptions. */
-/** With the caps and deadlines of each worker (each process counts its own connections). */
-export interface WorkerSettings extends ServingLimits {
-  worker: number;
-  tls: UpdateServerOptions['tls'];
-  clientCertificates: UpdateServerOptions['clientCertificates'];
-  downloadPath: string;
-  deviceFilesDir: string;
-  maxConcurrentDownloads: number;
-  retryAfterSeconds?: number;
-  imageCacheBytes?: number;
-}
-
-export type WorkerQuestion = { k: 'next'; request: ImageRequest } | { k: 'config'; deviceId?: string } | { k: 'slot' };
-export type SlotReply = { slot: number } | { inUse: number };
-
-/** An item of a worker's outbox: a question, an event (with the slot of its download), or a slot given back. */
-export type WorkerOutItem = { ask: number; q: WorkerQuestion } | { event: UpdateEvent; slot?: number } | { release: number };
-export type WorkerAnswer = { id: number; value: unknown } | { id: number; error: string };
-
-export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings }
-  | { t: 'answers'; items: WorkerAnswer[] }
-  | { t: 'crl'; crl: string; seq: number }
-  | { t: 'close' };
-export type FromWorker = { t: 'ready' } | { t: 'out'; items: WorkerOutItem[] } | { t: 'crl-applied'; seq: number } | { t: 'closed' };
-
-export interface WorkerInfo {
-  worker: number;
-  pid?: number;
-  event: 'started' | 'exited';
-  code?: number | null;
-  signal?: string | null;
-  /** After an exit the node did not ask for: when the worker is started again. */
-  restartInMs?: number;
-}
 
 export interface WorkerPool {
   pids(): number[];

@@ -1,0 +1,108 @@
+import type { Exchange, HandlerContext } from './exchange';
+import { requestedKind, reportedFreeSpace, runningSketchMd5 } from './request-headers';
+import { sliceBytes } from './slices';
+import { STATUS_OF, statusOfNoImage } from './status-codes';
+
+/**
+ * An update check and, when the domain offers an image, its download: asks the ImageSource,
+ * tells its answer as a status (status-codes.ts), takes a slot of the download cap and sends
+ * the image from memory in slices (slices.ts), with constant memory per download.
+ */
+export async function serveImage(c: HandlerContext, x: Exchange, currentImage: string): Promise<void> {
+  const { req, res, client } = x;
+  const { emit, refuse } = c;
+  const kind = requestedKind(req);
+  const freeSpace = reportedFreeSpace(req);
+  emit(x, { type: 'check', status: 0, image: currentImage.slice(0, 100) });
+  if (!currentImage) return refuse(x, STATUS_OF['no-version'], 'curimage (or x-ESP8266-version) is required');
+  const answer = await c.options.images.next({ currentImage, deviceId: client.deviceId, kind, freeSpace });
+  if (answer.kind === 'none') {
+    const status = statusOfNoImage(answer.reason);
+    if (status === 304) return notModified(c, x, currentImage, answer.detail);
+    return refuse(x, status, answer.detail);
+  }
+  const offer = answer.image;
+  // An ESP8266 already running these exact bytes has nothing to install.
+  const runningMd5 = runningSketchMd5(req);
+  if (runningMd5 && runningMd5 === offer.md5) return notModified(c, x, offer.name, 'already running this image');
+  // HEAD neither downloads nor takes a slot of the cap.
+  const head = req.method === 'HEAD';
+  const slot = head ? undefined : await c.acquireSlot();
+  if (slot && !('release' in slot)) {
+    res.setHeader('Retry-After', String(c.options.retryAfterSeconds ?? 60));
+    return refuse(x, STATUS_OF.busy, `${slot.inUse} downloads under way (limit ${c.cap}); retry later`);
+  }
+  let image: Buffer;
+  try {
+    image = await c.cache.get(offer.path, offer.sha256, offer.size);
+  } catch (err) {
+    slot?.release();
+    return refuse(x, STATUS_OF.internal, (err as Error).message);
+  }
+  if (res.destroyed || req.socket.destroyed) {
+    // Gone while the slot or the image was on its way: its 'close' has fired already.
+    slot?.release();
+    return;
+  }
+  // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Length', String(offer.size));
+  res.setHeader('Content-Disposition', `attachment; filename="${offer.name}.bin"`);
+  res.setHeader('x-MD5', offer.md5);
+  if (!slot) {
+    res.end();
+    return;
+  }
+  const started = Date.now();
+  let sent = 0;
+  // The server's idle timeout (Node's socket timeout): a device that reads nothing for that long loses its slot.
+  let idle = false;
+  res.once('timeout', () => {
+    idle = true;
+    res.destroy();
+  });
+  emit(x, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
+  // 'close' fires once per response, whatever ended it: the one place that counts and reports.
+  const downloads = c.downloads;
+  downloads.sending++;
+  res.on('close', () => {
+    downloads.sending--;
+    const complete = res.writableFinished;
+    emit(
+      x,
+      {
+        type: complete ? 'download-complete' : 'download-aborted',
+        status: 200,
+        image: offer.name,
+        sha256: offer.sha256,
+        bytes: sent,
+        ms: Date.now() - started,
+        ...(complete ? {} : { reason: idle ? `no byte moved for ${c.idleSeconds} s: connection closed` : 'the client went away' }),
+      },
+      slot.id,
+    );
+    slot.release();
+  });
+  // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
+  // One 'drain' listener for the whole download (not a once-wrapper per slice).
+  const pump = (): void => {
+    while (sent < image.length) {
+      const end = Math.min(sent + sliceBytes(downloads.sending), image.length);
+      const more = res.write(image.subarray(sent, end));
+      sent = end;
+      if (!more) return;
+    }
+    res.off('drain', pump);
+    res.end();
+  };
+  res.on('drain', pump);
+  pump();
+}
+
+/** 304: nothing to install (HTTP_UPDATE_NO_UPDATES on the device), and why in the event. */
+function notModified(c: HandlerContext, x: Exchange, image: string, reason: string): void {
+  c.emit(x, { type: 'not-modified', status: 304, image, reason });
+  x.res.statusCode = 304;
+  x.res.end();
+}
