@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { STATUS_OF, statusOfNoImage } from '../../lib/firmware/update-server';
-import type { NoImageReason } from '../../lib/firmware/update-server';
+import { STATUS_OF, statusOfNoImage } from '../../../lib/firmware/update-server';
+import type { NoImageReason } from '../../../lib/firmware/update-server';
 
 describe('the status each answer of the update server is told as', () => {
   it('tells the catalogue’s reasons for "nothing" as 304, 400, 404 or 413 (what ESP8266httpUpdate tells apart)', () => {
