@@ -31,3 +31,5 @@ export { EmbeddedBroker } from './broker/embedded-broker';
 export type { EmbeddedBrokerOptions, BrokerEvent } from './broker/embedded-broker';
 export { DEFAULT_BROKER_POLICY } from './broker/policy';
 export type { BrokerPolicy, Who, Verdict } from './broker/policy';
+export { withDownloadPolicy, ALWAYS_DOWNLOAD } from './firmware/download-policy';
+export type { MayDownload } from './firmware/download-policy';

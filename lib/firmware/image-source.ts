@@ -24,8 +24,11 @@ export interface ImageOffer {
   path: string;
 }
 
-/** Why a device gets nothing: the catalogue's reasons (lib/firmware/next-image.ts). */
-export type NoImageReason = NoImageCode;
+/**
+ * Why a device gets nothing: the catalogue's reasons (lib/firmware/next-image.ts), or
+ * `held-back` when a download policy (lib/firmware/download-policy.ts) keeps an offer back.
+ */
+export type NoImageReason = NoImageCode | 'held-back';
 
 export type ImageAnswer =
   | { kind: 'offer'; image: ImageOffer }

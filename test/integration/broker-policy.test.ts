@@ -6,20 +6,11 @@ import { EmbeddedBroker, BrokerEvent } from '../../lib/broker/embedded-broker';
 import type { Who } from '../../lib/broker/policy';
 import { tempDir } from '../support/temp-dir';
 import { freePort } from '../support/mosquitto';
-import { connectTls, identityFromFiles } from '../support/mqtt-client';
+import { connectTls, granted, identityFromFiles } from '../support/mqtt-client';
 
 const A = '84f3eb00002a';
 const B = '84f3eb00002b';
 const C = '84f3eb00002c';
-
-async function granted(client: MqttClient, filter: string): Promise<number> {
-  try {
-    return (await client.subscribeAsync(filter))[0].qos;
-  } catch (err) {
-    if ((err as Error).name === 'ErrorWithSubackPacket') return 128;
-    throw err;
-  }
-}
 
 describe('embedded broker policy hooks (lib/broker/policy.ts): your own rules can only take rights away', function () {
   this.timeout(60_000);

@@ -6,21 +6,12 @@ import { CaStore } from '../../lib/pki/ca-store';
 import { EmbeddedBroker, BrokerEvent } from '../../lib/broker/embedded-broker';
 import { tempDir } from '../support/temp-dir';
 import { freePort } from '../support/mosquitto';
-import { connectTls, identityFromFiles, Inbox, TlsIdentity } from '../support/mqtt-client';
+import { connectTls, granted, identityFromFiles, Inbox, TlsIdentity } from '../support/mqtt-client';
 
 const A = '84f3eb00001a';
 const B = '84f3eb00001b';
 const C = '84f3eb00001c';
 
-/** The QoS the broker grants for one filter, 128 when it refuses it (mqtt.js 5 rejects then). */
-async function granted(client: MqttClient, filter: string): Promise<number> {
-  try {
-    return (await client.subscribeAsync(filter))[0].qos;
-  } catch (err) {
-    if ((err as Error).name === 'ErrorWithSubackPacket') return 128;
-    throw err;
-  }
-}
 
 /** Resolves when the client's connection closes (the broker dropped it). */
 function closed(client: MqttClient, ms = 5_000): Promise<void> {

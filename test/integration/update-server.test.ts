@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { opensslEspHandshake } from '../support/openssl';
 import { CaStore } from '../../lib/pki/ca-store';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, ImageSource, ImageOffer, UpdateServerOptions } from '../../lib/firmware/update-server';
+import { withDownloadPolicy } from '../../lib/firmware/download-policy';
 import { tempDir } from '../support/temp-dir';
 import { deviceIdentity, localServerOptions } from '../support/update-server';
 import { rawRequest, esp8266UpdateRequest, ClientIdentity } from '../support/raw-https';
@@ -136,6 +137,34 @@ describe('the HTTPS update server with real client certificates', function () {
     const r = await rawRequest(server.port, id(A), esp8266UpdateRequest(`/fw/firmware.bin?curimage=${OLD}`, { mac: '84:F3:EB:00:00:A1', freeSpace: 1000 }));
     assert.equal(r.status, 413);
     assert.match(r.body.toString(), /does not fit the reported free space 1000/);
+  });
+
+  it('a download policy holds offers back as 304 with its reason, only where the rule had an offer; a failing policy holds back too', async () => {
+    const asked: string[] = [];
+    await start({
+      images: withDownloadPolicy(images, (request, offered) => {
+        asked.push(`${request.deviceId}:${offered.name}`);
+        if (request.deviceId === B && asked.length > 2) throw new Error('rule bug');
+        return request.deviceId === A || 'held until the night';
+      }),
+    });
+    try {
+      const a = await get(A, `/fw/firmware.bin?curimage=${OLD}`);
+      assert.equal(a.status, 200);
+      assert.equal(a.body.length, image.length);
+      const held = await get(B, `/fw/firmware.bin?curimage=${OLD}`);
+      assert.equal(held.status, 304);
+      const failed = await get(B, `/fw/firmware.bin?curimage=${OLD}`);
+      assert.equal(failed.status, 304);
+      const reasons = JSON.stringify(events.filter((e) => e.deviceId === B).map((e) => e.reason));
+      assert.match(reasons, /held until the night/);
+      assert.match(reasons, /the download policy failed: rule bug/);
+      // Nothing newer: the policy is not asked, the rule's own answer goes out.
+      assert.equal((await get(A, `/fw/firmware.bin?curimage=${NEW}`)).status, 304);
+      assert.deepEqual(asked, [`${A}:${NEW}`, `${B}:${NEW}`, `${B}:${NEW}`]);
+    } finally {
+      await start();
+    }
   });
 
   const badPaths: [string, number][] = [

@@ -44,33 +44,20 @@ describe('editor forms read the domain lists from lib/ (resources/domain.js)', (
 
   it('the editor accepts exactly the device ids and ports the runtime accepts', () => {
     const { isDeviceId, isBackendName, port } = editorWindow().EspFleetEditor;
-    const runtimeId = (v: string): boolean => {
+    const accepts = (rule: (v: string) => unknown) => (v: string): boolean => {
       try {
-        normalizeDeviceId(v);
+        rule(v);
         return true;
       } catch {
         return false;
       }
     };
-    const runtimePort = (v: unknown): boolean => {
-      try {
-        parsePort(v);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const [runtimeId, runtimePort, runtimeBackend] = [accepts(normalizeDeviceId), accepts(parsePort), accepts(assertBackendName)];
     for (const id of ['84f3eb012345', '84:F3:EB:01:23:45', '84-f3-eb-01-23-45', '84:f3-eb:01:23:45', '84f3eb01234', 'zzf3eb012345', '84:F3:EB:01:23', ' 84f3eb012345 ', '']) {
       assert.equal(isDeviceId(id), runtimeId(id), `device id ${JSON.stringify(id)}`);
     }
     for (const name of ['node-red', 'backend.1', '84f3eb012345', '84F3EB012345', '-x', 'a/b', 'a b', 'x'.repeat(65)]) {
-      let runtime = true;
-      try {
-        assertBackendName(name);
-      } catch {
-        runtime = false;
-      }
-      assert.equal(isBackendName(name), runtime, `backend name ${JSON.stringify(name)}`);
+      assert.equal(isBackendName(name), runtimeBackend(name), `backend name ${JSON.stringify(name)}`);
     }
     for (const p of ['', '1', '8883', '65535', '0', '65536', '88.5', '-1', '1e3', 'abc', '0x50']) {
       assert.equal(port(p), runtimePort(p), `port ${JSON.stringify(p)}`);

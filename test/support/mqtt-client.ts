@@ -52,6 +52,16 @@ export function connectTls(port: number, id: TlsIdentity, clientId: string, extr
 }
 
 /** Collects messages; `until` resolves when a message matching the predicate arrives. */
+/** The QoS the broker grants for one filter, 128 when it refuses it (mqtt.js 5 rejects then). */
+export async function granted(client: MqttClient, filter: string): Promise<number> {
+  try {
+    return (await client.subscribeAsync(filter))[0].qos;
+  } catch (err) {
+    if ((err as Error).name === 'ErrorWithSubackPacket') return 128;
+    throw err;
+  }
+}
+
 export class Inbox {
   readonly messages: { topic: string; payload: string }[] = [];
   private waiters: { match: (t: string, p: string) => boolean; resolve: () => void }[] = [];

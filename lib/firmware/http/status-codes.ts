@@ -18,6 +18,8 @@ export const STATUS_OF = {
   unverifiable: 304,
   /** The operator's assignment names an image that cannot be offered: nothing to install now, 304. */
   'bad-assignment': 304,
+  /** A download policy keeps the offer back for now (not an error on the device, which checks again later): 304. */
+  'held-back': 304,
   /** The current image name, device id or kind cannot be understood: 400 Bad Request. */
   'bad-request': 400,
   /** The running image is not in the catalogue, so nothing can be offered safely: 404. */

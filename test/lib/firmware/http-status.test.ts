@@ -8,6 +8,7 @@ describe('the status each answer of the update server is told as', () => {
       'up-to-date': 304,
       unverifiable: 304,
       'bad-assignment': 304,
+      'held-back': 304,
       'bad-request': 400,
       'unknown-image': 404,
       'too-large': 413,
