@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { localServerOptions } from '../support/update-server';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
@@ -72,15 +72,9 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     await publishSimImage(service, { product: 'SIM_ROTATION', version: '2.0.0', signWith: k1, trusts: [k2], size: 32 * 1024 });
     await publishSimImage(service, { product: 'SIM_ROTATION', version: '3.0.0', size: 32 * 1024 });
 
-    const tls = store.identityFiles('server', 'localhost');
     const defaults = { mqttserver: 'localhost', mqttport: brokerPort, mqtttls: true, statusinterval: 1000, retrytimeout: 1000 };
     server = await startUpdateServer({
-      port: 0,
-      host: '127.0.0.1',
-      tls: { key: readFileSync(tls.privateKey, 'utf8'), cert: readFileSync(tls.certificate, 'utf8'), ca: store.caCertificatePem, crl: await store.crlPem() },
-      clientCertificates: 'required',
-      downloadPath: '/fw',
-      deviceFilesDir: store.deviceFilesDir,
+      ...(await localServerOptions(store)),
       deviceConfig: (id) => service.deviceConfig(defaults, id),
       images: service.imageSource(),
       maxConcurrentDownloads: 50,

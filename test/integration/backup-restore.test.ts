@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { localServerOptions } from '../support/update-server';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -121,14 +122,8 @@ describe('restore into a fresh Node-RED: devices reconnect, images verify, seria
     const published = await service.publish({ data: unsignedBuild(), platform: 'esp8266', product: PRODUCT, version: '00.00.03.a' });
     assert.equal(published.entry.signedWith, fleet.service.keyring.peekCurrent('esp8266-rsa')!.id);
 
-    const tlsId = restored.identityFiles('server', 'localhost');
     server = await startUpdateServer({
-      port: 0,
-      host: '127.0.0.1',
-      tls: { key: readFileSync(tlsId.privateKey, 'utf8'), cert: readFileSync(tlsId.certificate, 'utf8'), ca: restored.caCertificatePem, crl: await restored.crlPem() },
-      clientCertificates: 'required',
-      downloadPath: '/fw',
-      deviceFilesDir: restored.deviceFilesDir,
+      ...(await localServerOptions(restored)),
       deviceConfig: () => ({}),
       images: service.imageSource(),
     });
