@@ -1,7 +1,7 @@
 /**
  * bench/firmware-server: our HTTPS update server (lib/firmware/update-server.ts) under the load
- * of many ESP8266s, side by side in one run with nginx, `openssl s_server -WWW` (seed 003's
- * update server) and an express server shaped like seed 001's, all with the same certificates
+ * of many ESP8266s, side by side in one run with nginx, `openssl s_server -WWW` (the ESP32 framework's
+ * update server) and an express server shaped like the self-updating ESP8266 sketch's, all with the same certificates
  * from our CA, TLS 1.2 and client certificates required.
  *
  * Every request is a device's: a fresh connection, a full mutual-TLS handshake with a device
@@ -115,8 +115,8 @@ const QUIET = 0.1;
 const LABEL: Record<ServerName, string> = {
   ours: 'ours: startUpdateServer (lib/firmware/update-server.ts)',
   nginx: 'nginx (Debian package), ssl_verify_client on',
-  s_server: 'openssl s_server -WWW -Verify 1 (seed 003)',
-  express: 'express + https.createServer, seed 001 shape',
+  s_server: 'openssl s_server -WWW -Verify 1 (the ESP32 framework)',
+  express: 'express + https.createServer, shaped like the self-updating ESP8266 sketch's server',
 };
 
 class Broken extends Error {}

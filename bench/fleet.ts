@@ -1,6 +1,6 @@
 /**
  * bench/fleet: how large a fleet one machine holds, end to end. Simulated devices (lib/sim, in
- * forked processes) boot like the seed 000 firmware — config.json from `esp-firmware-server`
+ * forked processes) boot like the secure ESP8266 framework's firmware — config.json from `esp-firmware-server`
  * over mutual-TLS HTTPS, then MQTT over mutual TLS with their own certificates to a real
  * Mosquitto running the config our CA generates — and report status every 60 s into
  * `esp-fleet` + `esp-status` on the real Node-RED runtime (this process). Then `esp-command`

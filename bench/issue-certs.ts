@@ -1,6 +1,6 @@
 /**
  * bench/issue-certs: how fast the CA store signs device CSRs and issues device certificates
- * (fresh RSA-2048 key + signature), side by side with the openssl CLI recipe of seed 004
+ * (fresh RSA-2048 key + signature), side by side with the openssl CLI recipe of the openssl CA recipe
  * (`genrsa`, `req`, `x509 -req`, one process each), both driven from this one run on this machine.
  *
  *   npm run bench:issue-certs                 # full run (~1 min)
@@ -83,7 +83,7 @@ interface Csr {
   pem: string;
 }
 
-/** CA for the CLI side (seed 004 makes its CA with `req -new -x509`; no prompts here). */
+/** CA for the CLI side (the openssl CA recipe makes its CA with `req -new -x509`; no prompts here). */
 async function prepareCliCa(dir: string): Promise<{ caCrt: string; caKey: string }> {
   const caCrt = path.join(dir, 'ca.crt');
   const caKey = path.join(dir, 'ca.key');
@@ -104,7 +104,7 @@ async function prepareCsrs(dir: string, count: number): Promise<Csr[]> {
   });
 }
 
-/** (a) `openssl x509 -req` per CSR, one process each, sequentially (seed 004, step 3). */
+/** (a) `openssl x509 -req` per CSR, one process each, sequentially (the openssl CA recipe, step 3). */
 function cliSignLoop(dir: string, ca: { caCrt: string; caKey: string }, csrs: Csr[]): number {
   const out = path.join(dir, 'cli-signed');
   mkdirSync(out, { recursive: true });
@@ -115,7 +115,7 @@ function cliSignLoop(dir: string, ca: { caCrt: string; caKey: string }, csrs: Cs
   return performance.now() - t0;
 }
 
-/** (c) seed 004's full recipe per device: genrsa, req -new, x509 -req; one process each. */
+/** (c) the openssl CA recipe's full recipe per device: genrsa, req -new, x509 -req; one process each. */
 function cliFullLoop(dir: string, ca: { caCrt: string; caKey: string }, count: number): { ms: number; steps: { genrsa: number; req: number; x509: number } } {
   const out = path.join(dir, 'cli-full');
   mkdirSync(out, { recursive: true });

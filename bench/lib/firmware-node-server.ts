@@ -5,7 +5,7 @@
 //   path /fw, a two-image ImageSource (OLD -> an offer of the 1 MB image, NEW -> 304), and an
 //   onEvent that counts (as a Node-RED node would turn events into msgs, this is the least any
 //   caller does), from which the number of downloads under way is known.
-// - `express-seed001`: the update server of seed 001 (express + `https.createServer`, route
+// - `express-seed001`: the update server of the self-updating ESP8266 sketch (express + `https.createServer`, route
 //   `/update` reading `x-ESP8266-version`, `res.download(file)` for an update, `304` with
 //   `send('No update needed!')` otherwise), with the same TLS settings as ours: the CA's server
 //   certificate, client certificates required (`requestCert`, `rejectUnauthorized`) against the

@@ -5,7 +5,7 @@
 //   the CA's server certificate, `ssl_verify_client on` against the CA and its CRL, the 1 MB
 //   image at /fw/firmware.bin, and 304 for `?curimage=<newest>` (a `map` on the query argument
 //   and `return 304`, after the full handshake with the client certificate).
-// - `openssl s_server -WWW` (seed 003's update server), with client certificates required
+// - `openssl s_server -WWW` (the ESP32 framework's update server), with client certificates required
 //   (`-Verify 1 -CAfile`, CRL checked): it serves files below its working folder and takes the
 //   request path, query included, as the file name, so the folder holds
 //   `fw/firmware.bin?curimage=<old>` (the image) and `fw/firmware.bin?curimage=<newest>` (empty).

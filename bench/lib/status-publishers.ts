@@ -37,7 +37,7 @@ interface Publisher {
   waiting: boolean;
 }
 
-/** Everything after uptimemillis: the ten fields of DESIGN.md, valid for parseStatus. */
+/** Everything after uptimemillis: the ten fields of docs/wire-contract.md, valid for parseStatus. */
 function statusSuffix(id: string, index: number): string {
   return (
     `,"maxmillis":12,"mqttmillis":800,"espname":"bench-${id}","espimage":"ESP8266_WEMOS_D1MINIPRO-00.00.08.f",` +

@@ -151,7 +151,7 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     assert.equal(device.image, V1, 'nothing was installed');
   });
 
-  it('staged mode: firmware downloads and verifies, flash installs and reboots (seed 000)', async () => {
+  it('staged mode: firmware downloads and verifies, flash installs and reboots (the secure ESP8266 framework)', async () => {
     const [id] = deviceIds('a4cf16', 1);
     await store.issueDevice(id);
     await store.idle();

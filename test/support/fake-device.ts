@@ -18,7 +18,7 @@ export const BASE_STATUS: StatusReport = {
 };
 
 /**
- * A device as the broker sees it (seed 000 topics, its own certificate, an LWT): just enough
+ * A device as the broker sees it (secure-esp8266 topics, its own certificate, an LWT): just enough
  * to drive the backend nodes. The full simulator that downloads and verifies images is its own work.
  */
 export class FakeDevice {

@@ -15,7 +15,7 @@ export const SEED_STATUS = {
 };
 
 describe('status telemetry', () => {
-  it("accepts seed 000's example status with all ten fields, numbers as numbers", () => {
+  it("accepts the secure ESP8266 framework's example status with all ten fields, numbers as numbers", () => {
     const r = parseStatus(Buffer.from(JSON.stringify(SEED_STATUS)));
     assert.ok(r.ok);
     assert.deepEqual(r.value, SEED_STATUS);

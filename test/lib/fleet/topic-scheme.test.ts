@@ -5,7 +5,7 @@ describe('topic schemes', () => {
   const esp8266 = TopicScheme.named('secure-esp8266');
   const esp32 = TopicScheme.named('secure-esp32');
 
-  it('secure-esp8266: seed 000 topics, subscriptions and parsing', () => {
+  it('secure-esp8266: secure-esp8266 topics, subscriptions and parsing', () => {
     assert.deepEqual(esp8266.subscriptions, ['/status/+', '/will/+/will']);
     assert.deepEqual(esp8266.parse('/status/84f3eb012345'), { kind: 'status', id: '84f3eb012345' });
     assert.deepEqual(esp8266.parse('/will/84f3eb012345/will'), { kind: 'will', id: '84f3eb012345' });

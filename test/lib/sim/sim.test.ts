@@ -119,7 +119,7 @@ describe('deviceGet: what the device accepts from an update server', function ()
     await assert.rejects(deviceGet({ host: 'localhost', port }, '/x', { ca: store.caCertificatePem }, { maxBody: 4000 }), /does not fit 4000|larger than 4000/);
   });
 
-  it("refuses a server whose certificate is not from its CA, in seed 000's words", async () => {
+  it("refuses a server whose certificate is not from its CA, in the secure ESP8266 framework's words", async () => {
     await assert.rejects(deviceGet({ host: 'localhost', port }, '/x', { ca: other.caCertificatePem }), /Updateserver-certificate doesn't match/);
   });
 
