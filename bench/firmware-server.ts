@@ -116,7 +116,7 @@ const LABEL: Record<ServerName, string> = {
   ours: 'ours: startUpdateServer (lib/firmware/update-server.ts)',
   nginx: 'nginx (Debian package), ssl_verify_client on',
   s_server: 'openssl s_server -WWW -Verify 1 (the ESP32 framework)',
-  express: 'express + https.createServer, shaped like the self-updating ESP8266 sketch's server',
+  express: 'express + https.createServer, shaped like the self-updating ESP8266 sketch’s server',
 };
 
 class Broken extends Error {}
