@@ -11,6 +11,7 @@ const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const MAY_IMPORT: Record<string, string[]> = {
   base: [],
   pki: [],
+  device: [],
   fleet: ['pki'],
   firmware: ['pki'],
   broker: ['pki', 'fleet'],
@@ -18,7 +19,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   backup: ['pki', 'fleet', 'firmware', 'mosquitto'],
   issuer: ['pki', 'fleet', 'broker', 'mosquitto', 'backup'],
   dashboard: ['fleet', 'firmware'],
-  sim: ['pki', 'fleet', 'firmware', 'mosquitto'],
+  sim: ['pki', 'fleet', 'firmware', 'mosquitto', 'device'],
 };
 const BASE = new Set(['concurrency', 'fs', 'net']);
 /** Imports that break the rule today, each with the reason it is still there. Kept exact: a fixed one must leave this list. */
