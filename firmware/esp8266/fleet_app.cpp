@@ -1,6 +1,7 @@
 // The Arduino glue of the fleet firmware (see fleet_app.h and README.md). Everything that is a
-// decision (config validation, topics, command parsing, status JSON, timing, file checks) is
-// made by the portable core; this file only talks to the ESP8266 Arduino core and libraries.
+// decision (config validation, topics, command parsing, status JSON, timing, the watchdog, the
+// Wi-Fi change, file checks) is made by the portable core; this file only talks to the ESP8266
+// Arduino core and libraries. Written against esp8266/Arduino 3.1.2 and PubSubClient 2.8.
 #include "fleet_app.h"
 
 #include <Arduino.h>
@@ -12,7 +13,9 @@
 #include <Ticker.h>
 #include <WiFiClientSecure.h>
 #include <fleet_core.h>
+#include <new>
 #include <time.h>
+#include <user_interface.h>
 
 // The public key that signed images must verify with: generated from public.key beside the
 // sketch by embed_public_key.py (PlatformIO runs it before each build). No key, no build:
@@ -29,8 +32,30 @@ namespace {
 
 constexpr uint32_t kWifiWaitMs = 20000;        // stored credentials, before SmartConfig starts
 constexpr uint32_t kSetupGiveUpMs = 300000;    // reboot when setup cannot finish in 5 minutes
+constexpr uint32_t kMountRetryMs = 5000;       // LittleFS does not mount: try again this often
 constexpr size_t kMaxFileBytes = 8192;         // config.json, certificates and keys
 constexpr time_t kPlausibleTime = 1700000000;  // NTP has answered once the clock is past this
+
+// Time-outs shorter than the watchdog budgets (docs/wire-contract.md, Device timing), so that a
+// slow network ends in a reported failure and only a real hang in a reset. esp8266/Arduino 3.1.2:
+// - DNS: ESP8266WiFiGenericClass::hostByName(host, ip, timeout_ms), the 3-argument form; the
+//   2-argument form waits DNSDefaultTimeoutMs (10 s) and is what probeMaxFragmentLength(host, ...)
+//   and WiFiClient::connect(host, ...) would use, so the sketch resolves first (step dns) and
+//   then works with the address; the TLS connect by name finds it in lwIP's DNS cache.
+// - TCP: WiFiClient::setTimeout (Stream::setTimeout) is what ClientContext::connect waits for a
+//   plain WiFiClient. It does NOT reach BearSSL::WiFiClientSecure in 3.1.2: Stream::setTimeout is
+//   not virtual and WiFiClientSecureCtx keeps its own 15 s for the TCP connect and the handshake
+//   (esp8266/Arduino issues #8203, #9273). So reachability is checked first with a plain
+//   WiFiClient (5 s) and the TLS connect only starts on a server that answered just now.
+// - HTTP: HTTPClient::setTimeout / ESPhttpUpdate.setClientTimeout bound the wait for the answer's
+//   headers and each read of the body (Stream::readBytes waits that long per byte).
+// - MQTT: PubSubClient::setSocketTimeout (seconds, default 15) bounds the wait for CONNACK and
+//   each byte of a packet: 8 s while connecting (budget 10 s), 4 s afterwards (loop budget 6 s).
+constexpr uint32_t kDnsTimeoutMs = 5000;
+constexpr uint32_t kTcpTimeoutMs = 5000;
+constexpr uint16_t kHttpTimeoutMs = 5000;
+constexpr uint16_t kMqttConnackS = 8;
+constexpr uint16_t kMqttReadS = 4;
 
 const char* gImage = "";
 const char* gBuild = "";
@@ -51,16 +76,32 @@ BearSSL::WiFiClientSecure gMqttTls;
 WiFiClient gMqttPlain;
 PubSubClient gMqtt;
 
-LoopWatch gLoopWatch;
-ReconnectPolicy gReconnect(3000, 20000);
+LoopWatch gLoopWatch;  // maxmillis
+// The watchdog (core: ProgressWatchdog). The Ticker's callback runs from the SDK's timer task,
+// which only runs while the sketch yields (delay, esp_delay, optimistic_yield inside network
+// waits), never in the middle of begin()/progress(): no torn reads.
+ProgressWatchdog gDog;
+ReconnectPolicy gReconnect(3000, 20000, Jitter(1));  // replaced in setup from config.json
 volatile bool gWatchdogArmed = false;
 volatile LedMode gLed = LedMode::Setup;
 Ticker gWatchdogTicker;
 Ticker gLedTicker;
 
 Command gPending = Command::None;
+// The wifi payload, copied out of PubSubClient's buffer; wiped once parsed (it holds a password).
+char gPayload[kWifiPayloadMax + 1];
+size_t gPayloadLength = 0;
+WifiSwitch gWifi;
 bool gStaged = false;  // a verified image waits in flash; the next restart installs it
 uint32_t gLastStatus = 0;
+
+// Progress for the watchdog: the start of a step, and anything that moved within one.
+void step(WatchStep s) { gDog.begin(s, millis()); }
+void progress() { gDog.progress(millis()); }
+
+void zero(volatile char* p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = 0;
+}
 
 const char* fail(const char* format, const char* detail = "") {
   snprintf(gReason, sizeof gReason, format, detail);
@@ -78,18 +119,46 @@ void restart(const char* why) {
 bool readFile(const char* path, String& out) {
   File f = LittleFS.open(path, "r");
   if (!f || f.size() > kMaxFileBytes) return false;
-  out = f.readString();
+  // Checked allocation: String::reserve answers false when the heap has no room.
+  if (!out.reserve(f.size())) {
+    Serial.printf("out of memory reading %s\n", path);
+    return false;
+  }
+  out = "";
+  char block[128];
+  for (size_t left = f.size(); left;) {
+    const size_t n = f.readBytes(block, left < sizeof block ? left : sizeof block);
+    if (n == 0 || !out.concat(block, n)) return false;
+    left -= n;
+  }
   return true;
 }
 
 // Temp file + rename: a power cut leaves the old file or the new one, never half of one.
 bool writeFileAtomically(const char* path, const String& body) {
-  String temp = String(path) + ".tmp";
+  char temp[48];
+  if (snprintf(temp, sizeof temp, "%s.tmp", path) >= static_cast<int>(sizeof temp)) return false;
   File f = LittleFS.open(temp, "w");
   if (!f) return false;
-  const bool written = f.print(body) == body.length();
+  const bool written = f.write(reinterpret_cast<const uint8_t*>(body.c_str()), body.length()) == body.length();
   f.close();
   return written && LittleFS.rename(temp, path);
+}
+
+// Mount without formatting: LittleFSConfig formats a filesystem that does not mount unless told
+// otherwise (autoFormat defaults to true), which would wipe a corrupt or never-uploaded data/.
+// Reports on Serial and with LedMode::NoFilesystem, and tries again every few seconds.
+void mountFilesystem() {
+  LittleFSConfig config;
+  config.setAutoFormat(false);
+  LittleFS.setConfig(config);
+  for (uint32_t attempt = 1; !LittleFS.begin(); attempt++) {
+    gLed = LedMode::NoFilesystem;
+    Serial.printf("LittleFS does not mount (attempt %u): upload the filesystem (data/); not formatting, retrying in %u s\n",
+                  static_cast<unsigned>(attempt), static_cast<unsigned>(kMountRetryMs / 1000));
+    delay(kMountRetryMs);
+  }
+  gLed = LedMode::Setup;
 }
 
 void listFiles() {
@@ -101,43 +170,80 @@ void listFiles() {
 
 void loadTlsMaterial() {
   String ca, cert, key;
-  const String certPath = String("/") + gId + ".crt", keyPath = String("/") + gId + ".key";
+  char certPath[kDeviceIdLength + 6], keyPath[kDeviceIdLength + 6];
+  snprintf(certPath, sizeof certPath, "/%s.crt", gId);
+  snprintf(keyPath, sizeof keyPath, "/%s.key", gId);
   if (!readFile("/ca.crt", ca)) Serial.println("ca.crt missing in data/");
-  if (!readFile(certPath.c_str(), cert)) Serial.printf("%s missing in data/\n", certPath.c_str());
-  if (!readFile(keyPath.c_str(), key)) Serial.printf("%s missing in data/\n", keyPath.c_str());
-  gCa = new BearSSL::X509List(ca.c_str());
-  gCert = new BearSSL::X509List(cert.c_str());
-  gKey = new BearSSL::PrivateKey(key.c_str());
+  if (!readFile(certPath, cert)) Serial.printf("%s missing in data/\n", certPath);
+  if (!readFile(keyPath, key)) Serial.printf("%s missing in data/\n", keyPath);
+  // Checked allocations: without them no TLS connection can work, so say so and start over.
+  gCa = new (std::nothrow) BearSSL::X509List(ca.c_str());
+  gCert = new (std::nothrow) BearSSL::X509List(cert.c_str());
+  gKey = new (std::nothrow) BearSSL::PrivateKey(key.c_str());
+  zero(const_cast<char*>(key.c_str()), key.length());  // the PEM text of the key is not needed any more
+  if (!gCa || !gCert || !gKey) restart("out of memory for the TLS certificates and key");
+  if (gCa->getCount() == 0) Serial.println("ca.crt holds no usable certificate: TLS connections will fail");
+  if (gCert->getCount() == 0) Serial.printf("%s holds no usable certificate\n", certPath);
 }
 
-// CA as the only trust anchor, the device's own certificate and key, the NTP time, and
-// 512-byte fragments when the server agrees (MFLN): small buffers leave heap for the rest.
-void secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t port) {
+// The server's address, with the core's DNS time-out (step dns). See kDnsTimeoutMs.
+bool resolve(const char* host, IPAddress& ip) {
+  step(WatchStep::Dns);
+  const bool ok = WiFi.hostByName(host, ip, kDnsTimeoutMs) == 1;
+  step(WatchStep::Tls);  // the end of a step is progress; TCP and TLS come next
+  return ok;
+}
+
+// A TCP connection with WiFiClient's own, settable time-out. See kTcpTimeoutMs.
+bool reachable(const IPAddress& ip, uint16_t port) {
+  WiFiClient tcp;
+  tcp.setTimeout(kTcpTimeoutMs);
+  const bool ok = tcp.connect(ip, port) == 1;
+  tcp.stop();
+  step(WatchStep::Tls);
+  return ok;
+}
+
+// Resolves the server, checks it answers, and sets up TLS: the CA as the only trust anchor, the
+// device's own certificate and key, the NTP time, and 512-byte fragments when the server agrees
+// (MFLN): small buffers leave heap for the rest. nullptr, or why the server cannot be used.
+const char* secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t port) {
+  IPAddress ip;
+  if (!resolve(host, ip)) return fail("cannot resolve %s", host);
+  // The probe connects with a plain WiFiClient (5 s) and needs no name: the address will do.
+  const bool mfln = BearSSL::WiFiClientSecure::probeMaxFragmentLength(ip, port, 512);
+  step(WatchStep::Tls);
+  Serial.printf("%s:%u MFLN 512: %s\n", host, port, mfln ? "yes" : "no");
+  if (!mfln && !reachable(ip, port)) return fail("%s: no TCP connection", host);
   client.setTrustAnchors(gCa);
   client.setX509Time(time(nullptr));
   // Device keys are RSA (docs/wire-contract.md: RSA-2048 by default), what BearSSL on the ESP8266 handles well.
   if (gKey->isRSA()) client.setClientRSACert(gCert, gKey);
   else Serial.println("the device key is not RSA: issue an RSA-2048 device certificate");
-  const bool mfln = client.probeMaxFragmentLength(host, port, 512);
-  Serial.printf("%s:%u MFLN 512: %s\n", host, port, mfln ? "yes" : "no");
   if (mfln) client.setBufferSizes(512, 512);
+  return nullptr;
 }
 
-// GET <base>/<file> into `body`; nullptr or why not.
+// GET <base>/<file> into `body`; nullptr or why not. Each block read is progress for the watchdog.
 const char* httpsGet(const char* file, String& body) {
   char url[kUrlSize];
   if (!downloadUrl(gConfig, file, url, sizeof url)) return fail("URL for %s too long", file);
   BearSSL::WiFiClientSecure client;
-  secure(client, gConfig.downloadserver, gConfig.downloadport);
+  if (const char* reason = secure(client, gConfig.downloadserver, gConfig.downloadport)) return reason;
   HTTPClient http;
+  http.setTimeout(kHttpTimeoutMs);
   if (!http.begin(client, url)) return fail("cannot request %s", url);
+  step(WatchStep::Tls);  // TCP + TLS + the answer's headers
   const int code = http.GET();
+  step(WatchStep::Download);
   if (code != HTTP_CODE_OK) {
-    const String text = code < 0 ? http.errorToString(code) : String("HTTP ") + code;
+    char text[40];
+    if (code < 0) snprintf(text, sizeof text, "%s", http.errorToString(code).c_str());
+    else snprintf(text, sizeof text, "HTTP %d", code);
     http.end();
     char last[64] = "";
     client.getLastSSLError(last, sizeof last);
-    snprintf(gReason, sizeof gReason, "%s: %s %s", file, text.c_str(), last);
+    snprintf(gReason, sizeof gReason, "%s: %s %s", file, text, last);
     return gReason;
   }
   const int size = http.getSize();
@@ -145,8 +251,24 @@ const char* httpsGet(const char* file, String& body) {
     http.end();
     return fail("%s: missing or too large Content-Length", file);
   }
-  body = http.getString();
+  body = "";
+  if (!body.reserve(size)) {
+    http.end();
+    return fail("%s: out of memory", file);
+  }
+  WiFiClient* stream = http.getStreamPtr();
+  char block[256];
+  size_t left = static_cast<size_t>(size);
+  while (stream && left) {
+    // readBytes waits up to kHttpTimeoutMs for each byte: a stall ends here as an error.
+    const size_t n = stream->readBytes(block, left < sizeof block ? left : sizeof block);
+    if (n == 0 || !body.concat(block, n)) break;
+    left -= n;
+    progress();
+  }
   http.end();
+  zero(block, sizeof block);  // may hold a piece of <id>.key
+  if (left) return fail("%s: the download stopped before its end", file);
   return nullptr;
 }
 
@@ -166,14 +288,30 @@ const char* downloadFile(const char* remote, const char* local, PemKind kind) {
   return nullptr;
 }
 
+// The update's progress is the watchdog's: ESPhttpUpdate calls onProgress(0, size) when the
+// download starts, then (through Update.onProgress) after every buffer the Updater writes
+// (4 KB, a flash sector, or 256 bytes when the heap is low), and (size, size) right before
+// Update.end(), which hashes the image and checks its signature: step verify.
+void onUpdateProgress(int done, int total) {
+  if (done >= total) step(WatchStep::Verify);
+  else if (done == 0) step(WatchStep::Download);
+  else progress();
+}
+
 const char* commandFirmware(void*) {
   char url[kUrlSize];
   if (!firmwareUrl(gConfig, gImage, url, sizeof url)) return fail("bad image name %s", gImage);
   BearSSL::WiFiClientSecure client;
-  secure(client, gConfig.downloadserver, gConfig.downloadport);
+  if (const char* reason = secure(client, gConfig.downloadserver, gConfig.downloadport)) return reason;
   ESPhttpUpdate.rebootOnUpdate(false);  // `flash` (or any restart) installs it
+  ESPhttpUpdate.setClientTimeout(kHttpTimeoutMs);
+  ESPhttpUpdate.onStart([] { step(WatchStep::Download); });
+  ESPhttpUpdate.onProgress(onUpdateProgress);
   Update.installSignature(&gSigningHash, &gSigningVerifier);
-  switch (ESPhttpUpdate.update(client, url, gImage)) {
+  step(WatchStep::Tls);  // TCP + TLS + the answer's headers, until onStart
+  const HTTPUpdateResult result = ESPhttpUpdate.update(client, url, gImage);
+  step(WatchStep::Loop);
+  switch (result) {
     case HTTP_UPDATE_OK:
       gStaged = true;
       Serial.println("firmware: signed image downloaded and verified; send flash to install it");
@@ -200,47 +338,143 @@ const char* commandReboot(void*) {
 const char* commandCa(void*) { return downloadFile("ca.crt", "/ca.crt", PemKind::Certificate); }
 
 const char* commandCert(void*) {
-  const String name = String(gId) + ".crt";
-  return downloadFile(name.c_str(), ("/" + name).c_str(), PemKind::Certificate);
+  char path[kDeviceIdLength + 6];
+  snprintf(path, sizeof path, "/%s.crt", gId);
+  return downloadFile(path + 1, path, PemKind::Certificate);
 }
 
 const char* commandKey(void*) {
-  const String name = String(gId) + ".key";
-  return downloadFile(name.c_str(), ("/" + name).c_str(), PemKind::PrivateKey);
+  char path[kDeviceIdLength + 6];
+  snprintf(path, sizeof path, "/%s.key", gId);
+  return downloadFile(path + 1, path, PemKind::PrivateKey);
 }
 
-CommandRunner gRunner(CommandHandlers{commandFirmware, commandReboot, commandFlash, commandCa, commandCert, commandKey, nullptr});
+// Starts the Wi-Fi change (the core's WifiSwitch); fleetLoop drives it. The reason of a refused
+// payload is a static text of the core, never the payload.
+const char* commandWifi(void*, const char* payload, size_t length) {
+  const char* reason = nullptr;
+  const String current = WiFi.SSID();
+  return gWifi.start(payload, length, current.c_str(), &reason) ? nullptr : reason;
+}
+
+CommandRunner gRunner(CommandHandlers{commandFirmware, commandReboot, commandFlash, commandCa, commandCert, commandKey, nullptr, commandWifi});
+
+// ---- Wi-Fi change ---------------------------------------------------------------------------
+// The SDK keeps two station configs: the current one (RAM) and the default one (flash, what the
+// next boot uses). WiFi.persistent(false) makes WiFi.begin() and WiFi.disconnect() touch only
+// the current one, so the old network stays stored while the new one is tried (with persistent
+// on, WiFi.disconnect() would even erase the stored credentials).
+
+bool onNewNetwork() {
+  return WiFi.status() == WL_CONNECTED && WiFi.SSID() == gWifi.target().ssid;
+}
+
+void driveWifiSwitch(uint32_t now) {
+  switch (gWifi.poll(onNewNetwork(), now)) {
+    case WifiAction::None: return;
+    case WifiAction::JoinNew:
+      Serial.printf("wifi: trying %s for up to %u s (still stored: %s)\n", gWifi.target().ssid,
+                    static_cast<unsigned>(kWifiJoinTimeoutMs / 1000), gWifi.oldSsid());
+      gMqtt.disconnect();
+      WiFi.persistent(false);
+      WiFi.disconnect();
+      WiFi.begin(gWifi.target().ssid, gWifi.target().password);
+      return;
+    case WifiAction::Store: {
+      // The current config (the new network, joined) becomes the stored one.
+      station_config config;
+      const bool stored = wifi_station_get_config(&config) && wifi_station_set_config(&config);
+      zero(reinterpret_cast<char*>(config.password), sizeof config.password);
+      WiFi.persistent(true);
+      Serial.printf("wifi: joined %s%s\n", gWifi.target().ssid, stored ? ", stored" : ", but storing it failed: the next boot uses the old one");
+      if (!stored) gRunner.setError("wifi", "joined, but the credentials could not be stored");
+      break;
+    }
+    case WifiAction::RejoinOld: {
+      // Back to the stored (old) network: it was never overwritten.
+      station_config config;
+      if (wifi_station_get_config_default(&config)) {
+        wifi_station_disconnect();
+        wifi_station_set_config_current(&config);
+        wifi_station_connect();
+      }
+      zero(reinterpret_cast<char*>(config.password), sizeof config.password);
+      WiFi.persistent(true);
+      Serial.printf("wifi: %s\n", gWifi.error());
+      gRunner.setError("wifi", gWifi.error());
+      break;
+    }
+  }
+  gWifi.finish();  // wipes the new password
+  // A fresh outage from now: the switch's 30 s do not count towards waittimeout.
+  if (gReconnect.isConnected()) gReconnect.failed(millis());
+  gLastStatus = millis() - gConfig.statusinterval;  // report as soon as MQTT is back
+}
 
 // ---- MQTT ---------------------------------------------------------------------------------
 
-void onMessage(char* topic, uint8_t*, unsigned int) {
-  // Only noted here: commands run from loop(), outside PubSubClient's callback.
+void onMessage(char* topic, uint8_t* payload, unsigned int length) {
+  // Only noted here: commands run from loop(), outside PubSubClient's callback. The wifi
+  // payload is copied (a longer one is cut to one byte past the limit, which the core refuses).
   const Command c = parseCommandTopic(topic, strlen(topic), gId);
-  if (c == Command::None) Serial.printf("ignored %s\n", topic);
-  else gPending = c;
+  if (c == Command::None) {
+    Serial.printf("ignored %s\n", topic);
+    return;
+  }
+  if (c == Command::Wifi) {
+    gPayloadLength = length < sizeof gPayload ? length : sizeof gPayload;
+    memcpy(gPayload, payload, gPayloadLength);
+  }
+  gPending = c;
 }
 
+// Each step of the connect is a watchdog step of its own: dns, then tls (TCP + handshake), then
+// mqtt (CONNECT until CONNACK). The step's end is progress; time passing is not.
 bool connectMqtt() {
   Serial.printf("MQTT %s:%u (%s)\n", gConfig.mqttserver, gConfig.mqttport, gConfig.mqtttls ? "TLS" : "plain, insecure");
-  if (gConfig.mqtttls) secure(gMqttTls, gConfig.mqttserver, gConfig.mqttport);
+  bool tcp = false;
+  if (gConfig.mqtttls) {
+    if (const char* reason = secure(gMqttTls, gConfig.mqttserver, gConfig.mqttport)) {
+      Serial.printf("MQTT: %s\n", reason);
+      step(WatchStep::Loop);
+      return false;
+    }
+    step(WatchStep::Tls);
+    // By name, so that BearSSL checks the server certificate's name (the address is in lwIP's cache now).
+    tcp = gMqttTls.connect(gConfig.mqttserver, gConfig.mqttport) == 1;
+  } else {
+    IPAddress ip;
+    gMqttPlain.setTimeout(kTcpTimeoutMs);
+    tcp = resolve(gConfig.mqttserver, ip) && gMqttPlain.connect(ip, gConfig.mqttport) == 1;
+  }
+  step(WatchStep::Mqtt);
   gMqtt.setClient(gConfig.mqtttls ? static_cast<Client&>(gMqttTls) : static_cast<Client&>(gMqttPlain));
   gMqtt.setServer(gConfig.mqttserver, gConfig.mqttport);
+  gMqtt.setSocketTimeout(kMqttConnackS);
+  // The client is connected already: PubSubClient::connect then only sends CONNECT.
   // The broker publishes "offline" (retained) on /will/<id>/will when the device drops away.
-  if (!gMqtt.connect(gId, nullptr, nullptr, gTopics.will, 1, true, "offline")) {
+  if (!tcp || !gMqtt.connect(gId, nullptr, nullptr, gTopics.will, 1, true, "offline")) {
     char last[64] = "";
     if (gConfig.mqtttls) gMqttTls.getLastSSLError(last, sizeof last);
-    Serial.printf("MQTT connect failed: state %d %s\n", gMqtt.state(), last);
+    Serial.printf("MQTT connect failed: %s %d %s\n", tcp ? "state" : "no TLS connection,", gMqtt.state(), last);
+    if (gConfig.mqtttls) gMqttTls.stop();
+    else gMqttPlain.stop();
+    step(WatchStep::Loop);
     return false;
   }
   gMqtt.publish(gTopics.will, "online", true);
   gMqtt.subscribe(gTopics.commandFilter, 1);
+  gMqtt.setSocketTimeout(kMqttReadS);
+  step(WatchStep::Loop);
   return true;
 }
 
 void publishStatus(uint32_t now) {
-  const String ip = WiFi.localIP().toString();
+  const IPAddress address = WiFi.localIP();
+  char ip[16];
+  snprintf(ip, sizeof ip, "%u.%u.%u.%u", address[0], address[1], address[2], address[3]);
   const StatusFields fields{micros64() / 1000, gLoopWatch.maxMillis(), gReconnect.isConnected() ? now - gReconnect.connectedSince() : 0,
-                            gName, gImage, gBuild, ip.c_str(), WiFi.RSSI(), ESP.getFreeHeap(), gRunner.errorMessage()};
+                            gName, gImage, gBuild, ip, WiFi.RSSI(), ESP.getFreeHeap(), gRunner.errorMessage()};
   char json[kStatusSize];
   const size_t n = buildStatusJson(fields, json, sizeof json);
   if (n && gMqtt.publish(gTopics.status, reinterpret_cast<const uint8_t*>(json), n, false)) gLastStatus = now;
@@ -251,8 +485,12 @@ void publishStatus(uint32_t now) {
 void updateLed() { digitalWrite(LED_BUILTIN, ledOn(gLed, millis()) ? LOW : HIGH); }  // D1 mini: LED on at LOW
 
 void watchdog() {
-  // Runs from a timer: when loop() has not come back for ~6 s, reset the chip.
-  if (gWatchdogArmed && gLoopWatch.overdue(millis())) ESP.reset();
+  // Runs from a timer every kWatchdogTickMs: the current step made no progress within its budget.
+  if (gWatchdogArmed && gDog.overdue(millis())) {
+    Serial.printf("\nwatchdog: no progress in step %s for %u ms: reset\n", watchStepName(gDog.step()),
+                  static_cast<unsigned>(watchdogBudgetMs(gDog.step())));
+    ESP.reset();
+  }
 }
 
 bool waitFor(bool (*done)(), uint32_t ms) {
@@ -296,7 +534,7 @@ void fleetSetup(const char* image, const char* build, void (*custom)()) {
   gBuild = build;
   pinMode(LED_BUILTIN, OUTPUT);
   gLedTicker.attach_ms(25, updateLed);
-  gWatchdogTicker.attach_ms(500, watchdog);
+  gWatchdogTicker.attach_ms(kWatchdogTickMs, watchdog);
 
   uint8_t mac[6];
   WiFi.macAddress(mac);
@@ -307,7 +545,7 @@ void fleetSetup(const char* image, const char* build, void (*custom)()) {
   Serial.printf("%s%s\nMAC: %s\nCLIENTNAME: %s\n", gImage, parseImageName(gImage, strlen(gImage), parsed) ? "" : " (not a valid image name!)",
                 WiFi.macAddress().c_str(), gId);
 
-  if (!LittleFS.begin()) restart("LittleFS cannot be mounted: upload the filesystem (data/)");
+  mountFilesystem();
   listFiles();
   String text;
   if (!readFile("/config.json", text) || !loadConfig(text, "data/config.json")) restart("data/config.json missing or invalid");
@@ -330,29 +568,36 @@ void fleetSetup(const char* image, const char* build, void (*custom)()) {
   }
 
   gMqtt.setCallback(onMessage);
-  gMqtt.setBufferSize(kStatusSize + 64);
-  gReconnect = ReconnectPolicy(gConfig.retrytimeout, gConfig.waittimeout);
+  // PubSubClient 2.8: setBufferSize answers false when the allocation fails; every publish
+  // would then fail silently, so say so and start over.
+  if (!gMqtt.setBufferSize(kStatusSize + 64)) restart("out of memory for the MQTT buffer");
+  // Jitter from the id and a hardware random word (docs/wire-contract.md, Device timing): devices
+  // of one power cut do not draw the same waits.
+  gReconnect = ReconnectPolicy(gConfig.retrytimeout, gConfig.waittimeout, Jitter::forDevice(gId, ESP.random()));
   gReconnect.start(millis());
   custom();
-  gLoopWatch.enter(millis());
-  gLoopWatch.leave(millis());
+  step(WatchStep::Loop);
   gWatchdogArmed = true;
 }
 
 void fleetLoop(void (*custom)()) {
   const uint32_t now = millis();
+  step(WatchStep::Loop);  // a loop pass is progress
   gLoopWatch.enter(now);
-  if (gMqtt.connected()) {
+  if (gWifi.busy()) {
+    driveWifiSwitch(now);  // MQTT waits until the switch is over
+  } else if (gMqtt.connected()) {
     gMqtt.loop();
   } else {
     if (gReconnect.isConnected()) gReconnect.failed(now);
-    if (gReconnect.rebootDue(now)) restart("backend unreachable for longer than waittimeout");
     if (gReconnect.attemptDue(now)) {
       if (connectMqtt()) {
-        gReconnect.connected(now);
-        publishStatus(now);
+        gReconnect.connected(millis());
+        publishStatus(millis());
       } else {
-        gReconnect.failed(now);
+        gReconnect.failed(millis());
+        // Only an attempt that failed can end in a reboot (the core decides when).
+        if (gReconnect.rebootDue()) restart("backend unreachable for longer than waittimeout");
       }
     }
   }
@@ -360,11 +605,19 @@ void fleetLoop(void (*custom)()) {
     const Command c = gPending;
     gPending = Command::None;
     Serial.printf("command %s\n", commandName(c));
-    // Downloads need the heap a second TLS session would take: MQTT reconnects afterwards.
-    gMqtt.disconnect();
-    gRunner.run(c);
-    gReconnect.failed(millis());  // after the command: a long download does not count as backend time-out
-    Serial.printf("command %s: %s\n", commandName(c), *gRunner.errorMessage() ? gRunner.errorMessage() : "done");
+    if (c == Command::Wifi) {
+      // Only parsed here; the switch runs over the next passes (and disconnects MQTT then).
+      gRunner.run(c, gPayload, gPayloadLength);
+      zero(gPayload, sizeof gPayload);
+      gPayloadLength = 0;
+    } else {
+      // Downloads need the heap a second TLS session would take: MQTT reconnects afterwards.
+      gMqtt.disconnect();
+      gRunner.run(c);
+      step(WatchStep::Loop);
+      gReconnect.failed(millis());  // after the command: a long download does not count as backend time-out
+    }
+    Serial.printf("command %s: %s\n", commandName(c), *gRunner.errorMessage() ? gRunner.errorMessage() : gWifi.busy() ? "started" : "done");
     gLastStatus = millis() - gConfig.statusinterval;  // report the outcome as soon as MQTT is back
   }
   if (gMqtt.connected() && millis() - gLastStatus >= gConfig.statusinterval) publishStatus(millis());

@@ -16,6 +16,11 @@ describe('firmware/core (C++)', function () {
     const summary = /host tests: (\d+) checks, 0 failed/.exec(r.stdout);
     assert.ok(summary, `no passing summary in:\n${r.stdout}`);
     assert.ok(Number(summary[1]) > 500, `only ${summary[1]} checks ran`);
+    // The shared device-timing and wifi vectors (docs/wire-contract.md) ran, each with checks.
+    for (const group of ['device-timing.json (jitter)', 'device-timing.json (reconnect)', 'device-timing.json (watchdog)', 'commands.json (wifiPayloads)', 'wifi switch']) {
+      const line = new RegExp(`^${group.replace(/[()]/g, '\\$&')}\\s+(\\d+) checks$`, 'm').exec(r.stdout);
+      assert.ok(line && Number(line[1]) > 10, `group ${group} missing or without checks in:\n${r.stdout}`);
+    }
   });
 
   it('compiles for xtensa-lx106 at -Os without a warning and prints its size (make -C firmware/core lx106)', async () => {

@@ -7,7 +7,7 @@ namespace fleet {
 namespace {
 
 const char kHex[] = "0123456789abcdef";
-const char* const kCommandNames[kCommandCount + 1] = {"", "firmware", "reboot", "flash", "ca", "cert", "key"};
+const char* const kCommandNames[kCommandCount + 1] = {"", "firmware", "reboot", "flash", "ca", "cert", "key", "wifi"};
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -92,7 +92,7 @@ Command parseCommandTopic(const char* topic, size_t n, const char* id) {
   return Command::None;
 }
 
-bool CommandRunner::run(Command command) {
+bool CommandRunner::run(Command command, const char* payload, size_t length) {
   const char* (*handler)(void*) = nullptr;
   switch (command) {
     case Command::Firmware: handler = handlers_.firmware; break;
@@ -101,6 +101,7 @@ bool CommandRunner::run(Command command) {
     case Command::Ca: handler = handlers_.ca; break;
     case Command::Cert: handler = handlers_.cert; break;
     case Command::Key: handler = handlers_.key; break;
+    case Command::Wifi:
     case Command::None: break;
   }
   if (command == Command::None) {
@@ -108,7 +109,12 @@ bool CommandRunner::run(Command command) {
     return false;
   }
   setError("", "");
-  const char* reason = handler ? handler(handlers_.context) : "not supported by this firmware";
+  const char* reason = "not supported by this firmware";
+  if (command == Command::Wifi) {
+    if (handlers_.wifi) reason = handlers_.wifi(handlers_.context, payload, length);
+  } else if (handler) {
+    reason = handler(handlers_.context);
+  }
   if (reason) setError(commandName(command), reason);
   return reason == nullptr;
 }

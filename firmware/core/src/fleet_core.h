@@ -30,8 +30,8 @@ struct Topics {
 };
 bool buildTopics(const char* id, Topics& out);
 
-enum class Command : uint8_t { None, Firmware, Reboot, Flash, Ca, Cert, Key };
-constexpr size_t kCommandCount = 6;
+enum class Command : uint8_t { None, Firmware, Reboot, Flash, Ca, Cert, Key, Wifi };
+constexpr size_t kCommandCount = 7;
 const char* commandName(Command command);  // "firmware", ... ("" for None)
 // The command a topic carries for device `id`, or Command::None when it is not
 // `/command/<id>/<known command>` (another device, unknown command, extra levels).
@@ -51,6 +51,9 @@ struct CommandHandlers {
   const char* (*cert)(void* context);
   const char* (*key)(void* context);
   void* context;
+  // The one command with a payload (docs/wire-contract.md, MQTT topics: wifi). It only starts
+  // the switch (WifiSwitch); a later failure is reported with setError("wifi", ...).
+  const char* (*wifi)(void* context, const char* payload, size_t length);
 };
 
 // Runs commands and keeps the status field `errormessage`: cleared when a command starts,
@@ -58,8 +61,8 @@ struct CommandHandlers {
 class CommandRunner {
  public:
   explicit CommandRunner(const CommandHandlers& handlers) : handlers_(handlers) {}
-  // Returns true when the command succeeded.
-  bool run(Command command);
+  // Returns true when the command succeeded. `payload` is passed to the wifi handler only.
+  bool run(Command command, const char* payload = nullptr, size_t length = 0);
   // For failures outside a command (e.g. config download at boot); "" clears.
   void setError(const char* where, const char* reason);
   const char* errorMessage() const { return error_; }
@@ -143,18 +146,14 @@ int compareVersions(const Version& a, const Version& b);  // -1, 0, 1
 // false when the products differ (no order).
 bool compareImageNames(const ImageName& a, const ImageName& b, int& order);
 
-// ---- timing: watchdog, reconnect/reboot, LED ------------------------------------------------
+// ---- timing: watchdog, reconnect/reboot, LED (docs/wire-contract.md: Device timing) ---------
 // All times are millis() values; differences are taken modulo 2^32 so the 49-day wrap is harmless.
 
-constexpr uint32_t kLoopWatchdogMs = 6000;
-
-// loop() timing: maxmillis for the status, and the watchdog's decision.
+// maxmillis for the status: the longest loop() pass so far.
 class LoopWatch {
  public:
   void enter(uint32_t now);
   void leave(uint32_t now);
-  // True when loop() has not been entered for more than `limit` ms (the sketch then resets).
-  bool overdue(uint32_t now, uint32_t limit = kLoopWatchdogMs) const;
   uint32_t maxMillis() const { return max_; }
 
  private:
@@ -163,31 +162,139 @@ class LoopWatch {
   bool inside_ = false;
 };
 
-// When to try the backend (MQTT) again and when to give up and reboot: attempts start
-// `retrytimeout` after a failure and double up to 8x; past `waittimeout` without a
-// connection the device reboots.
-class ReconnectPolicy {
+// The steps the watchdog tells apart, each with its budget (WatchStep order = the vector's keys).
+enum class WatchStep : uint8_t { Loop, Dns, Tls, Mqtt, Download, Verify };
+constexpr size_t kWatchStepCount = 6;
+constexpr uint32_t kWatchdogTickMs = 500;  // how often the sketch's Ticker asks overdue()
+uint32_t watchdogBudgetMs(WatchStep step);  // loop 6 s, dns 12 s, tls 15 s, mqtt 10 s, download 6 s, verify 10 s
+const char* watchStepName(WatchStep step);  // "loop", "dns", ...
+
+// The software watchdog (lib/device/progress-watchdog.ts): the chip is reset when the current
+// step has made no progress for longer than its budget. Fed by progress only (a loop pass, a
+// received block, a flash write, the start of a step), never by time passing, so a slow
+// download that keeps moving never resets and a stalled one does.
+class ProgressWatchdog {
  public:
-  ReconnectPolicy(uint32_t retryMs, uint32_t giveUpMs) : retry_(retryMs), giveUp_(giveUpMs) {}
-  void start(uint32_t now);      // at boot: nothing connected yet, attempt at once
-  void connected(uint32_t now);
-  void failed(uint32_t now);     // an attempt failed or the connection dropped
-  bool attemptDue(uint32_t now) const;
-  bool rebootDue(uint32_t now) const;
-  bool isConnected() const { return connected_; }
-  uint32_t connectedSince() const { return since_; }
+  void begin(WatchStep step, uint32_t now) {  // a new step starts: that is progress too
+    step_ = step;
+    last_ = now;
+  }
+  void progress(uint32_t now) { last_ = now; }
+  bool overdue(uint32_t now) const { return now - last_ > watchdogBudgetMs(step_); }
+  WatchStep step() const { return step_; }
 
  private:
-  uint32_t retry_, giveUp_;
-  uint32_t since_ = 0;      // connected at, or disconnected since
-  uint32_t lastTry_ = 0;
-  uint32_t delay_ = 0;
-  bool connected_ = false;
+  WatchStep step_ = WatchStep::Loop;
+  uint32_t last_ = 0;
 };
 
-enum class LedMode : uint8_t { Setup, Connected, Off };
-// Setup: 10 flashes a second (50 ms on, 50 ms off); Connected: a 50 ms flash every 2 s.
+// FNV-1a, 32 bits, over `length` bytes (offset basis 2166136261, prime 16777619).
+uint32_t fnv1a32(const char* text, size_t length);
+
+// The jitter generator (lib/device/jitter.ts): xorshift32 (Marsaglia 2003, shifts 13/17/5).
+class Jitter {
+ public:
+  explicit Jitter(uint32_t seed) : state_(seed ? seed : 1) {}  // 0 is xorshift's fixed point
+  // Seeded with FNV-1a of the device id XOR `mix` (the sketch mixes in ESP.random()).
+  static Jitter forDevice(const char* id, uint32_t mix = 0);
+  uint32_t next();
+  uint32_t upTo(uint32_t max);  // 0..max, both included: next() % (max + 1); 0 (no draw) for max 0
+
+ private:
+  uint32_t state_;
+};
+
+constexpr uint32_t kMaxBackoffFactor = 8;
+
+// When to try the backend (MQTT) again and when to give up and reboot
+// (lib/device/reconnect-policy.ts):
+// - the first attempt after boot waits 0..retry; the n-th retry after a drop 0..min(retry*2^n, 8*retry);
+// - reboot only after an attempt that fails once the device has been disconnected for
+//   waittimeout + 0..waittimeout/2 (drawn per outage): an outage shorter than waittimeout never
+//   reboots, and a long one does not reboot the fleet in step.
+class ReconnectPolicy {
+ public:
+  ReconnectPolicy(uint32_t retryMs, uint32_t giveUpMs, Jitter jitter) : retry_(retryMs), giveUp_(giveUpMs), jitter_(jitter) {}
+  void start(uint32_t now);      // at boot: not connected, first attempt after 0..retry
+  void connected(uint32_t now);
+  void failed(uint32_t now);     // an attempt failed or the connection dropped
+  bool attemptDue(uint32_t now) const { return !up_ && now - lastTry_ >= delay_; }
+  bool rebootDue() const { return !up_ && failedPastGiveUp_; }
+  bool isConnected() const { return up_; }
+  uint32_t connectedSince() const { return since_; }
+  uint32_t currentDelayMs() const { return delay_; }  // the wait drawn at the last start/failure
+
+ private:
+  void drawGiveUp();
+  uint32_t retry_, giveUp_;
+  Jitter jitter_;
+  uint32_t since_ = 0;  // connected at, or disconnected since
+  uint32_t lastTry_ = 0;
+  uint32_t delay_ = 0;
+  uint32_t giveUpAfter_ = 0;
+  uint8_t attempts_ = 0;
+  bool up_ = false;
+  bool failedPastGiveUp_ = false;
+};
+
+enum class LedMode : uint8_t { Setup, Connected, Off, NoFilesystem };
+// Setup: 10 flashes a second (50 ms on, 50 ms off); Connected: a 50 ms flash every 2 s;
+// NoFilesystem (LittleFS does not mount): three 100 ms flashes, 200 ms apart, every 2 s.
 bool ledOn(LedMode mode, uint32_t now);
+
+// ---- the wifi command (docs/wire-contract.md, MQTT topics: wifi) ----------------------------
+
+constexpr size_t kSsidMax = 32;          // octets (IEEE 802.11)
+constexpr size_t kPasswordMax = 64;      // 8..63 printable ASCII, or 64 hex digits (IEEE 802.11i)
+constexpr size_t kWifiPayloadMax = 512;  // longer payloads are refused unread
+constexpr uint32_t kWifiJoinTimeoutMs = 30000;
+
+struct WifiCredentials {
+  char ssid[kSsidMax + 1];
+  char password[kPasswordMax + 1];
+};
+
+// Parses {"ssid": ..., "password": ...}: exactly these two string keys, each once; ssid 1..32
+// bytes of valid UTF-8 without control characters (C0, DEL, C1); password empty, 8..63
+// printable ASCII or 64 hex digits. On failure `out` is wiped and `reason` says why without
+// quoting the payload (it may hold the password).
+bool parseWifiPayload(const char* text, size_t length, WifiCredentials& out, const char** reason);
+// Overwrites the password (and the SSID) so it does not linger in RAM.
+void wipe(WifiCredentials& credentials);
+
+// What the sketch does for the switch, as WifiSwitch::poll answers it.
+enum class WifiAction : uint8_t {
+  None,       // nothing to do (idle, or still waiting for the new network)
+  JoinNew,    // join target() without storing it (WiFi.persistent(false)); the old one stays stored
+  Store,      // joined: store target() as the station's credentials, reconnect MQTT, then finish()
+  RejoinOld,  // not joined within 30 s: rejoin the stored (old) network, report error(), then finish()
+};
+
+// The Wi-Fi change: keep the old network stored, try the new one for up to 30 s, then store it
+// or go back. Decides only; the sketch does the radio work.
+class WifiSwitch {
+ public:
+  // A wifi payload arrived while on `currentSsid`. False (with a reason) when the payload is
+  // refused or a switch is already under way.
+  bool start(const char* payload, size_t length, const char* currentSsid, const char** reason);
+  // Each loop pass; `onNew` = the station is connected to the new network.
+  WifiAction poll(bool onNew, uint32_t now);
+  // Ends a switch (after Store or RejoinOld): wipes the credentials.
+  void finish();
+  bool busy() const { return state_ != State::Idle; }
+  const WifiCredentials& target() const { return target_; }
+  const char* oldSsid() const { return old_; }
+  // After RejoinOld: "cannot join <ssid> within 30 s; back on <old ssid>" (the runner adds "wifi: ").
+  const char* error() const { return error_; }
+
+ private:
+  enum class State : uint8_t { Idle, Starting, Trying, Done };
+  State state_ = State::Idle;
+  uint32_t since_ = 0;
+  WifiCredentials target_ = {};
+  char old_[kSsidMax + 1] = {0};
+  char error_[kErrorSize] = {0};
+};
 
 // ---- signed images (docs/wire-contract.md: Signed images, ESP8266) -------------------------------------
 

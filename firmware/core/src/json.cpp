@@ -41,7 +41,7 @@ bool ObjectReader::string(char* out, size_t size, bool* tooLong) {
     }
     if (c < 0x20) return fail("control character inside a JSON string");
     if (c != '\\') {
-      emit(c < 0x80 ? static_cast<char>(c) : '\x80');
+      emit(c < 0x80 || utf8_ ? static_cast<char>(c) : '\x80');
       continue;
     }
     if (++i_ >= n_) break;
@@ -55,19 +55,53 @@ bool ObjectReader::string(char* out, size_t size, bool* tooLong) {
       case 'r': emit('\r'); break;
       case 't': emit('\t'); break;
       case 'u': {
-        int v = 0;
-        for (int k = 0; k < 4; k++) {
-          const int d = i_ + 1 < n_ ? hexDigit(s_[++i_]) : -1;
-          if (d < 0) return fail("bad \\u escape in a JSON string");
-          v = v * 16 + d;
+        uint32_t v = 0;
+        if (!hex4(v)) return fail("bad \\u escape in a JSON string");
+        if (!utf8_) {
+          emit(v > 0 && v < 0x80 ? static_cast<char>(v) : '\x80');
+          break;
         }
-        emit(v > 0 && v < 0x80 ? static_cast<char>(v) : '\x80');
+        // A high surrogate followed by \uDC00..\uDFFF is one code point (RFC 8259, section 7).
+        if (v >= 0xD800 && v <= 0xDBFF && i_ + 2 < n_ && s_[i_ + 1] == '\\' && s_[i_ + 2] == 'u') {
+          const size_t back = i_;
+          uint32_t low = 0;
+          i_ += 2;
+          if (hex4(low) && low >= 0xDC00 && low <= 0xDFFF) v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00);
+          else i_ = back;  // not a pair: the high surrogate stands alone
+        }
+        if (v == 0) emit('\x01');
+        else if (v >= 0xD800 && v <= 0xDFFF) emit('\xff');
+        else if (v < 0x80) emit(static_cast<char>(v));
+        else if (v < 0x800) {
+          emit(static_cast<char>(0xC0 | (v >> 6)));
+          emit(static_cast<char>(0x80 | (v & 0x3F)));
+        } else if (v < 0x10000) {
+          emit(static_cast<char>(0xE0 | (v >> 12)));
+          emit(static_cast<char>(0x80 | ((v >> 6) & 0x3F)));
+          emit(static_cast<char>(0x80 | (v & 0x3F)));
+        } else {
+          emit(static_cast<char>(0xF0 | (v >> 18)));
+          emit(static_cast<char>(0x80 | ((v >> 12) & 0x3F)));
+          emit(static_cast<char>(0x80 | ((v >> 6) & 0x3F)));
+          emit(static_cast<char>(0x80 | (v & 0x3F)));
+        }
         break;
       }
       default: return fail("bad escape in a JSON string");
     }
   }
   return fail("unterminated JSON string");
+}
+
+// After the 'u' of a \u escape: four hex digits, `i_` left on the last one.
+bool ObjectReader::hex4(uint32_t& value) {
+  value = 0;
+  for (int k = 0; k < 4; k++) {
+    const int d = i_ + 1 < n_ ? hexDigit(s_[++i_]) : -1;
+    if (d < 0) return false;
+    value = value * 16 + static_cast<uint32_t>(d);
+  }
+  return true;
 }
 
 bool ObjectReader::number(Member& m) {
@@ -143,7 +177,7 @@ bool ObjectReader::next(Member& m) {
   blanks();
   if (!started_) {
     started_ = true;
-    if (i_ >= n_ || s_[i_] != '{') return fail("config is not a JSON object");
+    if (i_ >= n_ || s_[i_] != '{') return fail("not a JSON object");
     i_++;
     blanks();
     if (i_ < n_ && s_[i_] == '}') {

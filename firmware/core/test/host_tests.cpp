@@ -1,11 +1,13 @@
 // Host tests of the firmware core: the shared vectors in test/vectors/ (the same files the
 // TypeScript tests check lib/ against) and unit tests of what has no TypeScript twin.
 // Usage: host_tests <dir of the vectors>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "check.h"
 #include "fleet_core.h"
@@ -90,11 +92,13 @@ void deviceTopics() {
     CHECK_EQ(std::string(t.status), c["status"].get<std::string>(), "status topic");
     CHECK_EQ(std::string(t.will), c["will"].get<std::string>(), "will topic");
     CHECK_EQ(std::string(t.commandFilter), c["commandFilter"].get<std::string>(), "command filter");
+    // Every command the vector lists (commands.json has the full list and the wifi topic).
     for (size_t k = 1; k <= kCommandCount; k++) {
       const Command command = static_cast<Command>(k);
       char topic[kTopicSize];
       CHECK(commandTopic(id.c_str(), command, topic, sizeof topic), "command topic");
-      CHECK_EQ(std::string(topic), c["commands"][commandName(command)].get<std::string>(), std::string("topic of ") + commandName(command));
+      if (c["commands"].contains(commandName(command)))
+        CHECK_EQ(std::string(topic), c["commands"][commandName(command)].get<std::string>(), std::string("topic of ") + commandName(command));
     }
   }
   for (const json& c : v["invalidIds"]) {
@@ -115,7 +119,155 @@ void commandTopics() {
   for (const json& c : v["topics"]) {
     const std::string topic = c["topic"];
     const std::string expected = c["command"].is_null() ? "" : c["command"].get<std::string>();
-    CHECK_EQ(std::string(commandName(parseCommandTopic(topic.data(), topic.size(), id.c_str()))), expected, "command of " + topic + " (" + c["why"].get<std::string>() + ")");
+    const Command parsed = parseCommandTopic(topic.data(), topic.size(), id.c_str());
+    CHECK_EQ(std::string(commandName(parsed)), expected, "command of " + topic + " (" + c["why"].get<std::string>() + ")");
+    // A topic the device acts on is the one the backend builds for that command.
+    char built[kTopicSize];
+    if (parsed != Command::None) CHECK(commandTopic(id.c_str(), parsed, built, sizeof built) && topic == built, "built topic " + topic);
+  }
+}
+
+// ---- commands.json wifiPayloads --------------------------------------------------------------
+
+void wifiPayloads() {
+  const json v = load("commands.json")["wifiPayloads"];
+  CHECK(v["valid"].size() >= 5 && v["invalid"].size() >= 10, "wifi payload vectors present");
+  for (const json& c : v["valid"]) {
+    const std::string payload = c["payload"], why = c["why"];
+    WifiCredentials w;
+    const char* reason = "not run";
+    CHECK(parseWifiPayload(payload.data(), payload.size(), w, &reason), "valid wifi payload (" + why + "): " + (reason ? reason : ""));
+    CHECK_EQ(std::string(w.ssid), c["ssid"].get<std::string>(), "ssid: " + why);
+    CHECK_EQ(std::string(w.password), c["password"].get<std::string>(), "password: " + why);
+    CHECK(reason == nullptr, "no reason when valid: " + why);
+  }
+  for (const json& c : v["invalid"]) {
+    const std::string payload = c["payload"], why = c["why"];
+    WifiCredentials w;
+    std::memset(&w, 'x', sizeof w);
+    const char* reason = nullptr;
+    CHECK(!parseWifiPayload(payload.data(), payload.size(), w, &reason), "invalid wifi payload refused (" + why + "): " + payload);
+    CHECK(reason && *reason, "a reason for " + why);
+    CHECK(w.ssid[0] == 0 && w.password[0] == 0, "nothing kept of a refused payload: " + why);
+    // The reason never quotes the payload, so never the password.
+    const json parsed = json::parse(payload, nullptr, false);
+    if (parsed.is_object() && parsed.contains("password") && parsed["password"].is_string()) {
+      const std::string password = parsed["password"];
+      CHECK(password.size() < 4 || std::string(reason ? reason : "").find(password) == std::string::npos, "reason without the password: " + why);
+    }
+  }
+  // What the vectors do not spell out: UTF-8 forms and escapes of the device's own reader.
+  const struct {
+    const char* payload;
+    bool ok;
+    const char* ssid;
+    const char* why;
+  } extra[] = {
+      {"{\"ssid\":\"G\\u00e4ste\",\"password\":\"\"}", true, "G\xc3\xa4ste", "\\u escape to UTF-8"},
+      {"{\"ssid\":\"\\ud83d\\ude00\",\"password\":\"\"}", true, "\xf0\x9f\x98\x80", "surrogate pair to 4 bytes"},
+      {"{\"ssid\":\"a\\ud83d\",\"password\":\"\"}", false, "", "lone surrogate"},
+      {"{\"ssid\":\"a\\u0000b\",\"password\":\"\"}", false, "", "escaped NUL"},
+      {"{\"ssid\":\"a\x7f\",\"password\":\"\"}", false, "", "DEL"},
+      {"{\"ssid\":\"a\xc2\x85\",\"password\":\"\"}", false, "", "C1 control (NEL)"},
+      {"{\"ssid\":\"a\xc3\",\"password\":\"\"}", false, "", "cut UTF-8 sequence"},
+      {"{\"ssid\":\"\xc0\xaf\",\"password\":\"\"}", false, "", "overlong UTF-8"},
+      {"{\"ssid\":\"\xed\xa0\x80\",\"password\":\"\"}", false, "", "UTF-8 surrogate"},
+      {" { \"ssid\" : \"home\" , \"password\" : \"12345678\" } ", true, "home", "blanks"},
+      {"{\"ssid\":\"home\",\"password\":\"12345678\"} x", false, "", "text after the object"},
+      {"{\"ssid\":\"home\",\"password\":null}", false, "", "null password"},
+      {"{\"ssid\":\"home\",\"password\":\"12345678\",\"password\":\"87654321\"}", false, "", "password twice"},
+      {"{\"ssid\":[\"home\"],\"password\":\"12345678\"}", false, "", "nested ssid"},
+  };
+  for (const auto& e : extra) {
+    WifiCredentials w;
+    const char* reason = nullptr;
+    const bool ok = parseWifiPayload(e.payload, std::strlen(e.payload), w, &reason);
+    CHECK_EQ(ok, e.ok, std::string("wifi payload: ") + e.why + (reason ? std::string(" (") + reason + ")" : ""));
+    if (e.ok) CHECK_EQ(std::string(w.ssid), std::string(e.ssid), std::string("ssid: ") + e.why);
+  }
+  const std::string huge = "{\"ssid\":\"" + std::string(600, 'a') + "\",\"password\":\"\"}";
+  WifiCredentials w;
+  const char* reason = nullptr;
+  CHECK(!parseWifiPayload(huge.data(), huge.size(), w, &reason) && std::string(reason) == "payload too long", "a payload past 512 bytes is refused unread");
+  CHECK(!parseWifiPayload(nullptr, 0, w, nullptr), "no payload, no reason pointer");
+}
+
+// ---- WifiSwitch: the Wi-Fi change on timelines ---------------------------------------------
+
+void wifiSwitch() {
+  const std::string payload = R"({"ssid":"new-net","password":"s3cret-pass"})";
+  const char* reason = nullptr;
+  {  // joins after 12 s: store, no error
+    WifiSwitch sw;
+    CHECK(!sw.busy() && sw.poll(true, 0) == WifiAction::None, "idle: nothing to do");
+    CHECK(sw.start(payload.data(), payload.size(), "old-net", &reason), "start");
+    CHECK(sw.busy(), "busy once started");
+    CHECK(!sw.start(payload.data(), payload.size(), "old-net", &reason) && std::string(reason) == "a Wi-Fi change is already under way", "one switch at a time");
+    CHECK(sw.poll(false, 1000) == WifiAction::JoinNew, "first poll: join the new network");
+    CHECK_EQ(std::string(sw.target().ssid), std::string("new-net"), "target ssid");
+    CHECK_EQ(std::string(sw.target().password), std::string("s3cret-pass"), "target password");
+    bool quiet = true;
+    for (uint32_t t = 1500; t < 13000; t += 500) quiet = quiet && sw.poll(false, t) == WifiAction::None;
+    CHECK(quiet, "waiting while not joined");
+    CHECK(sw.poll(true, 13000) == WifiAction::Store, "joined: store");
+    CHECK_EQ(std::string(sw.error()), std::string(""), "no error when joined");
+    CHECK(sw.poll(true, 13500) == WifiAction::None, "store is answered once");
+    sw.finish();
+    CHECK(!sw.busy() && sw.target().password[0] == 0 && sw.target().ssid[0] == 0, "finish wipes the credentials");
+  }
+  {  // never joins: back to the old network at exactly 30 s
+    WifiSwitch sw;
+    CHECK(sw.start(payload.data(), payload.size(), "old-net", &reason), "start");
+    CHECK(sw.poll(false, 0xfffff000u) == WifiAction::JoinNew, "join, 4 s before millis() wraps");
+    CHECK(sw.poll(false, 0xfffff000u + kWifiJoinTimeoutMs - 1) == WifiAction::None, "1 ms before 30 s: still trying");
+    CHECK(sw.poll(false, 0xfffff000u + kWifiJoinTimeoutMs) == WifiAction::RejoinOld, "30 s: back to the old network (across the wrap)");
+    CHECK_EQ(std::string(sw.error()), std::string("cannot join new-net within 30 s; back on old-net"), "error text");
+    CHECK(std::string(sw.error()).find("s3cret") == std::string::npos, "no password in the error");
+    CHECK(sw.poll(true, 0x10000000u) == WifiAction::None, "a late join changes nothing");
+    sw.finish();
+    CHECK(!sw.busy(), "idle again");
+  }
+  {  // joined at the last millisecond still counts
+    WifiSwitch sw;
+    sw.start(payload.data(), payload.size(), "old-net", &reason);
+    sw.poll(false, 100);
+    CHECK(sw.poll(true, 100 + kWifiJoinTimeoutMs) == WifiAction::Store, "joined at 30 s: store");
+  }
+  {  // a refused payload starts nothing and says why without the password
+    WifiSwitch sw;
+    const std::string bad = R"({"ssid":"home","password":"1234567"})";
+    CHECK(!sw.start(bad.data(), bad.size(), "old-net", &reason) && !sw.busy(), "refused payload");
+    CHECK(reason && std::string(reason).find("1234567") == std::string::npos, "reason without the password");
+    CHECK(sw.poll(false, 0) == WifiAction::None, "nothing to do");
+  }
+  {  // the runner: "wifi: <reason>" for a refused payload, "" for a started switch
+    WifiSwitch sw;
+    CommandHandlers h{};
+    h.context = &sw;
+    h.wifi = [](void* c, const char* p, size_t n) -> const char* {
+      const char* why = nullptr;
+      return static_cast<WifiSwitch*>(c)->start(p, n, "old-net", &why) ? nullptr : why;
+    };
+    CommandRunner runner(h);
+    CHECK(!runner.run(Command::Wifi, "{}", 2), "empty object refused");
+    CHECK_EQ(std::string(runner.errorMessage()), std::string("wifi: ssid missing"), "refusal named");
+    CHECK(runner.run(Command::Wifi, payload.data(), payload.size()) && sw.busy(), "a valid payload starts the switch");
+    CHECK_EQ(std::string(runner.errorMessage()), std::string(""), "started: errormessage cleared");
+    sw.poll(false, 0);
+    sw.poll(false, kWifiJoinTimeoutMs);
+    runner.setError("wifi", sw.error());
+    CHECK_EQ(std::string(runner.errorMessage()), std::string("wifi: cannot join new-net within 30 s; back on old-net"), "the status error of docs/wire-contract.md");
+    CommandRunner none(CommandHandlers{});
+    CHECK(!none.run(Command::Wifi, payload.data(), payload.size()) && std::string(none.errorMessage()) == "wifi: not supported by this firmware", "no wifi handler");
+  }
+  {  // the longest SSIDs still fit the error text whole
+    WifiSwitch sw;
+    const std::string ssid(32, 'n'), old(32, 'o');
+    const std::string p = "{\"ssid\":\"" + ssid + "\",\"password\":\"\"}";
+    CHECK(sw.start(p.data(), p.size(), old.c_str(), &reason), "32-byte ssid");
+    sw.poll(false, 0);
+    sw.poll(false, kWifiJoinTimeoutMs);
+    CHECK_EQ(std::string(sw.error()), "cannot join " + ssid + " within 30 s; back on " + old, "long names not cut");
   }
 }
 
@@ -241,41 +393,12 @@ void timing() {
   w.enter(1100);
   w.leave(1110);
   CHECK_EQ(w.maxMillis(), 74u, "maxmillis keeps the maximum");
-  CHECK(!w.overdue(1110 + kLoopWatchdogMs), "6 s after the last pass: not yet");
-  CHECK(w.overdue(1110 + kLoopWatchdogMs + 1), "past 6 s: overdue");
-  w.enter(1200);
-  CHECK(w.overdue(1200 + kLoopWatchdogMs + 1), "a pass that never ends is overdue too");
+  w.leave(5000);
+  CHECK_EQ(w.maxMillis(), 74u, "leave without enter changes nothing");
   LoopWatch wrap;
   wrap.enter(0xfffff000u);
   wrap.leave(0x00000010u);
   CHECK_EQ(wrap.maxMillis(), 0x1010u, "loop time across the millis() wrap");
-  CHECK(!wrap.overdue(0x00000020u), "no false alarm across the wrap");
-
-  ReconnectPolicy p(3000, 20000);
-  p.start(0);
-  CHECK(p.attemptDue(0), "first attempt at once");
-  p.failed(100);
-  CHECK(!p.attemptDue(3099) && p.attemptDue(3100), "retry after retrytimeout");
-  p.failed(3100);
-  CHECK(!p.attemptDue(9099) && p.attemptDue(9100), "then twice as long");
-  uint32_t now = 9100;
-  for (int i = 0; i < 6; i++) {
-    p.failed(now);
-    now += 100000;
-  }
-  p.failed(now);
-  CHECK(!p.attemptDue(now + 23999) && p.attemptDue(now + 24000), "backoff capped at 8x retrytimeout");
-  ReconnectPolicy q(3000, 20000);
-  q.start(0);
-  q.failed(10);
-  CHECK(!q.rebootDue(20000) && q.rebootDue(20001), "reboot past waittimeout without a connection since boot");
-  q.connected(25000);
-  CHECK(!q.rebootDue(1000000) && q.isConnected() && q.connectedSince() == 25000, "connected: no reboot");
-  q.failed(30000);
-  CHECK(q.attemptDue(33000) && !q.rebootDue(50000) && q.rebootDue(50001), "a drop starts the clock again, retry from the start");
-  ReconnectPolicy r(3000, 20000);
-  r.start(0xffffff00u);
-  CHECK(!r.rebootDue(0x00001000u) && r.rebootDue(0xffffff00u + 20001u), "reboot clock across the millis() wrap");
 
   int on = 0;
   for (uint32_t t = 0; t < 1000; t++) on += ledOn(LedMode::Setup, t);
@@ -287,6 +410,196 @@ void timing() {
   for (uint32_t t = 0; t < 4000; t++) on += ledOn(LedMode::Connected, t);
   CHECK_EQ(on, 100, "connected: a 50 ms flash every 2 s");
   CHECK(!ledOn(LedMode::Off, 0), "off");
+  on = 0, edges = 0;
+  for (uint32_t t = 0; t < 2000; t++) {
+    on += ledOn(LedMode::NoFilesystem, t);
+    if (t > 0) edges += ledOn(LedMode::NoFilesystem, t) && !ledOn(LedMode::NoFilesystem, t - 1);
+  }
+  CHECK_EQ(on, 300, "no filesystem: three 100 ms flashes per 2 s");
+  CHECK_EQ(edges + ledOn(LedMode::NoFilesystem, 0), 3, "no filesystem: three flashes");
+  CHECK(!ledOn(LedMode::NoFilesystem, 1000) && !ledOn(LedMode::NoFilesystem, 1999) && ledOn(LedMode::NoFilesystem, 2000), "then a pause of 1.1 s");
+  bool distinct = false;
+  for (uint32_t t = 0; t < 2000; t++) distinct = distinct || ledOn(LedMode::NoFilesystem, t) != ledOn(LedMode::Setup, t);
+  CHECK(distinct, "a pattern of its own");
+}
+
+// ---- test/vectors/device-timing.json -------------------------------------------------------
+
+void jitterVectors() {
+  const json v = load("device-timing.json");
+  CHECK(!v["jitter"].empty(), "jitter vectors present");
+  for (const json& j : v["jitter"]) {
+    const std::string id = j["id"];
+    CHECK_EQ(fnv1a32(id.data(), id.size()), j["fnv1a32"].get<uint32_t>(), "FNV-1a of " + id);
+    Jitter g = Jitter::forDevice(id.c_str());
+    for (const json& n : j["next"]) CHECK_EQ(g.next(), n.get<uint32_t>(), "xorshift32 of " + id);
+    Jitter mixed = Jitter::forDevice(id.c_str(), 0x5a5a5a5au);
+    CHECK(mixed.next() != j["next"][0].get<uint32_t>(), "a mixed-in word changes the sequence: " + id);
+  }
+  Jitter zero(0);
+  CHECK(zero.next() != 0, "seed 0 is no fixed point");
+  bool inRange = true, sawMax = false, sawZero = false;
+  for (int i = 0; i < 1000; i++) {
+    const uint32_t x = zero.upTo(7);
+    inRange = inRange && x <= 7;
+    sawMax = sawMax || x == 7;
+    sawZero = sawZero || x == 0;
+  }
+  CHECK(inRange && sawMax && sawZero, "upTo(7) is 0..7, both ends reached");
+  Jitter a(12345), b(12345);
+  CHECK_EQ(a.upTo(0), 0u, "upTo(0) is 0");
+  CHECK_EQ(a.next(), b.next(), "upTo(0) draws nothing (as lib/device/jitter.ts)");
+  Jitter c(99), d(99);
+  CHECK_EQ(c.upTo(0xffffffffu), d.next(), "upTo(2^32 - 1) is next() itself, no overflow");
+}
+
+void reconnectVectors() {
+  const json v = load("device-timing.json");
+  CHECK(!v["reconnect"].empty(), "reconnect vectors present");
+  for (const json& r : v["reconnect"]) {
+    const std::string why = r["why"], id = r["id"];
+    ReconnectPolicy p(r["retryMs"].get<uint32_t>(), r["giveUpMs"].get<uint32_t>(), Jitter::forDevice(id.c_str()));
+    for (const json& s : r["steps"]) {
+      const std::string op = s["op"];
+      const uint32_t at = s["at"];
+      const std::string where = why + ": " + op + " at " + std::to_string(at);
+      if (op == "start") p.start(at);
+      else if (op == "failed") p.failed(at);
+      else p.connected(at);
+      if (op != "connected") {
+        const uint32_t delay = s["delayMs"], due = s["attemptDueAt"];
+        CHECK_EQ(p.currentDelayMs(), delay, "delay after " + where);
+        CHECK_EQ(p.attemptDue(due - 1), delay == 0, "not due 1 ms early (" + where + ")");
+        CHECK(p.attemptDue(due), "due at " + std::to_string(due) + " (" + where + ")");
+      } else {
+        CHECK(!p.attemptDue(at + 1000000u) && p.isConnected() && p.connectedSince() == at, "never due while connected (" + where + ")");
+      }
+      CHECK_EQ(p.rebootDue(), s["rebootDue"].get<bool>(), "reboot after " + where);
+    }
+  }
+  // Waits never exceed 8 x retry, and a wrapping millis() clock changes nothing.
+  ReconnectPolicy p(3000, 20000, Jitter::forDevice("84f3eb012345"));
+  const uint32_t t0 = 0xfffff000u;  // 4 s before millis() wraps
+  p.start(t0);
+  p.connected(t0);
+  p.failed(t0);
+  uint32_t t = t0, longest = 0;
+  bool capped = true, due = true, early = false;
+  for (int i = 0; i < 50; i++) {
+    capped = capped && p.currentDelayMs() <= 24000;
+    if (p.currentDelayMs() > longest) longest = p.currentDelayMs();
+    if (p.currentDelayMs() > 0) early = early || p.attemptDue(t + p.currentDelayMs() - 1);
+    t += p.currentDelayMs();
+    due = due && p.attemptDue(t);
+    if (i < 3) CHECK(!p.rebootDue(), "no reboot in the first seconds of an outage");
+    p.failed(t);
+  }
+  CHECK(capped && longest > 12000, "waits up to 8 x retrytimeout, and they do reach past 4 x");
+  CHECK(due && !early, "each attempt due exactly after its wait, across the wrap");
+  CHECK(t < t0, "the clock did wrap");
+  CHECK(p.rebootDue(), "after ~50 failed attempts the device gives up");
+  // Reboot only past waittimeout, and only after an attempt fails: never by time alone.
+  ReconnectPolicy q(1000, 20000, Jitter::forDevice("84f3eb000001"));
+  q.start(0xffffff00u);
+  q.failed(0xffffff00u + 19999u);
+  CHECK(!q.rebootDue(), "an attempt failing before waittimeout does not reboot (across the wrap)");
+  q.failed(0xffffff00u + 30000u);
+  CHECK(q.rebootDue(), "an attempt failing past 1.5 x waittimeout does");
+  q.connected(0x10000u);
+  CHECK(!q.rebootDue() && q.isConnected(), "connected: no reboot");
+  q.failed(0x20000u);
+  CHECK(!q.rebootDue() && !q.isConnected() && q.currentDelayMs() <= 1000, "a drop starts a new outage: first retry 0..retry");
+  // The per-outage extra wait differs between devices: not the whole fleet reboots in step.
+  uint32_t earliest = 0xffffffffu, latest = 0;
+  for (int dev = 0; dev < 50; dev++) {
+    char id[kDeviceIdLength + 1];
+    const uint8_t mac[6] = {0x84, 0xf3, 0xeb, 0, 0, static_cast<uint8_t>(dev)};
+    deviceIdFromMac(mac, id);
+    ReconnectPolicy f(3000, 20000, Jitter::forDevice(id));
+    f.start(0);
+    f.connected(0);
+    f.failed(0);
+    uint32_t when = 0;
+    for (uint32_t ms = 100; ms <= 90000 && !f.rebootDue(); ms += 100) {
+      if (f.attemptDue(ms)) f.failed(ms);
+      when = ms;
+    }
+    CHECK(f.rebootDue() && when >= 20000, "device " + std::string(id) + " reboots, not before waittimeout");
+    if (when < earliest) earliest = when;
+    if (when > latest) latest = when;
+  }
+  CHECK(latest - earliest >= 5000, "50 devices reboot spread over 5 s or more, not in step");
+}
+
+// The runner of lib/device/progress-watchdog.ts runTimeline(): ticks every 500 ms; events at or
+// before a tick happen before its check; `every` is progress from `at` to `until`.
+bool runTimeline(const json& events, uint32_t end, uint32_t& resetAt) {
+  struct Point {
+    uint32_t at;
+    int begin;  // -1: progress
+  };
+  std::vector<Point> points;
+  const char* names[kWatchStepCount];
+  for (size_t k = 0; k < kWatchStepCount; k++) names[k] = watchStepName(static_cast<WatchStep>(k));
+  for (const json& e : events) {
+    const uint32_t at = e["at"];
+    if (e.contains("begin")) {
+      int step = -1;
+      for (size_t k = 0; k < kWatchStepCount; k++)
+        if (e["begin"].get<std::string>() == names[k]) step = static_cast<int>(k);
+      CHECK(step >= 0, "known step " + e["begin"].get<std::string>());
+      points.push_back({at, step < 0 ? 0 : step});
+    } else if (e.contains("every")) {
+      for (uint32_t t = at; t <= e["until"].get<uint32_t>(); t += e["every"].get<uint32_t>()) points.push_back({t, -1});
+    } else {
+      points.push_back({at, -1});
+    }
+  }
+  std::stable_sort(points.begin(), points.end(), [](const Point& a, const Point& b) { return a.at < b.at; });
+  ProgressWatchdog dog;
+  dog.begin(WatchStep::Loop, 0);
+  size_t i = 0;
+  for (uint32_t tick = kWatchdogTickMs; tick <= end; tick += kWatchdogTickMs) {
+    for (; i < points.size() && points[i].at <= tick; i++) {
+      if (points[i].begin >= 0) dog.begin(static_cast<WatchStep>(points[i].begin), points[i].at);
+      else dog.progress(points[i].at);
+    }
+    if (dog.overdue(tick)) {
+      resetAt = tick;
+      return true;
+    }
+  }
+  return false;
+}
+
+void watchdogVectors() {
+  const json v = load("device-timing.json");
+  const json& wd = v["watchdog"];
+  CHECK_EQ(wd["tickMs"].get<uint32_t>(), kWatchdogTickMs, "tick");
+  CHECK_EQ(wd["budgetsMs"].size(), kWatchStepCount, "one budget per step");
+  for (size_t k = 0; k < kWatchStepCount; k++) {
+    const WatchStep step = static_cast<WatchStep>(k);
+    CHECK(wd["budgetsMs"].contains(watchStepName(step)), std::string("budget of ") + watchStepName(step));
+    if (wd["budgetsMs"].contains(watchStepName(step))) CHECK_EQ(watchdogBudgetMs(step), wd["budgetsMs"][watchStepName(step)].get<uint32_t>(), std::string("budget of ") + watchStepName(step));
+  }
+  CHECK(wd["timelines"].size() >= 5, "timelines present");
+  for (const json& t : wd["timelines"]) {
+    uint32_t resetAt = 0;
+    const bool reset = runTimeline(t["events"], t["end"], resetAt);
+    const std::string why = t["why"];
+    if (t["resetAt"].is_null()) CHECK(!reset, "no reset: " + why + (reset ? " (reset at " + std::to_string(resetAt) + ")" : ""));
+    else CHECK(reset && resetAt == t["resetAt"].get<uint32_t>(), "reset at " + std::to_string(t["resetAt"].get<uint32_t>()) + ": " + why + " (got " + (reset ? std::to_string(resetAt) : "none") + ")");
+  }
+  // Budgets are exclusive, on a clock that wraps.
+  ProgressWatchdog dog;
+  dog.begin(WatchStep::Dns, 0xffffd000u);
+  CHECK(dog.step() == WatchStep::Dns, "current step");
+  CHECK(!dog.overdue(0xffffd000u + 12000u), "12 s into DNS, across the wrap: not yet");
+  CHECK(dog.overdue(0xffffd000u + 12001u), "past 12 s: overdue");
+  dog.progress(0xffffd000u + 12001u);
+  CHECK(!dog.overdue(0xffffd000u + 13000u), "progress feeds it");
+  dog.begin(WatchStep::Loop, 100);
+  CHECK(!dog.overdue(6100) && dog.overdue(6101), "a new step brings its own budget");
 }
 
 void pemFiles() {
@@ -318,7 +631,10 @@ int main(int argc, char** argv) {
     void (*run)();
   } groups[] = {{"image-versions.json", imageVersions}, {"device-topics.json", deviceTopics}, {"commands.json", commandTopics},
                 {"status-payloads.json", statusPayloads}, {"device-config.json", deviceConfig}, {"signed-images.json (layouts)", signedLayouts},
-                {"command runner", commandRunner}, {"timing", timing}, {"PEM files", pemFiles}};
+                {"command runner", commandRunner}, {"timing", timing}, {"PEM files", pemFiles},
+                {"device-timing.json (jitter)", jitterVectors}, {"device-timing.json (reconnect)", reconnectVectors},
+                {"device-timing.json (watchdog)", watchdogVectors}, {"commands.json (wifiPayloads)", wifiPayloads},
+                {"wifi switch", wifiSwitch}};
   for (const auto& g : groups) {
     const int before = check::checks, failedBefore = check::failures;
     try {
