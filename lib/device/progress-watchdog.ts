@@ -10,8 +10,12 @@ export const WATCHDOG_STEPS = {
   loop: 6_000,
   /** A DNS look-up: lwIP's own time-out in the ESP8266 core is 10 s, plus margin. */
   dns: 12_000,
-  /** TCP connect and the TLS handshake (RSA-2048 client certificate: 1–3 s on an ESP8266 at 80 MHz), plus a slow server. */
-  tls: 15_000,
+  /**
+   * TCP connect and the TLS handshake (RSA-2048 client certificate: 1–3 s on an ESP8266 at 80 MHz).
+   * Above the 15 s that esp8266/Arduino 3.1.2's WiFiClientSecure allows a connect itself, so a
+   * handshake stalled by an overloaded broker fails on its own (and backs off) before the chip resets.
+   */
+  tls: 20_000,
   /** MQTT CONNECT until CONNACK. */
   mqtt: 10_000,
   /** Between two received blocks of a download (512-byte TLS records, each a progress). */

@@ -166,7 +166,7 @@ class LoopWatch {
 enum class WatchStep : uint8_t { Loop, Dns, Tls, Mqtt, Download, Verify };
 constexpr size_t kWatchStepCount = 6;
 constexpr uint32_t kWatchdogTickMs = 500;  // how often the sketch's Ticker asks overdue()
-uint32_t watchdogBudgetMs(WatchStep step);  // loop 6 s, dns 12 s, tls 15 s, mqtt 10 s, download 6 s, verify 10 s
+uint32_t watchdogBudgetMs(WatchStep step);  // loop 6 s, dns 12 s, tls 20 s, mqtt 10 s, download 6 s, verify 10 s
 const char* watchStepName(WatchStep step);  // "loop", "dns", ...
 
 // The software watchdog (lib/device/progress-watchdog.ts): the chip is reset when the current

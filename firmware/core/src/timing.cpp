@@ -22,7 +22,7 @@ uint32_t watchdogBudgetMs(WatchStep step) {
   switch (step) {
     case WatchStep::Loop: return 6000;       // one pass of loop()
     case WatchStep::Dns: return 12000;       // lwIP's own DNS time-out is 10 s
-    case WatchStep::Tls: return 15000;       // TCP + TLS: RSA-2048 client auth takes 1-3 s at 80 MHz
+    case WatchStep::Tls: return 20000;       // TCP + TLS: RSA-2048 client auth takes 1-3 s at 80 MHz; above the core's own 15 s so a slow handshake fails first
     case WatchStep::Mqtt: return 10000;      // CONNECT until CONNACK
     case WatchStep::Download: return 6000;   // between two received blocks
     case WatchStep::Verify: return 10000;    // Update.end(): hash and signature, once
