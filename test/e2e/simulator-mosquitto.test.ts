@@ -45,6 +45,8 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     image: V1,
     trusts: [k1Pem],
     rebootDelayMs: 200,
+    // A hundred times a real ESP8266 (lib/sim/device-timing.ts): the same steps, quickly.
+    timing: 'fast',
     ...extra,
   });
   const startDevice = async (id: string, extra: Partial<SimulatedDeviceOptions> = {}): Promise<SimulatedDevice> => {
