@@ -150,7 +150,8 @@ async function main(): Promise<void> {
   const summary = (): string => {
     const c = fleet.counts();
     const images = Object.entries(fleet.images()).map(([name, n]) => `${name}: ${n}`).join(', ');
-    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | ${images}`;
+    const reboots = Object.entries(fleet.rebootCounts()).map(([why, n]) => `${why} ${n}`).join(', ');
+    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | reboots: ${reboots} | ${images}`;
   };
   let stopping = false;
   const stop = async (why: string): Promise<void> => {

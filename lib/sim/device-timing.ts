@@ -40,9 +40,9 @@ export interface DeviceTiming {
   verifyMsPerKb: number;
   /** How long the device tries a new Wi-Fi network before it goes back (docs/wire-contract.md, MQTT topics: wifi). */
   wifiTryMs: number;
-  /** One MQTT connect attempt (TCP, TLS, CONNACK) counts as failed after this; below the watchdog's MQTT budget. */
+  /** One MQTT connect attempt (TCP, TLS, CONNACK) counts as failed after this; below the watchdog's MQTT budget. A limit: not scaled. */
   mqttConnectTimeoutMs: number;
-  /** Multiplies every duration above and divides the download rate. */
+  /** Multiplies every duration above (but the MQTT connect limit) and divides the download rate. */
   scale: number;
 }
 

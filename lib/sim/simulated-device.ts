@@ -295,7 +295,8 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       rejectUnauthorized: true,
       keepalive: 60,
       reconnectPeriod: 0,
-      connectTimeout: scaled(this.timing, this.timing.mqttConnectTimeoutMs) || 1,
+      // A limit, not work the device does: never scaled, so `fast` does not fail slow handshakes on a busy machine.
+      connectTimeout: this.timing.mqttConnectTimeoutMs,
       will: { topic: `/will/${this.id}/will`, payload: Buffer.from('offline'), qos: 1, retain: false },
     });
     this.client = client;
