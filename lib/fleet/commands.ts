@@ -2,12 +2,16 @@ import { normalizeDeviceId } from '../device-id';
 import { CommandSet } from './topic-scheme';
 import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
 import { Semaphore } from '../concurrency/semaphore';
+import { wifiPayload } from './wifi-credentials';
 
 /**
  * How an outcome is seen without any agent on the device: `image` — its status reports a
- * different image; `restart` — its uptime starts over or it comes back after going offline.
+ * different image; `restart` — its uptime starts over or it comes back after going offline;
+ * `reconnect` (wifi) — its MQTT connection starts over (`mqttmillis` restarts, or it went
+ * offline and reports again) with an empty `errormessage`, and it failed when it reports an
+ * errormessage that starts with `<command>:` (docs/wire-contract.md, MQTT topics: wifi).
  */
-export type Tracking = 'image' | 'restart' | 'none';
+export type Tracking = 'image' | 'restart' | 'reconnect' | 'none';
 
 interface CommandSpec {
   tracking: Tracking;
@@ -25,6 +29,7 @@ export const COMMANDS: Record<CommandSet, Record<string, CommandSpec>> = {
     ca: { tracking: 'none', payload: noArgument },
     cert: { tracking: 'none', payload: noArgument },
     key: { tracking: 'none', payload: noArgument },
+    wifi: { tracking: 'reconnect', payload: wifiPayload },
   },
   esp32: {
     'update/url': { tracking: 'none', payload: httpsUrl },
@@ -127,6 +132,7 @@ interface Pending {
   sentAt: number;
   image?: string;
   uptimeMs?: number;
+  mqttMs?: number;
   error?: string;
   wentOffline: boolean;
   timer: NodeJS.Timeout;
@@ -219,6 +225,7 @@ export class CommandDispatcher {
         sentAt: startedAt,
         image: before?.image,
         uptimeMs: before?.uptimeMs,
+        mqttMs: before?.lastStatus?.mqttmillis,
         error: before?.lastStatus?.errormessage,
         wentOffline: false,
         timer: setTimeout(() => pending.finish(this.outcome(pending, 'timeout')), this.options.outcomeTimeoutMs),
@@ -247,9 +254,11 @@ export class CommandDispatcher {
       // Nothing was known when the command left: this first report is the baseline, not a change.
       p.image = status.espimage;
       p.uptimeMs = status.uptimemillis;
+      p.mqttMs = status.mqttmillis;
       p.error = status.errormessage;
       return;
     }
+    if (p.built.tracking === 'reconnect') return this.observeReconnect(p, status);
     if (status.errormessage && status.errormessage !== p.error) {
       p.finish(this.outcome(p, 'failed', { error: status.errormessage, image: status.espimage }));
     } else if (p.built.tracking === 'image' && status.espimage !== p.image) {
@@ -257,6 +266,20 @@ export class CommandDispatcher {
     } else if (p.built.tracking === 'restart' && (p.wentOffline || (p.uptimeMs !== undefined && status.uptimemillis < p.uptimeMs))) {
       p.finish(this.outcome(p, 'success', { image: status.espimage }));
     }
+  }
+
+  /**
+   * After a reconnect the first status decides: empty errormessage → success, the command's own
+   * error → failed (even when the same text as before: the connection started over). Without a
+   * reconnect only a new error of the command's own counts; anything else waits.
+   */
+  private observeReconnect(p: Pending, status: { errormessage: string; mqttmillis: number; espimage: string }): void {
+    const own = status.errormessage.startsWith(`${p.built.command}:`);
+    const reconnected = p.wentOffline || (p.mqttMs !== undefined && status.mqttmillis < p.mqttMs);
+    if (own && (reconnected || status.errormessage !== p.error)) p.finish(this.outcome(p, 'failed', { error: status.errormessage, image: status.espimage }));
+    else if (reconnected && status.errormessage === '') p.finish(this.outcome(p, 'success', { image: status.espimage }));
+    // Keep the newest figure, so a reconnect is a drop below the last one seen.
+    p.mqttMs = status.mqttmillis;
   }
 
   private observePresence(change: PresenceChange): void {

@@ -4,7 +4,9 @@ import { parseArgs } from 'node:util';
 import { CaStore } from '../pki/ca-store';
 import { keepMosquittoFolders } from '../mosquitto/folders';
 import { deviceIds, FleetSimulator, identityFromFolder, identityFromStore } from './fleet-simulator';
-import type { UpdateMode } from './simulated-device';
+import type { UpdateMode, WifiNetwork } from './simulated-device';
+import { resolveTiming } from './device-timing';
+import { checkWifiCredentials } from '../fleet/wifi-credentials';
 
 const HELP = `esp-fleet-sim: simulated ESP8266 devices that follow the esp-fleet contract
 
@@ -25,6 +27,22 @@ Fleet:
   --free-space BYTES   flash free for an update (default 1000000)
   --boots-per-second N pace of boots (default 50)
   --mqtt-host H --mqtt-port P   override config.json's broker
+
+Timing (lib/sim/device-timing.ts; sources in bench/README.md, "Simulator timing"):
+  --timing esp8266|fast   esp8266: a real ESP8266's times (default); fast: all 100x quicker
+  --download-rate B/s  bytes per second a download arrives at (default 20000)
+  --sector-erase-ms MS erase of one 4 KB flash sector (default 45)
+  --sector-write-ms MS write of one 4 KB flash sector (default 12)
+  --tls-ms MS          TCP + TLS handshake with the client certificate (default 2000)
+  --boot-ms MS         boot after a reset (default 500)
+  --wifi-join-ms MS    Wi-Fi join with DHCP (default 2400)
+  --ntp-ms MS          first NTP answer (default 1000)
+  --jitter-seed N      mixed into each device's jitter seed (default 0: runs repeat)
+
+Wi-Fi (the wifi command):
+  --wifi SSID:PASS     the network devices are on (default sim-wifi:sim-wifi-pass)
+  --wifi-networks LIST other networks in reach, SSID:PASS or SSID (open), comma-separated;
+                       a wifi command to anything else fails after 30 s (scaled by --timing)
 
 Faults:
   --weak SHARE         share of devices (0..1) with a weak signal that drops now and then
@@ -57,6 +75,17 @@ async function main(): Promise<void> {
       silent: { type: 'string' },
       'silent-after': { type: 'string', default: '60' },
       tampered: { type: 'string' },
+      timing: { type: 'string', default: 'esp8266' },
+      'download-rate': { type: 'string' },
+      'sector-erase-ms': { type: 'string' },
+      'sector-write-ms': { type: 'string' },
+      'tls-ms': { type: 'string' },
+      'boot-ms': { type: 'string' },
+      'wifi-join-ms': { type: 'string' },
+      'ntp-ms': { type: 'string' },
+      'jitter-seed': { type: 'string' },
+      wifi: { type: 'string' },
+      'wifi-networks': { type: 'string' },
       duration: { type: 'string', default: '3600' },
       report: { type: 'string', default: '10' },
       verbose: { type: 'boolean', default: false },
@@ -78,6 +107,19 @@ async function main(): Promise<void> {
   if (url.protocol !== 'https:') throw new Error('--server must be an https:// URL');
   if (values.mode !== 'auto' && values.mode !== 'staged') throw new Error('--mode is auto or staged');
   if (!values.certs === !values['enroll-ca']) throw new Error('give exactly one of --certs DIR or --enroll-ca DIR');
+  if (values.timing !== 'esp8266' && values.timing !== 'fast') throw new Error('--timing is esp8266 or fast');
+  const timing = resolveTiming({
+    base: values.timing,
+    downloadBytesPerSecond: num(values['download-rate'], '--download-rate', 1),
+    sectorEraseMs: num(values['sector-erase-ms'], '--sector-erase-ms'),
+    sectorWriteMs: num(values['sector-write-ms'], '--sector-write-ms'),
+    tlsHandshakeMs: num(values['tls-ms'], '--tls-ms'),
+    bootMs: num(values['boot-ms'], '--boot-ms'),
+    wifiJoinMs: num(values['wifi-join-ms'], '--wifi-join-ms'),
+    ntpMs: num(values['ntp-ms'], '--ntp-ms'),
+  });
+  const network = values.wifi === undefined ? undefined : parseNetworks(values.wifi, '--wifi')[0];
+  const networks = values['wifi-networks'] === undefined ? undefined : parseNetworks(values['wifi-networks'], '--wifi-networks');
   const store = values['enroll-ca'] ? await CaStore.open({ dir: values['enroll-ca'], keepers: [keepMosquittoFolders] }) : undefined;
   const trusts = (values.trust ?? []).map((f) => readFileSync(f, 'utf8'));
   if (!trusts.length) throw new Error('--trust public.key is required: the key the running image trusts (esp-firmware-server, action public-key)');
@@ -96,6 +138,10 @@ async function main(): Promise<void> {
     silentShare: num(values.silent, '--silent'),
     silentAfterMs: num(values['silent-after'], '--silent-after')! * 1000,
     tamperedShare: num(values.tampered, '--tampered'),
+    timing,
+    jitterSeed: num(values['jitter-seed'], '--jitter-seed'),
+    network,
+    networks,
     log: values.verbose ? (line) => console.log(line) : undefined,
     onFlashed: (id, image) => console.log(`${id} installed ${image}`),
     onError: (id, message) => console.log(`${id} reports: ${message}`),
@@ -104,7 +150,8 @@ async function main(): Promise<void> {
   const summary = (): string => {
     const c = fleet.counts();
     const images = Object.entries(fleet.images()).map(([name, n]) => `${name}: ${n}`).join(', ');
-    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | ${images}`;
+    const reboots = Object.entries(fleet.rebootCounts()).map(([why, n]) => `${why} ${n}`).join(', ');
+    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | reboots: ${reboots} | ${images}`;
   };
   let stopping = false;
   const stop = async (why: string): Promise<void> => {
@@ -124,6 +171,20 @@ async function main(): Promise<void> {
   setInterval(() => undefined, 1 << 30);
   console.log(`starting ${values.count} simulated devices against ${url.origin}${url.pathname}`);
   await fleet.start();
+}
+
+/** `a:pass,b` → networks; a name without `:` is an open network. Checked like the wifi command's argument. */
+function parseNetworks(list: string, flag: string): WifiNetwork[] {
+  return list.split(',').filter(Boolean).map((item) => {
+    const colon = item.indexOf(':');
+    const ssid = colon < 0 ? item : item.slice(0, colon);
+    const password = colon < 0 ? '' : item.slice(colon + 1);
+    try {
+      return checkWifiCredentials({ ssid, password });
+    } catch (err) {
+      throw new Error(`${flag} ${JSON.stringify(ssid)}: ${(err as Error).message}`);
+    }
+  });
 }
 
 main().catch((err: Error) => {

@@ -47,7 +47,31 @@ export function esp8266UpdateHeaders(device: { mac: string; version?: string; fr
  * must chain to the CA and name the host; the reply must say how long it is (ESP8266httpUpdate
  * refuses chunked replies) and fit `maxBody`.
  */
-export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceTls, options: { headers?: Record<string, string>; maxBody?: number; timeoutMs?: number } = {}): Promise<DeviceResponse> {
+export interface DeviceGetOptions {
+  headers?: Record<string, string>;
+  maxBody?: number;
+  timeoutMs?: number;
+  /** Reads no faster than a device does (lib/sim/device-timing.ts): TCP backpressure slows the server down too. */
+  pace?: ReadPace;
+  /** The TLS handshake is over (the request goes out now). */
+  onConnected?(): void;
+  /** Bytes arrived (a progress for the device's watchdog). */
+  onData?(received: number): void;
+  /** Ends the request at once (the device was reset). */
+  signal?: AbortSignal;
+}
+
+/**
+ * A device's reading pace: `bytesPerSecond`, plus a pause of `everyMs` after each `every` bytes
+ * (the ESP8266 Updater erases and writes a 4 KB flash sector as the download reaches it).
+ */
+export interface ReadPace {
+  bytesPerSecond: number;
+  every?: number;
+  everyMs?: number;
+}
+
+export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceTls, options: DeviceGetOptions = {}): Promise<DeviceResponse> {
   const maxBody = options.maxBody ?? 4 * 1024 * 1024;
   const request = [`GET ${pathAndQuery} HTTP/1.0`, `Host: ${target.host}`, ...Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n');
   return new Promise((resolve, reject) => {
@@ -61,13 +85,35 @@ export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceT
       socket.destroy();
       reject(new DeviceHttpError(why));
     };
+    const signal = options.signal;
+    const onAbort = (): void => fail('aborted: the device was reset');
+    if (signal?.aborted) return fail('aborted: the device was reset');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('close', () => signal?.removeEventListener('abort', onAbort));
     socket.setTimeout(options.timeoutMs ?? 30_000, () => fail('timed out'));
-    socket.on('secureConnect', () => socket.write(request));
+    socket.on('secureConnect', () => {
+      options.onConnected?.();
+      socket.write(request);
+    });
+    const pace = options.pace;
+    let startedAt = 0;
+    let resumeTimer: NodeJS.Timeout | undefined;
+    socket.once('close', () => clearTimeout(resumeTimer));
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
       received += c.length;
+      options.onData?.(received);
       // Headers are small: anything past them beyond the limit is a reply the device cannot take.
-      if (received > maxBody + 16 * 1024) fail(`reply larger than ${maxBody} bytes`);
+      if (received > maxBody + 16 * 1024) return fail(`reply larger than ${maxBody} bytes`);
+      if (!pace) return;
+      if (!startedAt) startedAt = performance.now();
+      const pauses = pace.every && pace.everyMs ? Math.floor(received / pace.every) * pace.everyMs : 0;
+      const due = startedAt + (received / pace.bytesPerSecond) * 1000 + pauses;
+      const wait = due - performance.now();
+      if (wait >= 1) {
+        socket.pause();
+        resumeTimer = setTimeout(() => socket.resume(), wait);
+      }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => fail(tlsReason(err)));
     socket.on('close', () => {

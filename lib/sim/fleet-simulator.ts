@@ -1,8 +1,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { CaStore } from '../pki/ca-store';
-import { SimulatedDevice, SimulatedDeviceOptions, DeviceFiles, DeviceState } from './simulated-device';
+import { SimulatedDevice, SimulatedDeviceOptions, DeviceFiles, DeviceState, RebootReason, REBOOT_REASONS } from './simulated-device';
 
 /** `count` device ids from a MAC prefix of 2 to 10 hex digits: `a4cf12` → a4cf12000001, a4cf12000002, … */
 export function deviceIds(prefix: string, count: number, first = 1): string[] {
@@ -61,15 +62,42 @@ function chosen(index: number, share: number | undefined, offset: number): boole
   return (index + offset) % every === 0;
 }
 
+/** A device went online (its MQTT session is up) or left it, at `at` (Date.now(), comparable across processes). */
+export interface Transition {
+  id: string;
+  online: boolean;
+  at: number;
+}
+
+interface FleetEvents {
+  /** A device resets, and why (see RebootReason). */
+  reboot: [id: string, reason: RebootReason, at: number];
+  /** A device went online or left it. */
+  transition: [Transition];
+}
+
 /**
  * Many simulated devices on one event loop: no thread per device, boots paced so thousands
  * of TLS handshakes do not all land in the same second.
+ *
+ * For benches (e.g. a broker restart):
+ * - `rebootCounts()`: resets per reason since start (or since `resetCounters()`), and the
+ *   `reboot` event `(id, reason, at)` as they happen;
+ * - `transitions()`: every online/offline change `{id, online, at}` since start (or since
+ *   `resetCounters()`), and the `transition` event as they happen;
+ * - `backOnline(since, shares)`: ms after `since` by which each share (0..1) of the fleet was
+ *   online again (a device that stayed online counts at 0), `null` for a share not reached;
+ * - `connectAttempts()`: MQTT connect attempts of all devices (for attempts per second).
  */
-export class FleetSimulator {
+export class FleetSimulator extends EventEmitter<FleetEvents> {
   readonly devices: SimulatedDevice[] = [];
   private stopped = false;
+  private reboots: Record<RebootReason, number> = zeroCounts();
+  private log: Transition[] = [];
 
-  constructor(private readonly options: FleetOptions) {}
+  constructor(private readonly options: FleetOptions) {
+    super();
+  }
 
   async start(): Promise<void> {
     const o = this.options;
@@ -88,6 +116,18 @@ export class FleetSimulator {
       });
       device.on('flashed', (image) => o.onFlashed?.(id, image));
       device.on('failed', (message) => o.onError?.(id, message));
+      device.on('reboot', (reason) => {
+        this.reboots[reason]++;
+        this.emit('reboot', id, reason, Date.now());
+      });
+      let online = false;
+      device.on('state', (state) => {
+        if ((state === 'online') === online) return;
+        online = state === 'online';
+        const t = { id, online, at: Date.now() };
+        this.log.push(t);
+        this.emit('transition', t);
+      });
       this.devices.push(device);
       device.start();
       if (gap >= 1) await new Promise((r) => setTimeout(r, gap));
@@ -98,6 +138,53 @@ export class FleetSimulator {
     const c = { booting: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: this.devices.length };
     for (const d of this.devices) c[d.state]++;
     return c;
+  }
+
+  rebootCounts(): Record<RebootReason, number> {
+    return { ...this.reboots };
+  }
+
+  transitions(): readonly Transition[] {
+    return this.log;
+  }
+
+  /** Starts the reboot counts and the transition log afresh (e.g. just before an outage). */
+  resetCounters(): void {
+    this.reboots = zeroCounts();
+    this.log = [];
+  }
+
+  connectAttempts(): number {
+    return this.devices.reduce((n, d) => n + d.connectAttempts, 0);
+  }
+
+  /**
+   * For each share (0..1), the ms after `since` by which that share of the devices was online
+   * again: a device counts from its first `online` transition at or after `since`, or at 0 if it
+   * was online at `since` and never left. `null` when the share was not reached.
+   */
+  backOnline(since: number, shares: readonly number[] = [0.99, 1]): Record<string, number | null> {
+    const firstBack = new Map<string, number>();
+    const left = new Set<string>();
+    for (const t of this.log) {
+      if (t.at < since) continue;
+      if (!t.online) left.add(t.id);
+      else if (!firstBack.has(t.id)) firstBack.set(t.id, t.at - since);
+    }
+    const times: number[] = [];
+    for (const d of this.devices) {
+      const back = firstBack.get(d.id);
+      if (back !== undefined) times.push(back);
+      else if (!left.has(d.id) && d.online) times.push(0);
+    }
+    times.sort((a, b) => a - b);
+    const total = this.devices.length;
+    const out: Record<string, number | null> = {};
+    for (const share of shares) {
+      const need = Math.ceil(share * total);
+      out[String(share)] = need === 0 ? 0 : need <= times.length ? times[need - 1] : null;
+    }
+    return out;
   }
 
   /** How many devices run each image. */
@@ -111,4 +198,8 @@ export class FleetSimulator {
     this.stopped = true;
     await Promise.all(this.devices.map((d) => d.stop()));
   }
+}
+
+function zeroCounts(): Record<RebootReason, number> {
+  return Object.fromEntries(REBOOT_REASONS.map((r) => [r, 0])) as Record<RebootReason, number>;
 }

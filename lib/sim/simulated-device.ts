@@ -5,8 +5,13 @@ import { verifyEsp8266 } from '../firmware/signing';
 import { keyBelongsTo } from '../pki/keys';
 import { checkDeviceConfig, DeviceConfig } from '../firmware/firmware-service';
 import type { StatusReport } from '../fleet/telemetry';
-import { deviceGet, esp8266UpdateHeaders, HttpsTarget } from './device-https';
+import { checkWifiCredentials } from '../fleet/wifi-credentials';
+import { Jitter } from '../device/jitter';
+import { ReconnectPolicy } from '../device/reconnect-policy';
+import { ProgressWatchdog, WatchdogStep, WATCHDOG_TICK_MS } from '../device/progress-watchdog';
+import { deviceGet, DeviceGetOptions, esp8266UpdateHeaders, HttpsTarget } from './device-https';
 import { readSimManifest } from './sim-image';
+import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } from './device-timing';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -37,17 +42,45 @@ export interface SimulatedDeviceOptions {
   weakSignal?: boolean;
   /** Stops talking after this many ms, without a goodbye (power cut). */
   silentAfterMs?: number;
-  /** Time a reboot takes before the device boots again. */
+  /**
+   * Time from a reset until the device fetches config.json (boot, Wi-Fi join, NTP); by default
+   * from `timing`. A power-on at start() takes it too.
+   */
   rebootDelayMs?: number;
+  /** How long the slow steps take (lib/sim/device-timing.ts); default `esp8266`, real-world. */
+  timing?: TimingOption;
+  /** Mixed into the jitter seed (the firmware mixes a hardware random word in); default 0, so runs repeat. */
+  jitterSeed?: number;
+  /** The Wi-Fi network the device is on; default `{ ssid: 'sim-wifi', password: 'sim-wifi-pass' }`. */
+  network?: WifiNetwork;
+  /** Other networks in reach, which a `wifi` command can join with the right password. */
+  networks?: WifiNetwork[];
   /** Replaces config.json's mqttserver/mqttport (e.g. a test broker on another port). */
   mqtt?: { host?: string; port?: number };
   log?(line: string): void;
 }
 
+export interface WifiNetwork {
+  ssid: string;
+  password: string;
+}
+
 export type DeviceState = 'booting' | 'online' | 'offline' | 'rebooting' | 'silent' | 'stopped';
+
+/**
+ * Why a device reset: `waittimeout` — the reconnect rule gave up (lib/device/reconnect-policy.ts);
+ * `command` — a `reboot` command; `watchdog` — a step made no progress within its budget
+ * (lib/device/progress-watchdog.ts); `update` — it installed an image.
+ */
+export type RebootReason = 'waittimeout' | 'command' | 'watchdog' | 'update';
+export const REBOOT_REASONS: readonly RebootReason[] = ['waittimeout', 'command', 'watchdog', 'update'];
 
 interface DeviceEvents {
   state: [DeviceState];
+  /** The device resets now, and why. */
+  reboot: [RebootReason];
+  /** An MQTT connect attempt starts (for connects per second). */
+  attempt: [];
   flashed: [string];
   /** A verified download waits for `flash` (staged mode). */
   staged: [string];
@@ -55,7 +88,10 @@ interface DeviceEvents {
 }
 
 const STATUS_DEFAULT_MS = 60_000;
-const RETRY_DEFAULT_MS = 10_000;
+/** config.json's retrytimeout and waittimeout when it has none (what esp-firmware-server serves by default). */
+const RETRY_DEFAULT_MS = 3_000;
+const WAIT_DEFAULT_MS = 20_000;
+const DEFAULT_NETWORK: WifiNetwork = { ssid: 'sim-wifi', password: 'sim-wifi-pass' };
 
 /**
  * One device that follows docs/wire-contract.md as the secure ESP8266 framework's firmware does: config.json at boot, MQTT
@@ -75,10 +111,25 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   private imageMd5: string;
   private client: MqttClient | undefined;
   private bootedAt = Date.now();
+  private startedAt = Date.now();
   private connectedAt = 0;
   private maxLoopMs = 0;
   private timers = new Set<NodeJS.Timeout>();
   private busy = false;
+  readonly timing: DeviceTiming;
+  /** The Wi-Fi network it is on now (changes after a `wifi` command that joined). */
+  network: WifiNetwork;
+  private readonly networks: WifiNetwork[];
+  /** One generator for the device's life: successive boots draw on, as the firmware's does. */
+  private readonly jitter: Jitter;
+  private policy: ReconnectPolicy | undefined;
+  private readonly dog = new ProgressWatchdog();
+  private dogTicker: NodeJS.Timeout | undefined;
+  /** Ends whatever runs for this boot (a download, a handshake) when the device resets. */
+  private bootAbort = new AbortController();
+  private attemptTimer: NodeJS.Timeout | undefined;
+  /** MQTT connect attempts since start. */
+  connectAttempts = 0;
 
   constructor(private readonly options: SimulatedDeviceOptions) {
     super();
@@ -88,6 +139,10 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.files = { ...options.files };
     this.trusts = options.trusts.map((pem) => createPublicKey(pem));
     this.imageMd5 = md5(this.image);
+    this.timing = resolveTiming(options.timing);
+    this.jitter = Jitter.forDevice(options.id, options.jitterSeed ?? 0);
+    this.network = { ...(options.network ?? DEFAULT_NETWORK) };
+    this.networks = [this.network, ...(options.networks ?? []).map((n) => ({ ...n }))];
   }
 
   /** The device certificate it presents now (changes after a `cert` command). */
@@ -99,20 +154,32 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     return this.state === 'online';
   }
 
+  /** Power on: the boot, Wi-Fi join and NTP time first (`rebootDelayMs`, else from `timing`). */
   start(): void {
     if (this.state !== 'stopped') return;
+    this.startedAt = Date.now();
     if (this.options.silentAfterMs !== undefined) this.later(this.options.silentAfterMs, () => this.goSilent());
-    void this.boot();
+    this.setState('booting');
+    this.later(this.bootDelayMs(), () => void this.boot());
   }
 
   /** Ends everything: timers, connection (cleanly, so no LWT), no more reboots. */
   async stop(): Promise<void> {
     this.setState('stopped');
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
+    this.clearTimers();
+    this.bootAbort.abort();
     const client = this.client;
     this.client = undefined;
     await client?.endAsync(true).catch(() => undefined);
+  }
+
+  /** The device's millis(): since this boot, on a 32-bit clock like the firmware's. */
+  private millis(): number {
+    return (Date.now() - this.bootedAt) >>> 0;
+  }
+
+  private bootDelayMs(): number {
+    return this.options.rebootDelayMs ?? bootToNetworkMs(this.timing);
   }
 
   status(): StatusReport {
@@ -139,29 +206,83 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.maxLoopMs = 0;
     this.connectedAt = 0;
     this.errormessage = '';
+    this.busy = false;
+    this.policy = undefined;
+    const abort = (this.bootAbort = new AbortController());
     try {
-      // Seed 000: configuration (and certificates) are fetched at boot only.
-      this.config = await this.fetchConfig();
+      // Configuration (and certificates) are fetched at boot only (docs/wire-contract.md, config.json keys).
+      this.config = await this.fetchConfig(abort.signal);
     } catch (err) {
+      if (abort.signal.aborted) return;
+      this.watch('loop');
       this.log(`config.json: ${(err as Error).message}; retrying`);
-      if (this.state === 'booting') this.later(this.options.rebootDelayMs ?? RETRY_DEFAULT_MS, () => void this.boot());
+      // Without config.json there is no retrytimeout yet: the default, with the device's jitter.
+      if (this.state === 'booting') this.later(RETRY_DEFAULT_MS + this.jitter.upTo(RETRY_DEFAULT_MS), () => void this.boot());
       return;
     }
-    if (this.state === 'booting') this.connect();
+    if (this.state !== 'booting') return;
+    this.watch('loop');
+    const retry = Number(this.config.retrytimeout) || RETRY_DEFAULT_MS;
+    const wait = Number(this.config.waittimeout) || WAIT_DEFAULT_MS;
+    this.policy = new ReconnectPolicy(retry, wait, this.jitter);
+    this.policy.start(this.millis());
+    this.scheduleAttempt();
   }
 
-  private async fetchConfig(): Promise<DeviceConfig> {
+  private async fetchConfig(signal: AbortSignal): Promise<DeviceConfig> {
     const b = this.options.bootstrap;
-    const res = await deviceGet(b, `${b.path}/config.json`, this.files, { maxBody: 4096, timeoutMs: 15_000 });
+    const res = await this.get(b, `${b.path}/config.json`, { maxBody: 4096, timeoutMs: 15_000, signal });
     if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
     const config = checkDeviceConfig(JSON.parse(res.body.toString('utf8')));
     if (typeof config.mqttserver !== 'string' || typeof config.mqttport !== 'number') throw new Error('config.json names no mqttserver/mqttport');
     return config;
   }
 
-  private connect(): void {
+  /**
+   * One HTTPS GET as the firmware makes it, under the watchdog: the handshake (tls step, with the
+   * device's handshake time), then the reply, every arrival a progress (download step).
+   */
+  private async get(target: HttpsTarget, pathAndQuery: string, options: DeviceGetOptions & { signal: AbortSignal }): Promise<Awaited<ReturnType<typeof deviceGet>>> {
+    this.watch('tls');
+    await this.pause(scaled(this.timing, this.timing.tlsHandshakeMs), options.signal);
+    this.feed();
+    return deviceGet(target, pathAndQuery, this.files, {
+      ...options,
+      onConnected: () => this.watch('download'),
+      onData: () => this.feed(),
+    });
+  }
+
+  /** The next MQTT attempt when the reconnect rule says so (lib/device/reconnect-policy.ts). */
+  private scheduleAttempt(): void {
+    const policy = this.policy;
+    if (!policy || policy.isConnected) return;
+    clearTimeout(this.attemptTimer);
+    this.attemptTimer = setTimeout(() => this.attempt(policy), policy.currentDelayMs);
+  }
+
+  private attempt(policy: ReconnectPolicy): void {
+    if (policy !== this.policy || this.client || !['booting', 'offline'].includes(this.state)) return;
+    // A blocking step (a download, a Wi-Fi change) holds the loop: the attempt waits for it.
+    if (this.busy) {
+      this.attemptTimer = setTimeout(() => this.attempt(policy), Math.max(50, scaled(this.timing, 1000)));
+      return;
+    }
+    this.connectAttempts++;
+    this.emit('attempt');
+    this.watch('tls');
+    const abort = this.bootAbort;
+    this.pause(scaled(this.timing, this.timing.tlsHandshakeMs), abort.signal).then(
+      () => {
+        if (policy === this.policy && !this.client && !abort.signal.aborted) this.connect(policy);
+      },
+      () => undefined,
+    );
+  }
+
+  /** One attempt, no retries of its own (reconnectPeriod 0): the policy decides the next. */
+  private connect(policy: ReconnectPolicy): void {
     const host = this.options.mqtt?.host ?? String(this.config.mqttserver);
-    const retry = Number(this.config.retrytimeout) || RETRY_DEFAULT_MS;
     const client = mqtt.connect({
       protocol: 'mqtts',
       host,
@@ -173,12 +294,19 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       key: this.files.key,
       rejectUnauthorized: true,
       keepalive: 60,
-      reconnectPeriod: retry,
-      connectTimeout: Number(this.config.waittimeout) || 15_000,
+      reconnectPeriod: 0,
+      // A limit, not work the device does: never scaled, so `fast` does not fail slow handshakes on a busy machine.
+      connectTimeout: this.timing.mqttConnectTimeoutMs,
       will: { topic: `/will/${this.id}/will`, payload: Buffer.from('offline'), qos: 1, retain: false },
     });
     this.client = client;
+    client.stream?.once?.('secureConnect', () => {
+      if (this.client === client) this.watch('mqtt');
+    });
     client.on('connect', () => {
+      if (this.client !== client) return;
+      policy.connected(this.millis());
+      this.watch('loop');
       this.connectedAt = Date.now();
       this.setState('online');
       client.subscribe(`/command/${this.id}/#`, { qos: 1 });
@@ -186,10 +314,25 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       this.scheduleStatus(client);
       if (this.options.weakSignal) this.scheduleDrop(client);
     });
-    client.on('close', () => {
-      if (this.client === client && this.state === 'online') this.setState('offline');
+    let lost = false;
+    const onLost = (): void => {
+      if (lost || this.client !== client) return;
+      lost = true;
+      this.client = undefined;
+      client.end(true);
+      if (policy !== this.policy || !['online', 'booting', 'offline'].includes(this.state)) return;
+      const wasUp = policy.isConnected;
+      policy.failed(this.millis());
+      if (!this.busy) this.watch('loop');
+      if (wasUp) this.setState('offline');
+      else if (policy.rebootDue()) return this.reboot('waittimeout');
+      this.scheduleAttempt();
+    };
+    client.on('close', onLost);
+    client.on('error', (err) => {
+      this.log(`mqtt: ${err.message}`);
+      if (!client.connected) onLost();
     });
-    client.on('error', (err) => this.log(`mqtt: ${err.message}`));
     client.on('message', (topic, payload) => {
       if (this.client !== client) return;
       const command = topic.slice(`/command/${this.id}/`.length);
@@ -197,18 +340,59 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     });
   }
 
+  /** The watchdog watches `step` from now; its Ticker runs only while a step other than the loop is on (the loop always passes). */
+  private watch(step: WatchdogStep): void {
+    this.dog.begin(step, this.millis());
+    if (step === 'loop') {
+      clearInterval(this.dogTicker);
+      this.dogTicker = undefined;
+    } else if (!this.dogTicker) {
+      this.dogTicker = setInterval(() => {
+        if (this.dog.overdue(this.millis())) {
+          this.log(`watchdog: no progress in step ${this.dog.currentStep}`);
+          this.reboot('watchdog');
+        }
+      }, WATCHDOG_TICK_MS);
+    }
+  }
+
+  private feed(): void {
+    this.dog.progress(this.millis());
+  }
+
+  /** Waits `ms` (the device is working); rejects when the boot is aborted. */
+  private pause(ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(new Error('aborted'));
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+      const onAbort = (): void => {
+        clearTimeout(t);
+        this.timers.delete(t);
+        reject(new Error('aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
   private scheduleStatus(client: MqttClient): void {
     const every = Number(this.config.statusinterval) || STATUS_DEFAULT_MS;
     const tick = (): void => {
       if (this.client !== client || this.state === 'stopped' || this.state === 'silent') return;
-      if (client.connected) this.publishStatus();
+      // A download holds the firmware's loop: no status until it is over.
+      if (client.connected && !this.busy) this.publishStatus();
       this.later(every, tick);
     };
     // Devices booted together spread out instead of reporting in lock step.
     this.later(every * (0.5 + Math.random()), tick);
   }
 
-  /** Weak Wi-Fi: now and then the link drops without a goodbye; mqtt.js reconnects like the firmware. */
+  /** Weak Wi-Fi: now and then the link drops without a goodbye; the reconnect rule brings it back. */
   private scheduleDrop(client: MqttClient): void {
     const every = Number(this.config.statusinterval) || STATUS_DEFAULT_MS;
     this.later(every * (1 + 3 * Math.random()), () => {
@@ -222,34 +406,77 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.client?.publish(`/status/${this.id}`, JSON.stringify(this.status()), { qos: 0 });
   }
 
-  private async onCommand(command: string, _payload: string): Promise<void> {
-    void _payload;
+  private async onCommand(command: string, payload: string): Promise<void> {
     if (this.state !== 'online') return;
     // As the firmware does: a restart installs a verified download, if there is one.
-    if (command === 'reboot') return this.staged ? this.installAndReboot(this.staged) : this.reboot();
+    if (command === 'reboot') return this.staged ? this.installAndReboot(this.staged) : this.reboot('command');
     if (this.busy) return this.fail(command, 'busy with an earlier command');
     this.busy = true;
+    const abort = this.bootAbort;
     // Cleared when a command starts, so the same failure twice is still a change the backend sees.
     this.errormessage = '';
     try {
       switch (command) {
         case 'firmware':
-          return await this.firmware();
+          return await this.firmware(abort.signal);
         case 'flash':
           if (!this.staged) return this.fail(command, 'no verified download to install: send firmware first');
           return this.installAndReboot(this.staged);
         case 'ca':
         case 'cert':
         case 'key':
-          return await this.downloadFile(command);
+          return await this.downloadFile(command, abort.signal);
+        case 'wifi':
+          return await this.changeWifi(payload, abort.signal);
         default:
           return this.fail(command, 'unknown command');
       }
     } catch (err) {
-      this.fail(command, (err as Error).message);
+      // A reset ended the command: the next boot knows nothing of it.
+      if (!abort.signal.aborted) this.fail(command, (err as Error).message);
     } finally {
-      this.busy = false;
+      if (this.bootAbort === abort) {
+        this.busy = false;
+        if (this.state === 'online' || this.state === 'offline') this.watch('loop');
+      }
     }
+  }
+
+  /**
+   * `wifi` (docs/wire-contract.md, MQTT topics: wifi): leave the current network, try the new one
+   * for up to 30 s (timing.wifiTryMs); joined → store it and reconnect with an empty errormessage;
+   * not joined → back on the old network with the contract's error. The password is never logged.
+   */
+  private async changeWifi(payload: string, signal: AbortSignal): Promise<void> {
+    let wanted: WifiNetwork;
+    try {
+      wanted = checkWifiCredentials(payload);
+    } catch (err) {
+      // The checker's texts start with "wifi"; they never repeat the password.
+      return this.fail('wifi', (err as Error).message.replace(/^wifi:?\s*/, ''));
+    }
+    const old = this.network;
+    this.log(`wifi: trying ${JSON.stringify(wanted.ssid)}`);
+    // One station interface: leaving the old network drops the MQTT link (the broker sends the LWT).
+    this.dropLink();
+    this.setState('offline');
+    this.policy?.failed(this.millis());
+    this.scheduleAttempt();
+    const known = this.networks.find((n) => n.ssid === wanted.ssid);
+    const joins = known !== undefined && known.password === wanted.password;
+    if (joins) {
+      await this.pause(scaled(this.timing, this.timing.wifiJoinMs), signal);
+      this.network = { ...wanted };
+      this.errormessage = '';
+      this.log(`wifi: joined ${JSON.stringify(wanted.ssid)}`);
+    } else {
+      await this.pause(scaled(this.timing, this.timing.wifiTryMs + this.timing.wifiJoinMs), signal);
+      this.network = old;
+      this.errormessage = `wifi: cannot join ${wanted.ssid} within 30 s; back on ${old.ssid}`;
+      this.log(this.errormessage);
+      this.emit('failed', this.errormessage);
+    }
+    // The reconnect rule brings MQTT back; its first status says which network won.
   }
 
   /** Where downloads go after boot: config.json's downloadserver/port/path, else where it came from. */
@@ -260,14 +487,25 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     return c.downloadserver ? { host: String(c.downloadserver), port: Number(c.downloadport) || 443, path } : { ...b, path };
   }
 
-  private async firmware(): Promise<void> {
+  private async firmware(signal: AbortSignal): Promise<void> {
     const server = this.downloadServer();
     const freeSpace = this.options.freeSpace ?? 1_000_000;
-    const res = await deviceGet(server, `${server.path}/firmware.bin?curimage=${encodeURIComponent(this.image)}`, this.files, {
+    const t = this.timing;
+    const res = await this.get(server, `${server.path}/firmware.bin?curimage=${encodeURIComponent(this.image)}`, {
       headers: esp8266UpdateHeaders({ mac: this.id, freeSpace, sketchSize: 400_000, sketchMd5: this.imageMd5 }),
       maxBody: freeSpace,
+      // The socket's own idle limit; the watchdog (6 s between blocks) resets first.
       timeoutMs: 120_000,
+      // Read at the device's rate; each 4 KB sector is erased and written as the download reaches it.
+      pace: { bytesPerSecond: t.downloadBytesPerSecond / t.scale, every: 4096, everyMs: scaled(t, t.sectorEraseMs + t.sectorWriteMs) },
+      signal,
     });
+    if (res.status === 200) {
+      // Update.end(): the image is hashed and its signature checked, once.
+      this.watch('verify');
+      await this.pause(scaled(t, (res.body.length / 1024) * t.verifyMsPerKb), signal);
+      this.feed();
+    }
     if (res.status === 304) return this.fail('firmware', `no newer image for ${this.image} (304)`);
     if (res.status !== 200) return this.fail('firmware', `update server answered HTTP ${res.status}${res.body.length ? `: ${res.body.toString('utf8').slice(0, 120)}` : ''}`);
     const expectedMd5 = res.headers['x-md5'];
@@ -294,20 +532,31 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.imageMd5 = next.md5;
     this.staged = undefined;
     this.emit('flashed', next.image);
-    this.reboot();
+    this.reboot('update');
   }
 
-  /** A reboot is a dropped link (the broker sends the LWT), a pause, then a boot. */
-  private reboot(): void {
+  /**
+   * A reset: whatever ran for this boot ends, the link dies without a goodbye (the broker sends
+   * the LWT), then boot, Wi-Fi and NTP take their time before the device boots again.
+   */
+  private reboot(reason: RebootReason): void {
+    if (this.state === 'stopped' || this.state === 'silent') return;
+    this.log(`reboot (${reason})`);
+    this.bootAbort.abort();
+    this.clearTimers();
+    this.policy = undefined;
+    this.busy = false;
     this.setState('rebooting');
     this.dropLink();
-    this.later(this.options.rebootDelayMs ?? 1500, () => void this.boot());
+    this.emit('reboot', reason);
+    if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
+    this.later(this.bootDelayMs(), () => void this.boot());
   }
 
-  private async downloadFile(command: 'ca' | 'cert' | 'key'): Promise<void> {
+  private async downloadFile(command: 'ca' | 'cert' | 'key', signal: AbortSignal): Promise<void> {
     const server = this.downloadServer();
     const name = command === 'ca' ? 'ca.crt' : `${this.id}.${command === 'cert' ? 'crt' : 'key'}`;
-    const res = await deviceGet(server, `${server.path}/${name}`, this.files, { maxBody: 16 * 1024, timeoutMs: 15_000 });
+    const res = await this.get(server, `${server.path}/${name}`, { maxBody: 16 * 1024, timeoutMs: 15_000, signal });
     if (res.status !== 200) return this.fail(command, `${name}: HTTP ${res.status}`);
     const pem = res.body.toString('utf8');
     try {
@@ -324,20 +573,29 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     else this.publishStatus();
   }
 
+  /** A clean disconnect (no LWT), then the reconnect rule with the new identity. */
   private reconnect(): void {
     const client = this.client;
-    this.client = undefined;
-    this.setState('offline');
-    client?.end(false, () => undefined);
-    this.connect();
+    if (!client) return;
+    client.end(false, () => undefined);
   }
 
   private goSilent(): void {
     this.log('going silent');
+    this.bootAbort.abort();
+    this.policy = undefined;
     this.setState('silent');
+    this.clearTimers();
+    this.dropLink();
+  }
+
+  private clearTimers(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    this.dropLink();
+    clearTimeout(this.attemptTimer);
+    this.attemptTimer = undefined;
+    clearInterval(this.dogTicker);
+    this.dogTicker = undefined;
   }
 
   /** The link dies without a DISCONNECT (power cut, reset): the broker publishes the LWT. */

@@ -8,6 +8,7 @@ import { lifecycle } from '../shared/lifecycle';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
 import { OutcomeRow, outcomeRow } from '../../lib/dashboard/event-rows';
 import { commandSummaryText } from '../../lib/fleet/command-summary';
+import { takeWifiPassword } from '../../lib/fleet/wifi-credentials';
 
 interface EspCommandDef extends NodeDef {
   fleet: string;
@@ -39,6 +40,18 @@ export = function register(RED: NodeAPI): void {
     // One window per fleet, so the row buttons' and a rollout's outcomes share one table.
     const recent = recentOutcomesOf(config.fleet);
 
+    // A `wifi` password leaves the msg before anything else runs: this listener is registered
+    // first, so Node-RED calls it first, and takes no `done` (Node-RED counts only 3-argument
+    // input listeners for completion). No output, Catch msg, badge or log sees it; only the
+    // MQTT payload carries it (docs/wire-contract.md, MQTT topics: wifi).
+    const passwords = new WeakMap<object, unknown>();
+    node.on('input', (msg: CommandMsg) => {
+      const { argument, kept, password } = takeWifiPassword(msg.argument);
+      if (password === undefined) return;
+      passwords.set(msg, argument);
+      msg.argument = kept;
+    });
+
     const life = lifecycle(node, async (own) => {
       if (!fleetNode) throw new Error('no esp-fleet node is configured');
       const c = await fleetNode.fleet();
@@ -65,7 +78,9 @@ export = function register(RED: NodeAPI): void {
     life.input(async (msg: CommandMsg, send, { client: c, dispatcher: d, showProgress }) => {
       // A string payload is the command; anything else (an inject's timestamp) uses the node's.
       const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
-      const built = buildCommand(c.scheme.commandSet, command, msg.argument);
+      const argument = passwords.has(msg) ? passwords.get(msg) : msg.argument;
+      passwords.delete(msg);
+      const built = buildCommand(c.scheme.commandSet, command, argument);
       const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
       if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
       // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.

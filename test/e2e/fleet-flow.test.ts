@@ -122,7 +122,7 @@ export function describeFleetFlow(broker: BrokerUnderTest, extraNodes: unknown[]
         assert.deepEqual([out.signature, out.image.name], ['signed', `${P}-${version}`]);
       }
       for (const id of ids) {
-        const d = new SimulatedDevice({ id, bootstrap: { host: 'localhost', port: fwPort, path: '/fw' }, files: await identityFromFolder(path.join(caDir, 'devices'))(id), image: `${P}-1.0.0`, trusts: [key.pem], rebootDelayMs: 200 });
+        const d = new SimulatedDevice({ id, bootstrap: { host: 'localhost', port: fwPort, path: '/fw' }, files: await identityFromFolder(path.join(caDir, 'devices'))(id), image: `${P}-1.0.0`, trusts: [key.pem], rebootDelayMs: 200, timing: 'fast' });
         devices.push(d);
         d.start();
       }

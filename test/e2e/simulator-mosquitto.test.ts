@@ -45,6 +45,8 @@ describe('end to end: simulated devices, real Mosquitto, update server, commands
     image: V1,
     trusts: [k1Pem],
     rebootDelayMs: 200,
+    // A hundred times a real ESP8266 (lib/sim/device-timing.ts): the same steps, quickly.
+    timing: 'fast',
     ...extra,
   });
   const startDevice = async (id: string, extra: Partial<SimulatedDeviceOptions> = {}): Promise<SimulatedDevice> => {
@@ -258,5 +260,13 @@ describe('esp-fleet-sim command line', function () {
     assert.match(bad.stderr, /must be an https:\/\/ URL/);
     const prefix = await run(['--server', 'https://localhost:1/fw', '--certs', '.', '--prefix', 'zz', '--trust', cli, '--image', 'X-1']);
     assert.match(prefix.stderr, /MAC prefix "zz" must be 2 to 10 hex digits/);
+    const base = ['--server', 'https://localhost:1/fw', '--certs', '.', '--trust', cli, '--image', 'X-1'];
+    assert.match((await run([...base, '--timing', 'slow'])).stderr, /--timing is esp8266 or fast/);
+    assert.match((await run([...base, '--download-rate', '0'])).stderr, /--download-rate must be a number ≥ 1/);
+    // A bad network is named, its password never printed.
+    const wifi = await run([...base, '--wifi-networks', 'office:short12,cafe']);
+    assert.equal(wifi.code, 2);
+    assert.match(wifi.stderr, /--wifi-networks "office": wifi: password must be empty, 8 to 63/);
+    assert.ok(!wifi.stderr.includes('short12'));
   });
 });

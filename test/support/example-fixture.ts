@@ -97,6 +97,7 @@ export class ExampleFixture {
       image: V1,
       trusts: [this.trustedKeyPem],
       rebootDelayMs: 200,
+      timing: 'fast',
       bootsPerSecond: 50,
       silentShare: extra.silentAfterMs !== undefined ? 1 : undefined,
       silentAfterMs: extra.silentAfterMs,

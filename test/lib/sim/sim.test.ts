@@ -9,6 +9,7 @@ import { deviceIds } from '../../../lib/sim/fleet-simulator';
 import { deviceGet, esp8266UpdateHeaders } from '../../../lib/sim/device-https';
 import { CaStore } from '../../../lib/pki/ca-store';
 import { tempDir } from '../../support/temp-dir';
+import { ESP8266_TIMING, FAST_TIMING, resolveTiming, scaled, bootToNetworkMs } from '../../../lib/sim/device-timing';
 
 describe('simulator images', () => {
   const manifest = { image: 'SIM-1.0.0', build: 'today', trusts: ['-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n'] };
@@ -125,5 +126,25 @@ describe('deviceGet: what the device accepts from an update server', function ()
 
   it('refuses a server certificate for another host name', async () => {
     await assert.rejects(deviceGet({ host: '127.0.0.1', port }, '/x', { ca: store.caCertificatePem }), /Updateserver-certificate doesn't match/);
+  });
+});
+
+describe('simulator timing (lib/sim/device-timing.ts)', () => {
+  it('defaults to a real ESP8266; fast is the same steps a hundred times quicker', () => {
+    assert.deepEqual(resolveTiming(undefined), ESP8266_TIMING);
+    assert.deepEqual(resolveTiming('esp8266'), ESP8266_TIMING);
+    assert.equal(ESP8266_TIMING.downloadBytesPerSecond, 20_000);
+    assert.equal(bootToNetworkMs(ESP8266_TIMING), 3_900);
+    assert.equal(bootToNetworkMs(FAST_TIMING), 39);
+    assert.equal(scaled(FAST_TIMING, FAST_TIMING.wifiTryMs), 300);
+  });
+
+  it('takes single figures over a preset and refuses what is not a duration', () => {
+    assert.deepEqual(resolveTiming({ downloadBytesPerSecond: 5_000 }), { ...ESP8266_TIMING, downloadBytesPerSecond: 5_000 });
+    assert.deepEqual(resolveTiming({ base: 'fast', tlsHandshakeMs: 0 }), { ...FAST_TIMING, tlsHandshakeMs: 0 });
+    assert.throws(() => resolveTiming({ downloadBytesPerSecond: 0 }), /downloadBytesPerSecond must be a number ≥ 0 and not 0/);
+    assert.throws(() => resolveTiming({ bootMs: -1 }), /bootMs must be a number ≥ 0/);
+    assert.throws(() => resolveTiming({ bootMs: Number.NaN }), /bootMs must be a number/);
+    assert.throws(() => resolveTiming({ warpSpeed: 1 } as never), /unknown timing "warpSpeed"/);
   });
 });
