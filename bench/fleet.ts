@@ -16,9 +16,17 @@
  *   npm run bench:fleet                    # build + full run: 10,000 devices, 1,000-device rollout (several minutes)
  *   node dist/bench/fleet.js --quick       # 200 devices, 50-device rollout: a smoke run
  *
+ * Outage phase (after the steady state): Mosquitto is stopped for --outage-s seconds and started
+ * again on the same config; printed are the times until 99 % and 100 % of the devices are back
+ * online (counted from the broker's restart), the peak reconnects per second, Node-RED's CPU and
+ * memory, and how many devices rebooted through the waittimeout rule (goal: all back within
+ * 2 minutes, none rebooted for an outage shorter than waittimeout; docs/wire-contract.md,
+ * Device timing).
+ *
  * Sizes: --devices N (BENCH_DEVICES), --rollout R (BENCH_ROLLOUT), --cap C (BENCH_CAP),
  * --sim-procs P (BENCH_SIM_PROCS), --boots-per-second B per process (BENCH_BOOTS), --steady-s S
- * (BENCH_STEADY_S), --image-kib K (BENCH_IMAGE_KIB), --keep.
+ * (BENCH_STEADY_S), --image-kib K (BENCH_IMAGE_KIB), --outage-s O (BENCH_OUTAGE_S, 0 skips),
+ * --keep.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -41,13 +49,18 @@ import { IpcChild } from './lib/ipc-child';
 import type { SimCommand, SimReply, SimStats } from './lib/sim-fleet-child';
 
 const GOAL_DEVICES = 10_000;
+/** All devices back online within this long after the broker is back. */
+const GOAL_BACK_MS = 120_000;
+/** What esp-firmware-server serves the devices as config.json (its defaults but retry 5 s). */
+const RETRY_MS = 5_000;
+const WAIT_MS = 20_000;
 const PRODUCT = 'ESP8266_BENCH';
 const V1 = `${PRODUCT}-1.0.0`;
 const V2 = `${PRODUCT}-1.1.0`;
 
 const args = parseArgs(process.argv.slice(2));
 if (args.has('help')) {
-  process.stdout.write('usage: node dist/bench/fleet.js [--quick] [--devices N] [--rollout R] [--cap C] [--sim-procs P] [--boots-per-second B] [--steady-s S] [--image-kib K] [--keep]\n');
+  process.stdout.write('usage: node dist/bench/fleet.js [--quick] [--devices N] [--rollout R] [--cap C] [--sim-procs P] [--boots-per-second B] [--steady-s S] [--image-kib K] [--outage-s O] [--timing esp8266|fast] [--keep]\n');
   process.exit(0);
 }
 const quick = args.has('quick');
@@ -59,7 +72,11 @@ const N = {
   boots: intOption(args, 'boots-per-second', 'BENCH_BOOTS', quick ? 100 : 60),
   steadyS: intOption(args, 'steady-s', 'BENCH_STEADY_S', quick ? 5 : 65),
   imageKib: intOption(args, 'image-kib', 'BENCH_IMAGE_KIB', 320),
+  outageS: intOption(args, 'outage-s', 'BENCH_OUTAGE_S', quick ? 5 : 10),
+  /** Devices with a real ESP8266's timing (downloads at 20 KB/s, 2 s handshakes, boots of ~4 s), or `fast`. */
+  timing: (args.get('timing') ?? process.env.BENCH_TIMING ?? 'esp8266') as 'esp8266' | 'fast',
 };
+if (N.timing !== 'esp8266' && N.timing !== 'fast') throw new Error('--timing is esp8266 or fast');
 if (N.rollout + 1 > N.devices) throw new Error('--rollout must be smaller than --devices (one more device measures a lone update)');
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -98,7 +115,7 @@ async function main(): Promise<void> {
   const fwPort = await freePort();
   const setup = await writeMosquittoConfig(store, { dir: path.join(tmp, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: mqttPort });
   await store.idle(); // the esp-ca node in Node-RED is the store's only writer from here on
-  const broker = await startBenchMosquitto(setup.dir);
+  let broker = await startBenchMosquitto(setup.dir);
   const fwDir = path.join(tmp, 'firmware');
   const service = await FirmwareService.open(fwDir);
   for (const version of ['1.0.0', '1.1.0']) await publishSimImage(service, { product: PRODUCT, version, size: N.imageKib * 1024 });
@@ -113,7 +130,7 @@ async function main(): Promise<void> {
     { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [[], [], []] },
     { id: 'cmd', z: 'tab', x: 100, y: 200, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: true, maxInFlight: String(N.cap), outcomeTimeout: '300', wires: [[], [], []] },
     // Every simulated device connects from 127.0.0.1: the connection caps lifted above the rollout's needs.
-    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), maxConnections: '4096', maxConnectionsPerAddress: '4096', mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: '5000', wires: [[], []] },
+    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), maxConnections: '4096', maxConnectionsPerAddress: '4096', mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: String(RETRY_MS), waittimeout: String(WAIT_MS), wires: [[], []] },
   ]);
   let fleetNode: { fleet(): Promise<FleetClient> } | null = null;
   for (let i = 0; !(fleetNode = red.getNode('fleet')); i++) {
@@ -129,10 +146,12 @@ async function main(): Promise<void> {
   const sims = Array.from({ length: N.simProcs }, (_, i) => IpcChild.fork<SimCommand, SimReply>(path.join(__dirname, 'lib', 'sim-fleet-child.js'), `sim-${i}`));
   const pids: Record<string, number | 'self'> = { 'node-red': 'self', mosquitto: broker.pid, ...Object.fromEntries(sims.map((s) => [s.name, s.pid])) };
   const simStats = async (): Promise<SimStats[]> => Promise.all(sims.map((s) => s.request({ cmd: 'stats' }, 'stats').then((r) => r.stats)));
-  const totals = (stats: SimStats[]): { online: number; images: Record<string, number>; rss: number; errors: string[] } => {
+  const totals = (stats: SimStats[]): { online: number; images: Record<string, number>; rss: number; errors: string[]; reboots: Record<string, number>; attempts: number } => {
     const images: Record<string, number> = {};
+    const reboots: Record<string, number> = {};
     for (const s of stats) for (const [k, v] of Object.entries(s.images)) images[k] = (images[k] ?? 0) + v;
-    return { online: stats.reduce((a, s) => a + s.online, 0), images, rss: stats.reduce((a, s) => a + s.rss, 0), errors: stats.flatMap((s) => s.errors) };
+    for (const s of stats) for (const [k, v] of Object.entries(s.reboots)) reboots[k] = (reboots[k] ?? 0) + (v ?? 0);
+    return { online: stats.reduce((a, s) => a + s.online, 0), images, rss: stats.reduce((a, s) => a + s.rss, 0), errors: stats.flatMap((s) => s.errors), reboots, attempts: stats.reduce((a, s) => a + s.connectAttempts, 0) };
   };
   let peakRss = 0;
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, processMemory('self')?.rss ?? 0)), 250);
@@ -148,7 +167,7 @@ async function main(): Promise<void> {
   const share = Math.ceil(N.devices / N.simProcs);
   await Promise.all(
     sims.map((s, i) =>
-      s.request({ cmd: 'start', start: { ids: ids.slice(i * share, (i + 1) * share), certDir: store.deviceFilesDir, keys, bootstrap: { host: 'localhost', port: fwPort, path: '/fw' }, image: V1, trusts, bootsPerSecond: N.boots } }, 'started'),
+      s.request({ cmd: 'start', start: { ids: ids.slice(i * share, (i + 1) * share), certDir: store.deviceFilesDir, keys, bootstrap: { host: 'localhost', port: fwPort, path: '/fw' }, image: V1, trusts, bootsPerSecond: N.boots, timing: N.timing } }, 'started'),
     ),
   );
   const connectLimit = performance.now() + (N.devices / (N.boots * N.simProcs)) * 1000 + 180_000;
@@ -174,7 +193,10 @@ async function main(): Promise<void> {
   const c2 = snapshot(pids);
   rows.push(phase('steady', c1, c2));
 
-  // 3. Reference: one device updated on its own, then the rollout with the cap.
+  // 3. Outage: the broker goes away for --outage-s and comes back on the same config.
+  const outage = N.outageS > 0 ? await brokerOutage() : undefined;
+
+  // 4. Reference: one device updated on its own, then the rollout with the cap.
   const lone = ids[ids.length - 1]!;
   const waitImage = async (targets: string[], limitMs: number): Promise<number> => {
     const until = performance.now() + limitMs;
@@ -201,6 +223,17 @@ async function main(): Promise<void> {
   const after = totals(await simStats());
 
   const lowerBound = Math.ceil(N.rollout / N.cap) * loneS;
+  const outageRows: string[][] = outage
+    ? [
+        [`broker down ${N.outageS} s (waittimeout ${WAIT_MS / 1000} s): 99 % back`, outage.t99Ms === undefined ? '** never **' : `${round(outage.t99Ms / 1000, 1)} s after the restart`, ''],
+        ['100 % back', outage.t100Ms === undefined ? `** ${outage.lastOnline} of ${N.devices} **` : `${round(outage.t100Ms / 1000, 1)} s`, `<= ${GOAL_BACK_MS / 1000} s ${outage.t100Ms !== undefined && outage.t100Ms <= GOAL_BACK_MS ? 'met' : '** not met **'}`],
+        ['peak reconnects per second (connect attempts started per second)', `${outage.peakPerSecond}/s (${outage.peakAttemptsPerSecond}/s)`, ''],
+        ['rebooted by the waittimeout rule', `${outage.waittimeoutReboots}`, N.outageS * 1000 < WAIT_MS ? `0 ${outage.waittimeoutReboots === 0 ? 'met' : '** not met **'}` : '(outage longer than waittimeout)'],
+        ['other reboots during the outage (watchdog, command, update)', `${outage.otherReboots}`, ''],
+        ['Node-RED back on the broker', outage.nodeRedBackMs === undefined ? '** never **' : `${round(outage.nodeRedBackMs / 1000, 1)} s`, ''],
+        ['Node-RED peak RSS during the outage', mb(outage.peakRss), ''],
+      ]
+    : [];
   process.stdout.write(
     `\n# bench/fleet: ${N.devices} simulated devices, Node-RED ${red.version}, mosquitto ${broker.version}, ${info.cpus} × ${info.cpuModel}\n\n` +
       table(['phase', 'time', 'Node-RED cores', 'mosquitto cores', 'simulator cores', 'Node-RED RSS'], rows) +
@@ -214,6 +247,7 @@ async function main(): Promise<void> {
           [`rollout of ${N.rollout}, cap ${N.cap}`, `${updated} updated in ${round(rolloutS)} s`, `${updated === N.rollout ? 'all' : '** not all **'}`],
           ['lower bound ceil(R/cap) × alone', `${round(lowerBound)} s`, ''],
           ['rollout efficiency (lower bound / actual)', `${round(lowerBound / rolloutS, 2)}×`, ''],
+          ...outageRows,
           ['Node-RED peak RSS during rollout', mb(rolloutPeak), ''],
           ['simulator RSS (all processes)', mb(after.rss), ''],
         ],
@@ -224,7 +258,51 @@ async function main(): Promise<void> {
   await Promise.all(sims.map((s) => s.close({ cmd: 'close' }, 'closed')));
   await red.stop();
   await broker.stop();
-  process.exit(updated === N.rollout ? 0 : 1);
+  process.exit(updated === N.rollout && (!outage || outage.t100Ms !== undefined) ? 0 : 1);
+
+  /** Stops the broker, starts it again after --outage-s, and watches the fleet come back. */
+  async function brokerOutage(): Promise<{ t99Ms?: number; t100Ms?: number; lastOnline: number; peakPerSecond: number; peakAttemptsPerSecond: number; waittimeoutReboots: number; otherReboots: number; nodeRedBackMs?: number; peakRss: number }> {
+    const before = totals(await simStats());
+    log(`outage: stopping mosquitto for ${N.outageS} s (${before.online} devices online)`);
+    const o0 = snapshot(pids);
+    peakRss = 0;
+    await broker.stop();
+    await sleep(N.outageS * 1000);
+    broker = await startBenchMosquitto(setup.dir);
+    pids.mosquitto = broker.pid;
+    const up = performance.now();
+    const result: { t99Ms?: number; t100Ms?: number; nodeRedBackMs?: number } = {};
+    let lastOnline = 0;
+    let peakPerSecond = 0;
+    let peakAttemptsPerSecond = 0;
+    const window: { at: number; online: number; attempts: number }[] = [];
+    const limit = up + GOAL_BACK_MS + 60_000;
+    for (let last = 0; performance.now() < limit; await sleep(250)) {
+      const now = performance.now();
+      const now_ = totals(await simStats());
+      lastOnline = now_.online;
+      if (result.nodeRedBackMs === undefined && client.state === 'connected') result.nodeRedBackMs = now - up;
+      // Reconnects per second: the rise of the online count over the last second.
+      window.push({ at: now, online: lastOnline, attempts: now_.attempts });
+      while (window.length > 1 && now - window[0]!.at > 1000) window.shift();
+      const span = Math.max(250, now - window[0]!.at);
+      peakPerSecond = Math.max(peakPerSecond, Math.round(((lastOnline - window[0]!.online) * 1000) / span));
+      peakAttemptsPerSecond = Math.max(peakAttemptsPerSecond, Math.round(((now_.attempts - window[0]!.attempts) * 1000) / span));
+      if (result.t99Ms === undefined && lastOnline >= 0.99 * N.devices) result.t99Ms = now - up;
+      if (lastOnline >= N.devices) {
+        result.t100Ms = now - up;
+        break;
+      }
+      if (now - last > 10_000) {
+        log(`  back: ${lastOnline} of ${N.devices} online ${round((now - up) / 1000)} s after the restart`);
+        last = now;
+      }
+    }
+    const afterStats = totals(await simStats());
+    rows.push(phase(`outage ${N.outageS} s + back`, o0, snapshot(pids)));
+    log(`outage: ${lastOnline} of ${N.devices} back, 100 % after ${result.t100Ms === undefined ? 'never' : `${round(result.t100Ms / 1000, 1)} s`}`);
+    return { ...result, lastOnline, peakPerSecond, peakAttemptsPerSecond, otherReboots: Object.entries(afterStats.reboots).filter(([k]) => k !== 'waittimeout').reduce((n, [k, v]) => n + v - (before.reboots[k] ?? 0), 0), waittimeoutReboots: (afterStats.reboots.waittimeout ?? 0) - (before.reboots.waittimeout ?? 0), peakRss };
+  }
 }
 
 main().catch((err: Error) => {

@@ -8,6 +8,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FleetSimulator } from '../../lib/sim/fleet-simulator';
 import type { DeviceState } from '../../lib/sim/simulated-device';
+import type { TimingOption } from '../../lib/sim/device-timing';
+import type { RebootReason } from '../../lib/sim/simulated-device';
 
 export interface SimStart {
   ids: string[];
@@ -18,10 +20,21 @@ export interface SimStart {
   image: string;
   trusts: string[];
   bootsPerSecond: number;
+  /** A real ESP8266's timing (lib/sim/device-timing.ts), or `fast` for a quick run. */
+  timing: TimingOption;
 }
 
 export type SimCommand = { cmd: 'start'; start: SimStart } | { cmd: 'stats' } | { cmd: 'close' };
-export type SimStats = Record<DeviceState, number> & { total: number; images: Record<string, number>; rss: number; errors: string[] };
+export type SimStats = Record<DeviceState, number> & {
+  total: number;
+  images: Record<string, number>;
+  rss: number;
+  errors: string[];
+  /** Reboots per reason since start (waittimeout, command, watchdog, update). */
+  reboots: Partial<Record<RebootReason, number>>;
+  /** MQTT connect attempts of all devices since start. */
+  connectAttempts: number;
+};
 export type SimReply = { type: 'started' } | { type: 'stats'; stats: SimStats } | { type: 'closed' } | { type: 'error'; message: string };
 
 function reply(r: SimReply): void {
@@ -44,7 +57,7 @@ process.on('message', (cmd: SimCommand) => {
           image: s.image,
           trusts: s.trusts,
           bootsPerSecond: s.bootsPerSecond,
-          rebootDelayMs: 500,
+          timing: s.timing,
           onError: (id, message) => {
             if (errors.length < 10) errors.push(`${id}: ${message}`);
           },
@@ -55,7 +68,17 @@ process.on('message', (cmd: SimCommand) => {
         return;
       }
       case 'stats':
-        reply({ type: 'stats', stats: { ...(fleet?.counts() ?? { booting: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: 0 }), images: fleet?.images() ?? {}, rss: process.memoryUsage().rss, errors: [...errors] } });
+        reply({
+          type: 'stats',
+          stats: {
+            ...(fleet?.counts() ?? { booting: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: 0 }),
+            images: fleet?.images() ?? {},
+            rss: process.memoryUsage().rss,
+            errors: [...errors],
+            reboots: fleet?.rebootCounts() ?? {},
+            connectAttempts: fleet?.connectAttempts() ?? 0,
+          },
+        });
         return;
       case 'close':
         await fleet?.stop();
