@@ -429,8 +429,11 @@ void onMessage(char* topic, uint8_t* payload, unsigned int length) {
 }
 
 // Each step of the connect is a watchdog step of its own: dns, then tls (TCP + handshake), then
-// mqtt (CONNECT until CONNACK). The step's end is progress; time passing is not.
-bool connectMqtt() {
+// mqtt (CONNECT until CONNACK). The step's end is progress; time passing is not. `reached`: the
+// broker accepted the TCP connection (a TLS error or a refused CONNECT means it did), which the
+// reconnect rule uses to tell a busy broker from a network that is gone.
+bool connectMqtt(bool& reached) {
+  reached = false;
   Serial.printf("MQTT %s:%u (%s)\n", gConfig.mqttserver, gConfig.mqttport, gConfig.mqtttls ? "TLS" : "plain, insecure");
   bool tcp = false;
   if (gConfig.mqtttls) {
@@ -455,7 +458,8 @@ bool connectMqtt() {
   // The broker publishes "offline" (retained) on /will/<id>/will when the device drops away.
   if (!tcp || !gMqtt.connect(gId, nullptr, nullptr, gTopics.will, 1, true, "offline")) {
     char last[64] = "";
-    if (gConfig.mqtttls) gMqttTls.getLastSSLError(last, sizeof last);
+    const int sslError = gConfig.mqtttls ? gMqttTls.getLastSSLError(last, sizeof last) : 0;
+    reached = tcp || sslError != 0;
     Serial.printf("MQTT connect failed: %s %d %s\n", tcp ? "state" : "no TLS connection,", gMqtt.state(), last);
     if (gConfig.mqtttls) gMqttTls.stop();
     else gMqttPlain.stop();
@@ -591,11 +595,12 @@ void fleetLoop(void (*custom)()) {
   } else {
     if (gReconnect.isConnected()) gReconnect.failed(now);
     if (gReconnect.attemptDue(now)) {
-      if (connectMqtt()) {
+      bool reached = false;
+      if (connectMqtt(reached)) {
         gReconnect.connected(millis());
         publishStatus(millis());
       } else {
-        gReconnect.failed(millis());
+        gReconnect.failed(millis(), reached);
         // Only an attempt that failed can end in a reboot (the core decides when).
         if (gReconnect.rebootDue()) restart("backend unreachable for longer than waittimeout");
       }

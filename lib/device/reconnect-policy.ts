@@ -12,9 +12,13 @@ export const MAX_BACKOFF_FACTOR = 8;
  *   after a drop waits a random time from 0 to min(retry·2ⁿ, 8·retry), so a fleet that lost its
  *   broker at one moment does not come back at one moment. The first attempt after boot waits
  *   0 to `retry`: a power cut boots every device at once.
- * - Reboot: only after an attempt that failed once the device had been disconnected for
- *   `waittimeout` plus a per-outage random 0 to `waittimeout`/2. So an outage shorter than
- *   `waittimeout` never reboots a device, and a long one does not reboot the fleet in step.
+ * - Reboot: only after an attempt that failed once the device had been without the broker for
+ *   `waittimeout` plus a per-outage random 0 to `waittimeout`/2. An attempt that reached the
+ *   broker (its TCP connect was accepted) but failed later, in the TLS handshake or at CONNECT,
+ *   proves the device's own network works: it starts that clock over. A reboot cannot help a
+ *   broker that is up but busy (10,000 devices coming back at once), so those never reboot; an
+ *   outage shorter than `waittimeout` never reboots a device, and a long one does not reboot the
+ *   fleet in step.
  */
 export class ReconnectPolicy {
   private up = false;
@@ -49,8 +53,11 @@ export class ReconnectPolicy {
     this.failedPastGiveUp = false;
   }
 
-  /** An attempt failed, or the connection dropped. */
-  failed(now: number): void {
+  /**
+   * An attempt failed, or the connection dropped. `reachedBroker`: the attempt got as far as a
+   * TCP connection to the broker (it failed in TLS or MQTT), so the network path works.
+   */
+  failed(now: number, reachedBroker = false): void {
     if (this.up) {
       this.up = false;
       this.since = now;
@@ -58,7 +65,8 @@ export class ReconnectPolicy {
       this.giveUpAfter = this.giveUpMs + this.jitter.upTo(this.giveUpMs / 2);
     } else {
       this.attempts = Math.min(this.attempts + 1, 30);
-      if (diff(now, this.since) >= this.giveUpAfter) this.failedPastGiveUp = true;
+      if (reachedBroker) this.since = now;
+      else if (diff(now, this.since) >= this.giveUpAfter) this.failedPastGiveUp = true;
     }
     this.lastTry = now;
     const ceiling = Math.min(this.retryMs * 2 ** this.attempts, this.retryMs * MAX_BACKOFF_FACTOR);

@@ -300,7 +300,11 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       will: { topic: `/will/${this.id}/will`, payload: Buffer.from('offline'), qos: 1, retain: false },
     });
     this.client = client;
+    // The broker accepted TCP: a failure after this is a busy broker, not a lost network.
+    let reached = false;
+    client.stream?.once?.('connect', () => (reached = true));
     client.stream?.once?.('secureConnect', () => {
+      reached = true;
       if (this.client === client) this.watch('mqtt');
     });
     client.on('connect', () => {
@@ -322,7 +326,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       client.end(true);
       if (policy !== this.policy || !['online', 'booting', 'offline'].includes(this.state)) return;
       const wasUp = policy.isConnected;
-      policy.failed(this.millis());
+      policy.failed(this.millis(), reached);
       if (!this.busy) this.watch('loop');
       if (wasUp) this.setState('offline');
       else if (policy.rebootDue()) return this.reboot('waittimeout');

@@ -217,7 +217,10 @@ class ReconnectPolicy {
   ReconnectPolicy(uint32_t retryMs, uint32_t giveUpMs, Jitter jitter) : retry_(retryMs), giveUp_(giveUpMs), jitter_(jitter) {}
   void start(uint32_t now);      // at boot: not connected, first attempt after 0..retry
   void connected(uint32_t now);
-  void failed(uint32_t now);     // an attempt failed or the connection dropped
+  // An attempt failed or the connection dropped. reachedBroker: the attempt got a TCP connection
+  // to the broker (it failed in TLS or MQTT), so the device's network works: the give-up clock
+  // starts over, and only attempts that cannot reach the broker can end in a reboot.
+  void failed(uint32_t now, bool reachedBroker = false);
   bool attemptDue(uint32_t now) const { return !up_ && now - lastTry_ >= delay_; }
   bool rebootDue() const { return !up_ && failedPastGiveUp_; }
   bool isConnected() const { return up_; }

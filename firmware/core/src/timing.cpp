@@ -99,7 +99,7 @@ void ReconnectPolicy::connected(uint32_t now) {
   failedPastGiveUp_ = false;
 }
 
-void ReconnectPolicy::failed(uint32_t now) {
+void ReconnectPolicy::failed(uint32_t now, bool reachedBroker) {
   if (up_) {
     up_ = false;
     since_ = now;
@@ -107,7 +107,8 @@ void ReconnectPolicy::failed(uint32_t now) {
     drawGiveUp();
   } else {
     if (attempts_ < kMaxAttempts) attempts_++;
-    if (now - since_ >= giveUpAfter_) failedPastGiveUp_ = true;
+    if (reachedBroker) since_ = now;
+    else if (now - since_ >= giveUpAfter_) failedPastGiveUp_ = true;
   }
   lastTry_ = now;
   const uint64_t cap = static_cast<uint64_t>(retry_) * kMaxBackoffFactor;

@@ -464,7 +464,7 @@ void reconnectVectors() {
       const uint32_t at = s["at"];
       const std::string where = why + ": " + op + " at " + std::to_string(at);
       if (op == "start") p.start(at);
-      else if (op == "failed") p.failed(at);
+      else if (op == "failed") p.failed(at, s.value("reached", false));
       else p.connected(at);
       if (op != "connected") {
         const uint32_t delay = s["delayMs"], due = s["attemptDueAt"];

@@ -7,7 +7,7 @@ import { runTimeline, TimelineEvent, WATCHDOG_STEPS } from '../../../lib/device/
 
 interface Vectors {
   jitter: { id: string; fnv1a32: number; next: number[] }[];
-  reconnect: { why: string; id: string; retryMs: number; giveUpMs: number; steps: { op: 'start' | 'failed' | 'connected'; at: number; delayMs: number; attemptDueAt: number | null; rebootDue: boolean }[] }[];
+  reconnect: { why: string; id: string; retryMs: number; giveUpMs: number; steps: { op: 'start' | 'failed' | 'connected'; at: number; reached?: boolean; delayMs: number; attemptDueAt: number | null; rebootDue: boolean }[] }[];
   watchdog: { budgetsMs: Record<string, number>; tickMs: number; timelines: { why: string; events: TimelineEvent[]; end: number; resetAt: number | null }[] };
 }
 
@@ -31,7 +31,7 @@ describe('device timing, as the firmware decides it (lib/device, test/vectors/de
       const p = new ReconnectPolicy(r.retryMs, r.giveUpMs, Jitter.forDevice(r.id));
       for (const s of r.steps) {
         if (s.op === 'start') p.start(s.at);
-        else if (s.op === 'failed') p.failed(s.at);
+        else if (s.op === 'failed') p.failed(s.at, s.reached === true);
         else p.connected(s.at);
         if (s.op !== 'connected') {
           assert.equal(p.currentDelayMs, s.delayMs, `${s.op} at ${s.at}`);
