@@ -52,11 +52,8 @@ export = function register(RED: NodeAPI): void {
       { startingText: 'opening CA…' },
     );
 
-    life.input(
-      async (msg, send, store) => {
-        // The backup passphrase and the .p12 password leave the msg at once: neither the output nor a Catch node sees them.
-        const { passphrase, password, rest } = takeSecrets(msg.payload);
-        if (passphrase !== undefined || password !== undefined) msg.payload = rest;
+    life.input<ReturnType<typeof takeSecrets>>(
+      async (msg, send, store, { passphrase, password }) => {
         const action = parseAction(msg.topic || config.action);
         if (restored) throw new Error('the CA was restored from a backup: restart flows (Deploy ▸ Restart Flows) to load it before anything else');
         const result = await runIssuerAction(store, action, msg.payload, defaults, { backup, passphrase, password, userDir: backup.userDir });
@@ -70,9 +67,18 @@ export = function register(RED: NodeAPI): void {
         const each = 'renewed' in result ? result.renewed.map((r: IssuedOutput) => ({ ...msg, topic: 'renew', payload: r })) : [];
         send([[...each, { ...msg, topic: action, payload: result }]]);
       },
-      // After a restore the badge keeps saying so: that is what the user must do next.
-      (err) => {
-        if (!restored) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+      {
+        // The backup passphrase and the .p12 password leave the msg the moment it arrives, even
+        // before the CA is open: neither an output nor a Catch node sees them.
+        takeSecrets: (msg) => {
+          const taken = takeSecrets(msg.payload);
+          if (taken.passphrase !== undefined || taken.password !== undefined) msg.payload = taken.rest;
+          return taken;
+        },
+        // After a restore the badge keeps saying so: that is what the user must do next.
+        onError: (err) => {
+          if (!restored) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+        },
       },
     );
   }

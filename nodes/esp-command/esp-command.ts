@@ -40,18 +40,6 @@ export = function register(RED: NodeAPI): void {
     // One window per fleet, so the row buttons' and a rollout's outcomes share one table.
     const recent = recentOutcomesOf(config.fleet);
 
-    // A `wifi` password leaves the msg before anything else runs: this listener is registered
-    // first, so Node-RED calls it first, and takes no `done` (Node-RED counts only 3-argument
-    // input listeners for completion). No output, Catch msg, badge or log sees it; only the
-    // MQTT payload carries it (docs/wire-contract.md, MQTT topics: wifi).
-    const passwords = new WeakMap<object, unknown>();
-    node.on('input', (msg: CommandMsg) => {
-      const { argument, kept, password } = takeWifiPassword(msg.argument);
-      if (password === undefined) return;
-      passwords.set(msg, argument);
-      msg.argument = kept;
-    });
-
     const life = lifecycle(node, async (own) => {
       if (!fleetNode) throw new Error('no esp-fleet node is configured');
       const c = await fleetNode.fleet();
@@ -75,12 +63,10 @@ export = function register(RED: NodeAPI): void {
       return { client: c, dispatcher, showProgress };
     });
 
-    life.input(async (msg: CommandMsg, send, { client: c, dispatcher: d, showProgress }) => {
+    life.input(async (msg: CommandMsg, send, { client: c, dispatcher: d, showProgress }, wifi) => {
       // A string payload is the command; anything else (an inject's timestamp) uses the node's.
       const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
-      const argument = passwords.has(msg) ? passwords.get(msg) : msg.argument;
-      passwords.delete(msg);
-      const built = buildCommand(c.scheme.commandSet, command, argument);
+      const built = buildCommand(c.scheme.commandSet, command, wifi.password === undefined ? msg.argument : wifi.argument);
       const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
       if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
       // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.
@@ -100,6 +86,14 @@ export = function register(RED: NodeAPI): void {
       const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
       const summary = { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes };
       send([null, null, { ...msg, topic: built.command, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
+    }, {
+      // A `wifi` password leaves the msg the moment it arrives: no output, Catch msg, badge or
+      // log sees it; only the MQTT payload carries it (docs/wire-contract.md, MQTT topics: wifi).
+      takeSecrets: (msg: CommandMsg) => {
+        const taken = takeWifiPassword(msg.argument);
+        if (taken.password !== undefined) msg.argument = taken.kept;
+        return taken;
+      },
     });
   }
 

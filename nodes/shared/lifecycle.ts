@@ -32,10 +32,20 @@ export interface Lifecycle<R> extends Owner {
   /**
    * The node's input: every msg waits for start, then `act` runs. One error path for all: a red
    * badge with the short reason and `done(err)`, which Node-RED reports as `node.error(err, msg)`
-   * so Catch nodes see the msg (Node-RED docs, "Handling errors"). `onError` replaces the red
-   * badge for a node whose badge must keep saying something else.
+   * so Catch nodes see the msg (Node-RED docs, "Handling errors").
    */
-  input(act: (msg: NodeMessageInFlow, send: Send, started: R) => Promise<void>, onError?: (err: unknown) => void): void;
+  input<S = undefined>(act: (msg: NodeMessageInFlow, send: Send, started: R, secrets: S) => Promise<void>, options?: InputOptions<S>): void;
+}
+
+export interface InputOptions<S> {
+  /** Replaces the red badge, for a node whose badge must keep saying something else. */
+  onError?: (err: unknown) => void;
+  /**
+   * Runs the moment a msg arrives, before anything can fail: takes secrets (a password) out of
+   * the msg, so neither an output, nor a Catch node, nor an error text ever carries them; what
+   * it returns reaches `act` as `secrets`.
+   */
+  takeSecrets?: (msg: NodeMessageInFlow) => S;
 }
 
 export interface LifecycleOptions {
@@ -128,12 +138,20 @@ export function lifecycle<R>(node: Node, start: (own: Owner) => Promise<R>, opti
       return closing;
     },
     ready,
-    input(act, onError) {
+    input(act, options = {}) {
+      const { onError, takeSecrets } = options;
       node.on('input', (msg: NodeMessageInFlow, send: Send, done: (err?: Error) => void) => {
+        let secrets: ReturnType<NonNullable<typeof takeSecrets>>;
+        try {
+          secrets = takeSecrets ? takeSecrets(msg) : (undefined as typeof secrets);
+        } catch (err) {
+          if (!closing) node.status({ fill: 'red', shape: 'ring', text: shortText(errorText(err)) });
+          return done(err instanceof Error ? err : new Error(errorText(err)));
+        }
         ready
           .then((started) => {
             if (closing) throw new Error('the node is closing; nothing was done');
-            return act(msg, send, started);
+            return act(msg, send, started, secrets);
           })
           .then(
             () => done(),

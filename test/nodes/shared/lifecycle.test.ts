@@ -43,10 +43,20 @@ class Probe {
         probe.log.push('started');
         return 'ready';
       });
-      life.input(async (msg, send, started) => {
-        if (msg.payload === 'fail') throw new Error('cannot do "fail"');
-        send({ ...msg, payload: `${started}: ${String(msg.payload)}` });
-      });
+      life.input<string | undefined>(
+        async (msg, send, started, secret) => {
+          if (msg.payload === 'fail') throw new Error('cannot do "fail"');
+          send({ ...msg, payload: `${started}: ${String(msg.payload)}${secret ? ` (with a secret of ${String(secret).length} characters)` : ''}` });
+        },
+        {
+          takeSecrets: (msg) => {
+            const m = msg as typeof msg & { secret?: string };
+            const secret = m.secret;
+            delete m.secret;
+            return secret;
+          },
+        },
+      );
     }
     RED.nodes.registerType('lifecycle-probe', LifecycleProbe);
   };
@@ -110,15 +120,19 @@ describe('the shared node lifecycle (nodes/shared/lifecycle.ts) in the real runt
     assert.equal(err._marker, 'bad', 'the Catch node gets the original msg');
     assert.match((err.error as { message: string }).message, /cannot do "fail"/);
     assert.deepEqual([statuses.at(-1)?.fill, statuses.at(-1)?.text], ['red', 'cannot do "fail"']);
-    helper.getNode('p').receive({ payload: 'again' });
-    await out.until((m) => m.payload === 'ready: again');
+    helper.getNode('p').receive({ payload: 'again', secret: 'hunter22' });
+    const again = await out.until((m) => String(m.payload).startsWith('ready: again'));
+    assert.equal(again.payload, 'ready: again (with a secret of 8 characters)', 'act gets the secret, the output does not');
+    assert.equal(again.secret, undefined);
   });
 
-  it('a start that fails: red badge with the short reason, and every input goes to Catch with it', async () => {
+  it('a start that fails: red badge with the short reason, and every input goes to Catch with it (without its secret)', async () => {
     await deploy();
     probe.let(new Error('the CA folder cannot be read'));
-    helper.getNode('p').receive({ payload: 'x' });
+    helper.getNode('p').receive({ payload: 'x', secret: 'hunter22' });
     const err = await caught.until(() => true);
+    assert.equal(err.secret, undefined, 'the secret left the msg before anything could fail');
+    assert.doesNotMatch(JSON.stringify(err), /hunter22/);
     assert.match((err.error as { message: string }).message, /the CA folder cannot be read/);
     assert.deepEqual([statuses[0]?.fill, statuses.at(-1)?.fill, statuses.at(-1)?.text], ['yellow', 'red', 'the CA folder cannot be read']);
     assert.equal(out.msgs.length, 0);
