@@ -1,9 +1,8 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
-import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { tempDir } from '../support/temp-dir';
-import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
+import { MosquittoBed } from '../support/mosquitto-bed';
 import { FakeDevice } from '../support/fake-device';
 import { helper, catchNode, Collector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
@@ -25,9 +24,8 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
   this.timeout(60_000);
   const tmp = tempDir('wifi-cmd');
   let store: CaStore;
-  let broker: RunningMosquitto;
+  let bed: MosquittoBed;
   let port: number;
-  let mosquittoDir: string;
   const devices: FakeDevice[] = [];
   let sent: Collector<Msg>;
   let outcomes: Collector<Msg>;
@@ -66,11 +64,8 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
   const everything = (): string => JSON.stringify([sent.msgs, outcomes.msgs, summaries.msgs, caught.msgs, said]);
 
   before(async () => {
-    store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
-    await Promise.all([A, B].map((id) => store.issueDevice(id)));
-    port = await freePort();
-    ({ dir: mosquittoDir } = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port }));
-    broker = await startMosquitto(mosquittoDir);
+    bed = await MosquittoBed.start(tmp.path, [A, B]);
+    ({ store, port } = bed);
     await helper.startServer();
   });
   afterEach(async () => {
@@ -79,8 +74,7 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
   });
   after(async () => {
     await helper.stopServer();
-    await broker.stop();
-    await store.idle();
+    await bed.stop();
     tmp.remove();
   });
 
@@ -151,7 +145,7 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
   it('while the broker is down, a refused wifi msg carries no password either', async () => {
     await deploy();
     const client = await (helper.getNode('fleet') as unknown as EspFleetNode).fleet();
-    await broker.stop();
+    await bed.stopBroker();
     try {
       for (let i = 0; client.state === 'connected'; i++) {
         if (i > 200) throw new Error('the fleet did not notice the broker stopping');
@@ -163,7 +157,7 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
       assert.deepEqual(err.argument, { ssid: 'office' });
       assert.ok(!everything().includes(PASSWORD));
     } finally {
-      broker = await startMosquitto(mosquittoDir);
+      await bed.startBroker();
     }
   });
 });

@@ -1,9 +1,8 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
-import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { tempDir } from '../support/temp-dir';
-import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
+import { MosquittoBed } from '../support/mosquitto-bed';
 import { FakeDevice } from '../support/fake-device';
 import { helper, catchNode, firstMessage, Collector as SharedCollector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
@@ -25,8 +24,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
   this.timeout(90_000);
   const tmp = tempDir('fleet');
   let store: CaStore;
-  let broker: RunningMosquitto;
-  let mosquittoDir: string;
+  let bed: MosquittoBed;
   let port: number;
   const devices: FakeDevice[] = [];
   let status: Collector;
@@ -68,11 +66,8 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
   }
 
   before(async () => {
-    store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
-    await Promise.all(DEVICES.map((id) => store.issueDevice(id)));
-    port = await freePort();
-    ({ dir: mosquittoDir } = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', port }));
-    broker = await startMosquitto(mosquittoDir);
+    bed = await MosquittoBed.start(tmp.path, DEVICES);
+    ({ store, port } = bed);
     await helper.startServer();
   });
   afterEach(async () => {
@@ -81,7 +76,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
   });
   after(async () => {
     await helper.stopServer();
-    await broker.stop();
+    await bed.stop();
     tmp.remove();
   });
 
@@ -267,12 +262,12 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
 
   it('reconnects and resubscribes after a broker restart, without a redeploy', async () => {
     const client = await deploy();
-    await broker.stop();
+    await bed.stopBroker();
     for (let i = 0; client.state === 'connected'; i++) {
       if (i > 200) throw new Error('the fleet did not notice the broker stopping');
       await new Promise((r) => setTimeout(r, 25));
     }
-    broker = await startMosquitto(mosquittoDir);
+    await bed.startBroker();
     const a = await device(A, `${A}-after-restart`);
     const deadline = Date.now() + 30_000;
     // Publish until the fleet is back: its backoff decides when.

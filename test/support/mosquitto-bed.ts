@@ -1,0 +1,40 @@
+import * as path from 'node:path';
+import { CaStore } from '../../lib/pki/ca-store';
+import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
+import { freePort, startMosquitto, RunningMosquitto } from './mosquitto';
+
+/**
+ * What the node tests on a real broker share: a CA with the given devices issued, the Mosquitto
+ * folder it generates (server name localhost, a free port), and that Mosquitto running.
+ */
+export class MosquittoBed {
+  private constructor(
+    readonly store: CaStore,
+    readonly port: number,
+    readonly mosquittoDir: string,
+    private running: RunningMosquitto,
+  ) {}
+
+  static async start(root: string, deviceIds: readonly string[]): Promise<MosquittoBed> {
+    const store = await CaStore.open({ dir: path.join(root, 'ca') });
+    await Promise.all(deviceIds.map((id) => store.issueDevice(id)));
+    const port = await freePort();
+    const { dir } = await writeMosquittoConfig(store, { dir: path.join(root, 'mosquitto'), serverName: 'localhost', port });
+    return new MosquittoBed(store, port, dir, await startMosquitto(dir));
+  }
+
+  /** Stops the broker (a test of an outage); `startBroker` brings it back on the same port. */
+  stopBroker(): Promise<void> {
+    return this.running.stop();
+  }
+
+  async startBroker(): Promise<void> {
+    this.running = await startMosquitto(this.mosquittoDir);
+  }
+
+  /** Broker down, and every write of the store settled. */
+  async stop(): Promise<void> {
+    await this.running.stop();
+    await this.store.idle();
+  }
+}
