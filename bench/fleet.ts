@@ -13,7 +13,7 @@
  * full rollout and, as the reference, its lower bound: ceil(rollout / cap) × the time one
  * device takes on its own (measured first, in the same run).
  *
- *   npm run bench:fleet                    # build + full run: 10,000 devices, 1,000-device rollout (several minutes)
+ *   npm run bench:fleet                    # build + full run: 10,000 devices, an outage, a 1,000-device rollout (~17 min)
  *   node dist/bench/fleet.js --quick       # 200 devices, 50-device rollout: a smoke run
  *
  * Outage phase (after the steady state): Mosquitto is stopped for --outage-s seconds and started
