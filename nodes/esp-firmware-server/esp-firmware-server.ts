@@ -48,6 +48,8 @@ interface EspFirmwareServerDef extends NodeDef {
   retrytimeout: string;
 }
 
+/** The badge follows the events at most this often. */
+const BADGE_EVERY_MS = 500;
 /** How many events `msg.recent` carries. */
 const RECENT_EVENTS = 25;
 
@@ -76,6 +78,8 @@ export = function register(RED: NodeAPI): void {
       const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
       if (!caNode) throw new Error('choose the esp-ca node whose CA the devices trust');
       const store = await caNode.store();
+      // Every request is an event: the badge follows at most twice a second, as the broker's does.
+      const showListeningSoon = own.soon(showListening, BADGE_EVERY_MS);
       const hostname = config.hostname?.trim() || 'localhost';
       const port = parsePort(config.port) ?? 8070;
       const downloadPath = normalizeDownloadPath(config.downloadPath || 'fw');
@@ -120,7 +124,7 @@ export = function register(RED: NodeAPI): void {
         onEvent: (event: UpdateEvent) => {
           if (event.type === 'download-start') downloads++;
           if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
-          showListening();
+          showListeningSoon();
           if (event.type === 'rejected' && !rejectedGate.pass(rejectionCause(event))) return;
           node.send([null, { topic: event.type, payload: event, recent: recentEvents.add(serverEventRow(event)) } as NodeMessage]);
         },

@@ -6,6 +6,7 @@ import type { DeviceEntry, PresenceChange, StatusUpdate } from '../../lib/fleet/
 import { normalizeDeviceId } from '../../lib/device-id';
 import { errorText } from '../shared/settings';
 import { lifecycle } from '../shared/lifecycle';
+import { RateGate } from '../../lib/net/rate-gate';
 import { fleetTable } from '../../lib/dashboard/fleet-table';
 
 interface EspStatusDef extends NodeDef {
@@ -48,8 +49,8 @@ export = function register(RED: NodeAPI): void {
     // Output 4 (when enabled): one table of every device this node reports, after changes settle.
     const withTable = config.table === true;
     const send = (msgs: (NodeMessage | null)[]): void => node.send(withTable ? [...msgs, null] : msgs);
-    let warnedThisSecond = 0;
-    let warnWindow = 0;
+    // Bad messages are what a misbehaving client makes at will: a few warnings a second reach the log.
+    const warnings = new RateGate(WARNINGS_PER_SECOND, 1_000);
 
     lifecycle(node, async (own) => {
       const c = await fleetNode.fleet();
@@ -94,12 +95,7 @@ export = function register(RED: NodeAPI): void {
         if (wanted(id, entry)) send([null, null, { topic: id, payload: { log: text }, device: entry } as NodeMessage]);
       });
       own.listen(c, 'rejected', (r: { topic: string; reason: string; count: number }) => {
-        const second = Math.floor(Date.now() / 1000);
-        if (second !== warnWindow) {
-          warnWindow = second;
-          warnedThisSecond = 0;
-        }
-        if (warnedThisSecond++ < WARNINGS_PER_SECOND) node.warn(`ignored message #${r.count} on ${r.topic}: ${r.reason}`);
+        if (warnings.pass('bad-message')) node.warn(`ignored message #${r.count} on ${r.topic}: ${r.reason}`);
       });
       const onState = (state: FleetClient['state'], detail?: string): void => {
         if (state !== 'connected') return node.status(connectionBadge(state, detail));
