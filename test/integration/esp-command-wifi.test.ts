@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { tempDir } from '../support/temp-dir';
 import { MosquittoBed } from '../support/mosquitto-bed';
-import { FakeDevice } from '../support/fake-device';
+import type { FakeDevice } from '../support/fake-device';
 import { helper, catchNode, Collector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFleet = require('../../nodes/esp-fleet/esp-fleet');
@@ -26,7 +26,6 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
   let store: CaStore;
   let bed: MosquittoBed;
   let port: number;
-  const devices: FakeDevice[] = [];
   let sent: Collector<Msg>;
   let outcomes: Collector<Msg>;
   let summaries: Collector<Msg>;
@@ -54,11 +53,7 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
     }
   }
 
-  async function device(id: string, clientId = id): Promise<FakeDevice> {
-    const d = await FakeDevice.connect(port, store, id, clientId);
-    devices.push(d);
-    return d;
-  }
+  const device = (id: string, clientId = id): Promise<FakeDevice> => bed.device(id, clientId);
 
   /** Every msg and every word the node produced, as one text to search. */
   const everything = (): string => JSON.stringify([sent.msgs, outcomes.msgs, summaries.msgs, caught.msgs, said]);
@@ -69,7 +64,7 @@ describe('esp-command wifi: the password only in the MQTT payload', function () 
     await helper.startServer();
   });
   afterEach(async () => {
-    await Promise.all(devices.splice(0).map((d) => d.close()));
+    await bed.closeDevices();
     await helper.unload();
   });
   after(async () => {

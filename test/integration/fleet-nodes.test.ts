@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { tempDir } from '../support/temp-dir';
 import { MosquittoBed } from '../support/mosquitto-bed';
-import { FakeDevice } from '../support/fake-device';
+import type { FakeDevice } from '../support/fake-device';
 import { helper, catchNode, firstMessage, Collector as SharedCollector } from '../support/node-red';
 import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFleet = require('../../nodes/esp-fleet/esp-fleet');
@@ -26,7 +26,6 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
   let store: CaStore;
   let bed: MosquittoBed;
   let port: number;
-  const devices: FakeDevice[] = [];
   let status: Collector;
   let presence: Collector;
   let deviceMsgs: Collector;
@@ -59,11 +58,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     return client;
   }
 
-  async function device(id: string, clientId = id): Promise<FakeDevice> {
-    const d = await FakeDevice.connect(port, store, id, clientId);
-    devices.push(d);
-    return d;
-  }
+  const device = (id: string, clientId = id): Promise<FakeDevice> => bed.device(id, clientId);
 
   before(async () => {
     bed = await MosquittoBed.start(tmp.path, DEVICES);
@@ -71,7 +66,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     await helper.startServer();
   });
   afterEach(async () => {
-    await Promise.all(devices.splice(0).map((d) => d.close()));
+    await bed.closeDevices();
     await helper.unload();
   });
   after(async () => {

@@ -2,12 +2,16 @@ import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { freePort, startMosquitto, RunningMosquitto } from './mosquitto';
+import { FakeDevice } from './fake-device';
 
 /**
  * What the node tests on a real broker share: a CA with the given devices issued, the Mosquitto
- * folder it generates (server name localhost, a free port), and that Mosquitto running.
+ * folder it generates (server name localhost, a free port), and that Mosquitto running; and the
+ * fake devices a test connects, closed after each test.
  */
 export class MosquittoBed {
+  private readonly devices: FakeDevice[] = [];
+
   private constructor(
     readonly store: CaStore,
     readonly port: number,
@@ -21,6 +25,18 @@ export class MosquittoBed {
     const port = await freePort();
     const { dir } = await writeMosquittoConfig(store, { dir: path.join(root, 'mosquitto'), serverName: 'localhost', port });
     return new MosquittoBed(store, port, dir, await startMosquitto(dir));
+  }
+
+  /** A device of the CA on this broker (client id = its id unless given), closed by `closeDevices`. */
+  async device(id: string, clientId = id): Promise<FakeDevice> {
+    const d = await FakeDevice.connect(this.port, this.store, id, clientId);
+    this.devices.push(d);
+    return d;
+  }
+
+  /** For afterEach: every device a test connected, gone. */
+  async closeDevices(): Promise<void> {
+    await Promise.all(this.devices.splice(0).map((d) => d.close()));
   }
 
   /** Stops the broker (a test of an outage); `startBroker` brings it back on the same port. */
