@@ -90,7 +90,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
   switch (action) {
     case 'device': {
       const a = argsOf(payload, 'id');
-      return shape(action, await store.issueDevice(a.id ?? a.mac ?? a.deviceId, { validityDays: validity(a), replace: a.replace }), defaults);
+      return shape(action, await store.issueDevice(a.id ?? a.mac ?? a.deviceId, { validityDays: validity(a), replace: a.replace, keyType: a.keyType }), defaults);
     }
     case 'server': {
       const a = argsOf(payload, 'commonName');
@@ -103,7 +103,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
     }
     case 'csr': {
       const a = argsOf(payload, 'csr');
-      return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a), replace: a.replace }), defaults);
+      return shape(action, await store.signCsr(a.csr, { deviceId: a.deviceId ?? a.id ?? a.mac, validityDays: validity(a), replace: a.replace, keyType: a.keyType }), defaults);
     }
     case 'renew': {
       // A bare device id names the identity; any other bare string is a serial.
@@ -112,6 +112,7 @@ export async function runIssuerAction(store: CaStore, action: IssuerAction, payl
         serial: a.serial,
         commonName: a.commonName ?? a.id,
         newKey: a.newKey === true,
+        keyType: a.keyType,
         revokeOld: a.revokeOld === true,
         validityDays: validity(a),
       });

@@ -166,7 +166,8 @@ export class CaStore {
 
   // ---- issuing (lib/pki/issuing.ts) ----------------------------------------------------------
 
-  issueDevice(idInput: unknown, opts: { validityDays?: unknown; replace?: unknown } = {}): Promise<IssuedCertificate> {
+  /** A device certificate with a key made here: `keyType` 'rsa' (default, the store's leaf size) or 'ec' (P-256). */
+  issueDevice(idInput: unknown, opts: { validityDays?: unknown; replace?: unknown; keyType?: unknown } = {}): Promise<IssuedCertificate> {
     return this.issuer.issueDevice(idInput, opts);
   }
 
@@ -183,12 +184,19 @@ export class CaStore {
     return this.issuer.issueBackend(opts);
   }
 
-  signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown }): Promise<IssuedCertificate> {
+  /** Signs a device's CSR (key EC P-256 or RSA 2048..4096; of `keyType` when given). */
+  signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown; keyType?: unknown }): Promise<IssuedCertificate> {
     return this.issuer.signCsr(csrPem, opts);
   }
 
-  renew(opts: { serial?: unknown; commonName?: unknown; newKey?: boolean; validityDays?: unknown; revokeOld?: boolean }): Promise<IssuedCertificate> {
+  /** Same key, or with `newKey` a fresh one of `keyType` ('rsa' by default, or 'ec'). */
+  renew(opts: { serial?: unknown; commonName?: unknown; newKey?: boolean; keyType?: unknown; validityDays?: unknown; revokeOld?: boolean }): Promise<IssuedCertificate> {
     return this.issuer.renew(opts);
+  }
+
+  /** A new certificate for the holder of a valid, unrevoked `serial`, with its CSR's key (EST simplereenroll); the old one stays valid. */
+  renewWithCsr(opts: { serial: unknown; csrPem: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
+    return this.issuer.renewWithCsr(opts);
   }
 
   // ---- revocation and the CRL (lib/pki/revocation.ts, crl.ts) -------------------------------

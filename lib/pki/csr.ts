@@ -19,9 +19,10 @@ export interface VerifiedCsr {
 
 /**
  * Reads a PKCS#10 request and checks its self-signature with Node's native crypto. Throws
- * with a reason a user can act on.
+ * with a reason a user can act on. `acceptKey` (optional) judges the key before the signature
+ * algorithm is, so a refused key (say Ed25519) is named as such.
  */
-export function readVerifiedCsr(pem: string): VerifiedCsr {
+export function readVerifiedCsr(pem: string, acceptKey?: (key: KeyObject) => void): VerifiedCsr {
   const body = /-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([\s\S]*?)-----END (?:NEW )?CERTIFICATE REQUEST-----/.exec(pem)?.[1];
   if (!body) throw new Error('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
   const der = Buffer.from(body.replace(/\s+/g, ''), 'base64');
@@ -37,14 +38,15 @@ export function readVerifiedCsr(pem: string): VerifiedCsr {
   } catch (err) {
     throw new Error(`cannot parse the CSR: ${(err as Error).message}`);
   }
-  const hash = SIGNATURE_HASHES.get(algorithm.toString('hex'));
-  if (!hash) throw new Error('the CSR is signed with an unsupported or weak algorithm (use SHA-256 or better)');
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (err) {
     throw new Error(`cannot read the CSR public key: ${(err as Error).message}`);
   }
+  acceptKey?.(publicKey);
+  const hash = SIGNATURE_HASHES.get(algorithm.toString('hex'));
+  if (!hash) throw new Error('the CSR is signed with an unsupported or weak algorithm (use SHA-256 or better)');
   let ok = false;
   try {
     ok = verify(hash, info, publicKey, signature);

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
 import { x509, toPem, fingerprint } from './x509';
-import { RsaKeySize, generateRsaKey } from './keys';
+import { KeyType, RsaKeySize, assertKeyType, generateLeafKey, generateRsaKey, keyTypeName, leafKeyTypeOf } from './keys';
 import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, normalizeSerial } from './names';
 import { buildTbsCertificate, signCertificate, subjectNameOf, keyIdentifier } from './leaf-certificate';
 import { readVerifiedCsr, VerifiedCsr } from './csr';
@@ -90,11 +90,12 @@ export class LeafIssuer {
    * holds one is refused unless `replace` is set, which revokes the old one (superseded) once
    * the new one is stored. Renewal keeps the old one valid instead (renew).
    */
-  async issueDevice(idInput: unknown, opts: { validityDays?: unknown; replace?: unknown } = {}): Promise<IssuedCertificate> {
+  async issueDevice(idInput: unknown, opts: { validityDays?: unknown; replace?: unknown; keyType?: unknown } = {}): Promise<IssuedCertificate> {
     const id = normalizeDeviceId(idInput);
     const validityDays = assertValidityDays(opts.validityDays, this.o.leafValidityDays);
+    const keyType = assertKeyType(opts.keyType);
     return this.issueUnlessHeld(id, opts.replace, async () => {
-      const key = await generateRsaKey(this.o.leafKeySize);
+      const key = await generateLeafKey(keyType, this.o.leafKeySize);
       return this.issueAndSave({ kind: 'device', commonName: id, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
     });
   }
@@ -118,19 +119,16 @@ export class LeafIssuer {
     return this.issueAndSave({ kind: 'backend', commonName, spki: key.publicKeySpki, validityDays, keySource: 'generated' }, key.privateKeyPem);
   }
 
-  /** Signs a device's CSR after checking its self-signature and that its CN is the expected id. */
-  async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown }): Promise<IssuedCertificate> {
+  /**
+   * Signs a device's CSR after checking its self-signature, that its CN is the expected id and
+   * that its key is EC P-256 or RSA 2048..4096 (and of `keyType`, when given).
+   */
+  async signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown; keyType?: unknown }): Promise<IssuedCertificate> {
     const expected = normalizeDeviceId(opts.deviceId);
     const validityDays = assertValidityDays(opts.validityDays, this.o.leafValidityDays);
-    if (typeof csrPem !== 'string') throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
-    let csr: VerifiedCsr;
-    try {
-      csr = readVerifiedCsr(csrPem);
-    } catch (err) {
-      throw new CaStoreError((err as Error).message);
-    }
+    const wanted = opts.keyType === undefined || opts.keyType === '' ? undefined : assertKeyType(opts.keyType);
+    const csr = verifiedCsr(csrPem, wanted);
     if (csr.commonName !== expected) throw new CaStoreError(`the CSR is for CN ${shownInput(csr.commonName ?? '')}, expected device ${expected}`);
-    assertRsaKey(csr.publicKey);
     const spki = csr.spki;
     return this.issueUnlessHeld(expected, opts.replace, () => this.issueAndSave({ kind: 'device', commonName: expected, spki, validityDays, keySource: 'csr' }));
   }
@@ -140,13 +138,16 @@ export class LeafIssuer {
    * certificate) or a fresh one. The old one stays valid unless `revokeOld` is set, so a
    * device can still fetch its new files with the old certificate.
    */
-  async renew(opts: { serial?: unknown; commonName?: unknown; newKey?: boolean; validityDays?: unknown; revokeOld?: boolean }): Promise<IssuedCertificate> {
+  async renew(opts: { serial?: unknown; commonName?: unknown; newKey?: boolean; keyType?: unknown; validityDays?: unknown; revokeOld?: boolean }): Promise<IssuedCertificate> {
     const old = this.findForRenewal(opts);
     const validityDays = assertValidityDays(opts.validityDays, this.o.leafValidityDays);
+    const keyType = assertKeyType(opts.keyType);
+    // The old key is kept unless newKey: a keyType there would be silently ignored.
+    if (!opts.newKey && opts.keyType !== undefined && opts.keyType !== '') throw new CaStoreError('keyType needs newKey: true (a renewal keeps the old key otherwise)');
     const base = { kind: old.kind, commonName: old.commonName, validityDays, dnsNames: old.dnsNames, ipAddresses: old.ipAddresses, renewedFrom: old.serial };
     let issued: IssuedCertificate;
     if (opts.newKey) {
-      const key = await generateRsaKey(this.o.leafKeySize);
+      const key = await generateLeafKey(keyType, this.o.leafKeySize);
       issued = await this.issueAndSave({ ...base, spki: key.publicKeySpki, keySource: 'generated' }, key.privateKeyPem);
     } else {
       const spki = new NodeX509(await certificateDerFromJournal(this.o.journal, old.serial)).publicKey.export({ type: 'spki', format: 'der' });
@@ -154,6 +155,30 @@ export class LeafIssuer {
     }
     if (opts.revokeOld) await this.o.revoke(old.serial, 'superseded');
     return issued;
+  }
+
+  /**
+   * A new certificate for the identity of `serial` with the key of a CSR the holder signed (EST
+   * simplereenroll, RFC 7030 §4.2.2). The old certificate must be ours, unrevoked and not
+   * expired, the CSR's CN must be its CN; the old one stays valid (the holder switches over).
+   */
+  async renewWithCsr(opts: { serial: unknown; csrPem: unknown; validityDays?: unknown }): Promise<IssuedCertificate> {
+    const validityDays = assertValidityDays(opts.validityDays, this.o.leafValidityDays);
+    const old = this.o.index.findBySerial(normalizeSerial(opts.serial));
+    if (old.revokedAt) throw new CaStoreError(`certificate ${old.serial} is revoked; it cannot be renewed`);
+    if (old.notAfter <= this.o.now().toISOString()) throw new CaStoreError(`certificate ${old.serial} has expired; it cannot be renewed`);
+    const csr = verifiedCsr(opts.csrPem, undefined);
+    if (csr.commonName !== old.commonName) throw new CaStoreError(`the CSR is for CN ${shownInput(csr.commonName ?? '')}, expected ${shownInput(old.commonName)}`);
+    return this.issueAndSave({
+      kind: old.kind,
+      commonName: old.commonName,
+      spki: csr.spki,
+      validityDays,
+      keySource: 'csr',
+      dnsNames: old.dnsNames,
+      ipAddresses: old.ipAddresses,
+      renewedFrom: old.serial,
+    });
   }
 
   private issueUnlessHeld(id: string, replace: unknown, issue: () => Promise<IssuedCertificate>): Promise<IssuedCertificate> {
@@ -268,8 +293,15 @@ function asList(value: unknown, name: string): string[] {
   throw new CaStoreError(`${name} must be a list of strings or a comma-separated string`);
 }
 
-function assertRsaKey(key: KeyObject): void {
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (key.asymmetricKeyType !== 'rsa') throw new CaStoreError(`the CSR key is ${key.asymmetricKeyType ?? 'unknown'}; ESP8266 devices use RSA keys`);
-  if (bits < 2048 || bits > 4096) throw new CaStoreError(`the CSR key has ${bits} bits; use 2048 to 4096`);
+/** A CSR whose signature verifies and whose key we sign: EC P-256 or RSA 2048..4096 (and `wanted`, when given). */
+function verifiedCsr(csrPem: unknown, wanted: KeyType | undefined): VerifiedCsr {
+  if (typeof csrPem !== 'string') throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
+  try {
+    return readVerifiedCsr(csrPem, (key) => {
+      const keyType = leafKeyTypeOf(key, 'the CSR key');
+      if (wanted && keyType !== wanted) throw new CaStoreError(`the CSR key is ${keyTypeName(keyType)}, not the ${keyTypeName(wanted)} asked for (keyType)`);
+    });
+  } catch (err) {
+    throw err instanceof CaStoreError ? err : new CaStoreError((err as Error).message);
+  }
 }

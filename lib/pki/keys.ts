@@ -2,11 +2,28 @@ import { generateKeyPair, createPrivateKey, createPublicKey, KeyObject, webcrypt
 import { availableParallelism } from 'node:os';
 import { RSA_SHA256, CryptoKey } from './x509';
 import { Semaphore } from '../concurrency/semaphore';
+import { CaStoreError } from './ca-error';
+import { shownInput } from '../input-text';
 
 export const RSA_KEY_SIZES = [2048, 3072, 4096] as const;
 export type RsaKeySize = (typeof RSA_KEY_SIZES)[number];
 
-export interface RsaKeyMaterial {
+/**
+ * The key of a leaf: RSA (the default for keys made here) or EC, which means NIST P-256 only
+ * (prime256v1, RFC 5480 §2.1.1.1): the one curve BearSSL on the ESP8266 and mbedTLS on the
+ * ESP32 both handle in hardware-friendly time (docs/enrollment.md).
+ */
+export const KEY_TYPES = ['rsa', 'ec'] as const;
+export type KeyType = (typeof KEY_TYPES)[number];
+
+/** A user's keyType, or `fallback` when none is given. */
+export function assertKeyType(value: unknown, fallback: KeyType = 'rsa'): KeyType {
+  if (value === undefined || value === null || value === '') return fallback;
+  if (typeof value === 'string' && (KEY_TYPES as readonly string[]).includes(value)) return value as KeyType;
+  throw new CaStoreError(`unknown keyType ${shownInput(value)}: use "rsa" or "ec" (P-256)`);
+}
+
+export interface KeyMaterial {
   /** PKCS#8 PEM, unencrypted (BearSSL on the ESP8266 reads it as is). */
   privateKeyPem: string;
   /** SubjectPublicKeyInfo DER. */
@@ -29,21 +46,55 @@ export function assertKeySize(bits: unknown): RsaKeySize {
 const keygenSlots = new Semaphore(Math.max(1, availableParallelism()));
 
 /** Native key generation in the libuv thread pool, at most one per core at a time (first come first served). */
-export function generateRsaKey(bits: RsaKeySize): Promise<RsaKeyMaterial> {
-  return keygenSlots.run(() => generateRsaKeyNow(bits));
+export function generateRsaKey(bits: RsaKeySize): Promise<KeyMaterial> {
+  return keygenSlots.run(() => generateKeyNow('rsa', bits));
 }
 
-function generateRsaKeyNow(bits: RsaKeySize): Promise<RsaKeyMaterial> {
+/** A P-256 key, natively and under the same slots as RSA (a P-256 key takes well under a millisecond). */
+export function generateEcKey(): Promise<KeyMaterial> {
+  return keygenSlots.run(() => generateKeyNow('ec', 0));
+}
+
+/** A fresh leaf key of the type asked for; `rsaBits` is the store's RSA leaf size. */
+export function generateLeafKey(keyType: KeyType, rsaBits: RsaKeySize): Promise<KeyMaterial> {
+  return keyType === 'ec' ? generateEcKey() : generateRsaKey(rsaBits);
+}
+
+function generateKeyNow(type: KeyType, bits: number): Promise<KeyMaterial> {
   return new Promise((resolve, reject) => {
-    generateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001 }, (err, publicKey, privateKey) => {
+    const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject): void => {
       if (err) return reject(err);
       resolve({
         privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
         publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }),
       });
-    });
+    };
+    if (type === 'ec') generateKeyPair('ec', { namedCurve: 'prime256v1' }, done);
+    else generateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001 }, done);
   });
 }
+
+/**
+ * The type of a key a holder brings (CSR): EC P-256 or RSA of 2048 to 4096 bits; anything else
+ * (other curves, Ed25519, short RSA) is refused. `what` names the key in the message.
+ */
+export function leafKeyTypeOf(key: KeyObject, what = 'the key'): KeyType {
+  const t = key.asymmetricKeyType;
+  if (t === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve !== 'prime256v1') throw new CaStoreError(`${what} is EC on curve ${curve ?? 'unknown'}; only P-256 (prime256v1) is accepted`);
+    return 'ec';
+  }
+  if (t === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 2048 || bits > 4096) throw new CaStoreError(`${what} is RSA of ${bits} bits; use 2048 to 4096`);
+    return 'rsa';
+  }
+  throw new CaStoreError(`${what} is ${t ?? 'unknown'}; use EC P-256 or RSA 2048 to 4096`);
+}
+
+/** How a key type is named in messages. */
+export const keyTypeName = (t: KeyType): string => (t === 'ec' ? 'EC P-256' : 'RSA');
 
 /** Reads a PEM private key (PKCS#1 or PKCS#8, optionally encrypted) and insists on RSA. */
 export function readRsaPrivateKey(pem: string, passphrase?: string): KeyObject {

@@ -6,9 +6,13 @@ const SHA256_WITH_RSA = sequence(oid('1.2.840.113549.1.1.11'), NULL);
 const VERSION_3 = explicit(0, tlv(0x02, Buffer.from([2])));
 const CN = oid('2.5.4.3');
 const EKU = { server: oid('1.3.6.1.5.5.7.3.1'), client: oid('1.3.6.1.5.5.7.3.2') };
-// Fixed extensions, encoded once: CA:FALSE (critical), digitalSignature + keyEncipherment (critical).
+// Fixed extensions, encoded once: CA:FALSE (critical) and the key usage (critical). An RSA key
+// may do TLS key transport, so digitalSignature + keyEncipherment; an EC key only signs (ECDHE),
+// so digitalSignature alone (RFC 5480 §3: keyEncipherment is not for id-ecPublicKey).
 const BASIC_CONSTRAINTS_LEAF = sequence(oid('2.5.29.19'), TRUE, octetString(sequence()));
-const KEY_USAGE_LEAF = sequence(oid('2.5.29.15'), TRUE, octetString(bitString(Buffer.from([0xa0]), 5)));
+const KEY_USAGE_RSA_LEAF = sequence(oid('2.5.29.15'), TRUE, octetString(bitString(Buffer.from([0xa0]), 5)));
+const KEY_USAGE_EC_LEAF = sequence(oid('2.5.29.15'), TRUE, octetString(bitString(Buffer.from([0x80]), 7)));
+const EC_PUBLIC_KEY = oid('1.2.840.10045.2.1');
 
 export interface LeafSpec {
   serialHex: string;
@@ -42,10 +46,17 @@ export function subjectNameOf(certDer: Buffer): Buffer {
   return raw(certDer, expectTag(fields[offset + 4], 0x30, 'the subject Name'));
 }
 
+/** Whether a SubjectPublicKeyInfo holds an EC key (its algorithm is id-ecPublicKey). */
+export function isEcSpki(spki: Buffer): boolean {
+  const [algorithm] = childrenOf(spki, readTlv(spki, 0));
+  const [id] = childrenOf(spki, expectTag(algorithm, 0x30, 'the key AlgorithmIdentifier'));
+  return raw(spki, expectTag(id, 0x06, 'the key algorithm OID')).equals(EC_PUBLIC_KEY);
+}
+
 export function buildTbsCertificate(spec: LeafSpec): Buffer {
   const extensions = [
     BASIC_CONSTRAINTS_LEAF,
-    KEY_USAGE_LEAF,
+    isEcSpki(spec.spki) ? KEY_USAGE_EC_LEAF : KEY_USAGE_RSA_LEAF,
     sequence(oid('2.5.29.37'), octetString(sequence(EKU[spec.usage]))),
     sequence(oid('2.5.29.14'), octetString(octetString(keyIdentifier(spec.spki)))),
     sequence(oid('2.5.29.35'), octetString(sequence(tlv(0x80, spec.authorityKeyId)))),

@@ -243,9 +243,9 @@ describe('CaStore', function () {
       assert.equal(readFileSync(path.join(dir, 'devices', `${id}.crt`), 'utf8'), issued.certificatePem);
     });
 
-    it('refuses a CSR for another CN, a tampered CSR, an EC key and non-CSR text; nothing changes', async () => {
+    it('refuses a CSR for another CN, a tampered CSR, a P-384 key and non-CSR text; nothing changes', async () => {
       const wrongCn = csr('wrong', '/CN=a0b1c2d3e4f6');
-      const ec = csr('ec', '/CN=a0b1c2d3e4f5', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+      const ec = csr('ec', '/CN=a0b1c2d3e4f5', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']);
       // Change the CN inside the signed part to the expected id: only the signature can tell.
       const der = Buffer.from(csr('tamper', '/CN=a0b1c2d3e4f4').replace(/-----[^-]+-----|\s/g, ''), 'base64');
       const at = der.indexOf('a0b1c2d3e4f4');
@@ -255,7 +255,7 @@ describe('CaStore', function () {
       await assert.rejects(store.signCsr(wrongCn, { deviceId: 'a0b1c2d3e4f5' }), /CN "a0b1c2d3e4f6", expected device a0b1c2d3e4f5/);
       await assert.rejects(store.signCsr(tampered, { deviceId: 'a0b1c2d3e4f5' }), /the CSR signature does not verify/);
       await assert.rejects(store.signCsr(tampered.replace(/[A-Za-z0-9+/]{10}\n/, '!!!\n'), { deviceId: 'a0b1c2d3e4f5' }), /cannot parse the CSR|cannot read the CSR public key|does not verify/);
-      await assert.rejects(store.signCsr(ec, { deviceId: 'a0b1c2d3e4f5' }), /ESP8266 devices use RSA keys/);
+      await assert.rejects(store.signCsr(ec, { deviceId: 'a0b1c2d3e4f5' }), /the CSR key is EC on curve secp384r1; only P-256/);
       await assert.rejects(store.signCsr('hello', { deviceId: 'a0b1c2d3e4f5' }), /PEM certificate request/);
       await assert.rejects(store.signCsr(wrongCn, { deviceId: 'nonsense' }), /invalid device id/);
       assert.equal(snapshot(dir), before);
