@@ -46,5 +46,13 @@ window.EspFleetEditor = (function () {
         return wholeNumber(domain().port.min, domain().port.max)(v);
     }
 
-    return { DNS_NAME: DNS_NAME, blank: blank, wholeNumber: wholeNumber, isDeviceId: isDeviceId, isBackendName: isBackendName, port: port };
+    /** Blank, or ids and id prefixes (`84f3eb*`) separated by commas or spaces (lib/enroll/enroll-policy.ts). */
+    function isAllowlist(v) {
+        var prefix = domain().enrollPrefix;
+        return blank(v) || String(v).split(/[\s,]+/).filter(Boolean).every(function (e) {
+            return new RegExp(prefix.source, prefix.flags).test(e) || isDeviceId(e);
+        });
+    }
+
+    return { isAllowlist: isAllowlist, DNS_NAME: DNS_NAME, blank: blank, wholeNumber: wholeNumber, isDeviceId: isDeviceId, isBackendName: isBackendName, port: port };
 })();

@@ -7,11 +7,13 @@ import { ISSUER_ACTIONS, REVOCATION_REASONS } from '../lib/issuer/issuer-actions
 import { FIRMWARE_ACTIONS } from '../lib/firmware/server-actions';
 import { PORT_RANGE } from '../lib/net/port';
 import { BACKEND_NAME } from '../lib/pki/names';
+import { ENROLL_ACTIONS } from '../lib/enroll/enroll-actions';
+import { ENROLL_MODES, ENROLL_PREFIX } from '../lib/enroll/enroll-policy';
 
 /**
  * The domain lists the editor forms check against, taken from lib/ at build time so an .html
  * file never holds its own copy: commands per command set, the device-id spellings, the actions
- * of the issuer and the update server, the topic schemes, revocation reasons and the port range.
+ * of the issuer and the update server, the topic schemes, revocation reasons, the port range and the enrollment policies.
  */
 export function editorDomain(): Record<string, unknown> {
   return {
@@ -19,7 +21,10 @@ export function editorDomain(): Record<string, unknown> {
     schemes: { ...Object.fromEntries(Object.entries(BUILTIN_SCHEMES).map(([name, s]) => [name, { templates: { log: '', ...s.templates }, commandSet: s.commandSet }])), custom: null },
     deviceId: DEVICE_ID_SPELLINGS.map((r) => ({ source: r.source, flags: r.flags })),
     issuerActions: [...ISSUER_ACTIONS],
-    firmwareActions: [...FIRMWARE_ACTIONS],
+    // esp-firmware-server runs both: the catalogue's actions and enrollment's (docs/enrollment.md).
+    firmwareActions: [...FIRMWARE_ACTIONS, ...ENROLL_ACTIONS],
+    enrollModes: [...ENROLL_MODES],
+    enrollPrefix: { source: ENROLL_PREFIX.source, flags: ENROLL_PREFIX.flags },
     revocationReasons: Object.keys(REVOCATION_REASONS),
     port: PORT_RANGE,
     backendName: { source: BACKEND_NAME.source, flags: BACKEND_NAME.flags },

@@ -198,6 +198,8 @@ export const DEVICE_CONFIG_KEYS = {
   statusinterval: 'number',
   waittimeout: 'number',
   retrytimeout: 'number',
+  /** The enrollment listener's port on downloadserver (docs/enrollment.md), when it is on. */
+  enrollport: 'number',
 } as const;
 export type DeviceConfig = Partial<Record<keyof typeof DEVICE_CONFIG_KEYS, string | number | boolean>>;
 const DEVICE_CONFIG_FILE = 'device-config.json';

@@ -3,6 +3,8 @@ import type { EspCaNode, EspCaCredentials } from './types';
 import { CaStore } from '../../lib/pki/ca-store';
 import { keepMosquittoFolders } from '../../lib/mosquitto/folders';
 import { assertKeySize } from '../../lib/pki/keys';
+import { EnrollmentDesk } from '../../lib/enroll/enrollment-desk';
+import { parseEnrollPolicy } from '../../lib/enroll/enroll-policy';
 import { folderInUserDir, errorText, optionalNumber } from '../shared/settings';
 import { lifecycle } from '../shared/lifecycle';
 
@@ -15,6 +17,8 @@ interface EspCaDef extends NodeDef {
   leafValidityDays: string;
   crlValidityDays: string;
   importCertificate: string;
+  enrollPolicy?: string;
+  enrollAllow?: string;
 }
 
 /** The CRL is checked this often and re-signed well before it lapses. */
@@ -56,6 +60,15 @@ export = function register(RED: NodeAPI): void {
       { badges: false, logStartError: `cannot open the CA in ${node.folder}` },
     );
     node.store = () => life.ready;
+    let desk: Promise<EnrollmentDesk> | undefined;
+    node.enrollment = () => {
+      desk ??= life.ready.then(async (store) => {
+        const opened = await EnrollmentDesk.open({ store, policy: parseEnrollPolicy(config.enrollPolicy, config.enrollAllow) });
+        life.onClose(() => opened.idle());
+        return opened;
+      });
+      return desk;
+    };
   }
 
   RED.nodes.registerType<EspCaNode, EspCaDef, object, EspCaCredentials>('esp-ca', EspCa, {

@@ -15,6 +15,9 @@ import { lifecycle } from '../shared/lifecycle';
 import { parsePort } from '../../lib/net/port';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
 import { ServerEventRow, serverEventRow } from '../../lib/dashboard/event-rows';
+import { startEstListener, RunningEstListener } from '../../lib/enroll/http/est-listener';
+import { isEnrollAction, runEnrollAction } from '../../lib/enroll/enroll-actions';
+import type { AuditEntry } from '../../lib/enroll/enrollment-desk';
 
 /** `rejected` msgs on output 2 one by one each second; the rest go into one `rejected-summary` msg. */
 const REJECTED_MSGS_PER_SECOND = 20;
@@ -24,6 +27,8 @@ interface EspFirmwareServerDef extends NodeDef {
   ca: string;
   hostname: string;
   port: string;
+  /** The enrollment (EST) listener's port; blank: no enrollment. */
+  enrollPort?: string;
   bindAddress: string;
   downloadPath: string;
   clientCertificates: 'required' | 'optional';
@@ -82,6 +87,8 @@ export = function register(RED: NodeAPI): void {
       const showListeningSoon = own.soon(showListening, BADGE_EVERY_MS);
       const hostname = config.hostname?.trim() || 'localhost';
       const port = parsePort(config.port) ?? 8070;
+      const enrollPort = parsePort(config.enrollPort, 'enrollment port');
+      if (enrollPort !== undefined && enrollPort === port) throw new Error('the enrollment port must differ from the update server port');
       const downloadPath = normalizeDownloadPath(config.downloadPath || 'fw');
       // One click: the server identity for this host name, shared with a broker on the same name.
       const { cert, key } = await identity(store, { kind: 'server', commonName: hostname });
@@ -97,6 +104,7 @@ export = function register(RED: NodeAPI): void {
         statusinterval: positive(config.statusinterval, 'status interval') ?? 60_000,
         waittimeout: positive(config.waittimeout, 'wait timeout') ?? 20_000,
         retrytimeout: positive(config.retrytimeout, 'retry timeout') ?? 3_000,
+        ...(enrollPort !== undefined ? { enrollport: enrollPort } : {}),
       };
       server = await startUpdateServer({
         port,
@@ -137,6 +145,33 @@ export = function register(RED: NodeAPI): void {
           running.setCrl(crl).catch((err) => node.error(`update server: the new CRL was not loaded: ${errorText(err)}`));
         }),
       );
+      if (enrollPort !== undefined) {
+        const desk = await caNode.enrollment();
+        if (desk.policy.mode === 'open') node.warn('enrollment is open: anyone with the bootstrap credential gets a device certificate at once (set the esp-ca policy to manual or allowlist)');
+        if (desk.bootstrapProblem) node.warn(`enrollment: ${desk.bootstrapProblem}`);
+        const est: RunningEstListener = await startEstListener({
+          desk,
+          port: enrollPort,
+          host: config.bindAddress || undefined,
+          tls: { cert, key, ca: store.caCertificatePem, crl: await store.crlPem() },
+          ...limitsOf(config),
+          onEvent: (event) => {
+            if (!rejectedGate.pass('enroll-connection')) return;
+            node.send([null, { topic: 'rejected', payload: { ...event, listener: 'enrollment' } } as NodeMessage]);
+          },
+        });
+        own.onClose(() => est.close());
+        own.onClose(store.onCrlChange((crl) => void est.setCrl(crl)));
+        // New requests and decisions are msgs (a flow notifies or approves); a device's repeated poll is audited only.
+        own.onClose(
+          desk.subscribe((entry: AuditEntry) => {
+            if (entry.repeat) return;
+            if (entry.event === 'refused' && !rejectedGate.pass('enroll-refused')) return;
+            node.send([null, { topic: `enroll-${entry.event}`, payload: entry, pending: desk.pending().length } as NodeMessage]);
+          }),
+        );
+        node.log(`enrollment (EST) on https://${hostname}:${est.port}/.well-known/est/ (policy ${desk.policy.mode})`);
+      }
       showListening();
       const workers = server.workerPids();
       node.log(`update server on https://${hostname}:${server.port}${downloadPath}/ (client certificates ${config.clientCertificates || 'required'}${workers.length ? `; worker processes ${workers.join(', ')}` : ''})`);
@@ -151,7 +186,15 @@ export = function register(RED: NodeAPI): void {
     exposeBackupState(node, firmwareState(config.ca, folderInUserDir(RED, config.folder, 'esp-fleet-firmware'), starting));
 
     life.input(async (msg, send, service) => {
-      const action = parseFirmwareAction(msg.topic || config.action || 'publish');
+      const topic = msg.topic || config.action || 'publish';
+      if (isEnrollAction(topic)) {
+        const caNode = RED.nodes.getNode(config.ca) as EspCaNode | null;
+        if (!caNode) throw new Error('choose the esp-ca node whose CA the devices trust');
+        const result = await runEnrollAction(await caNode.enrollment(), topic, msg.payload);
+        send([{ ...msg, topic, payload: result } as NodeMessage, null]);
+        return;
+      }
+      const action = parseFirmwareAction(topic);
       const result = await runFirmwareAction(service, action, msg as unknown as { payload?: unknown }, userDir);
       send([{ ...msg, topic: action, payload: result } as NodeMessage, null]);
     });

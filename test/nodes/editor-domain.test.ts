@@ -9,6 +9,8 @@ import { FIRMWARE_ACTIONS } from '../../lib/firmware/server-actions';
 import { normalizeDeviceId } from '../../lib/device-id';
 import { parsePort } from '../../lib/net/port';
 import { assertBackendName } from '../../lib/pki/names';
+import { ENROLL_ACTIONS } from '../../lib/enroll/enroll-actions';
+import { parseEnrollPolicy } from '../../lib/enroll/enroll-policy';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const nodeHtml = (): { file: string; scripts: string }[] =>
@@ -25,7 +27,7 @@ const nodeHtml = (): { file: string; scripts: string }[] =>
   );
 
 /** The editor's window after domain.js and editor.js ran, as the browser runs them. */
-function editorWindow(): { EspFleetDomain: Record<string, unknown>; EspFleetEditor: { isDeviceId(v: string): boolean; isBackendName(v: string): boolean; port(v: unknown): boolean } } {
+function editorWindow(): { EspFleetDomain: Record<string, unknown>; EspFleetEditor: { isDeviceId(v: string): boolean; isBackendName(v: string): boolean; port(v: unknown): boolean; isAllowlist(v: string): boolean } } {
   const window = {} as Record<string, unknown>;
   const context = vm.createContext({ window });
   for (const f of ['editor.js', 'domain.js']) vm.runInContext(fs.readFileSync(path.join(ROOT, 'resources', f), 'utf8'), context);
@@ -39,7 +41,7 @@ describe('editor forms read the domain lists from lib/ (resources/domain.js)', (
     assert.deepEqual(served, JSON.parse(JSON.stringify(editorDomain())));
     assert.deepEqual(served.commandSets, Object.fromEntries(Object.entries(COMMANDS).map(([k, v]) => [k, Object.keys(v)])));
     assert.deepEqual(served.issuerActions, [...ISSUER_ACTIONS]);
-    assert.deepEqual(served.firmwareActions, [...FIRMWARE_ACTIONS]);
+    assert.deepEqual(served.firmwareActions, [...FIRMWARE_ACTIONS, ...ENROLL_ACTIONS]);
   });
 
   it('the editor accepts exactly the device ids and ports the runtime accepts', () => {
@@ -58,6 +60,11 @@ describe('editor forms read the domain lists from lib/ (resources/domain.js)', (
     }
     for (const name of ['node-red', 'backend.1', '84f3eb012345', '84F3EB012345', '-x', 'a/b', 'a b', 'x'.repeat(65)]) {
       assert.equal(isBackendName(name), runtimeBackend(name), `backend name ${JSON.stringify(name)}`);
+    }
+    const { isAllowlist } = editorWindow().EspFleetEditor;
+    const runtimeAllow = accepts((v) => parseEnrollPolicy('allowlist', v));
+    for (const list of ['', '84f3eb012345', '84F3EB*, 84:f3:eb:01:23:45', '84f3eb012345*', '*', 'a*', 'g1*', '84f3eb01234 84f3', '84f3eb0123456']) {
+      assert.equal(isAllowlist(list), runtimeAllow(list), `allowlist ${JSON.stringify(list)}`);
     }
     for (const p of ['', '1', '8883', '65535', '0', '65536', '88.5', '-1', '1e3', 'abc', '0x50']) {
       assert.equal(port(p), runtimePort(p), `port ${JSON.stringify(p)}`);

@@ -16,6 +16,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   firmware: ['pki'],
   broker: ['pki', 'fleet'],
   mosquitto: ['pki', 'fleet', 'broker'],
+  enroll: ['pki', 'firmware'],
   backup: ['pki', 'fleet', 'firmware', 'mosquitto'],
   issuer: ['pki', 'fleet', 'broker', 'mosquitto', 'backup'],
   dashboard: ['fleet', 'firmware'],
