@@ -1,13 +1,15 @@
 /**
  * bench/issue-certs: how fast the CA store signs device CSRs and issues device certificates
  * (fresh RSA-2048 key + signature), side by side with the openssl CLI recipe of the openssl CA recipe
- * (`genrsa`, `req`, `x509 -req`, one process each), both driven from this one run on this machine.
+ * (`genrsa`, `req`, `x509 -req`, one process each), both driven from this one run on this machine;
+ * and the same for fresh EC P-256 device keys (`issueDevice(id, { keyType: 'ec' })` against
+ * `ecparam -genkey`, `req -new`, `x509 -req`).
  *
  *   npm run bench:issue-certs                 # full run (~1 min)
  *   node dist/bench/issue-certs.js --quick    # smoke run, a few seconds
  *
  * Sizes: --csr N (BENCH_CSR_N), --csr-rounds R (BENCH_CSR_ROUNDS), --cli-full N (BENCH_CLI_FULL_N),
- * --issue N (BENCH_ISSUE_N), --keygen N (BENCH_KEYGEN_N, 0 skips), --concurrency C
+ * --issue N (BENCH_ISSUE_N), --issue-ec N (BENCH_ISSUE_EC_N), --cli-ec N (BENCH_CLI_EC_N), --keygen N (BENCH_KEYGEN_N, 0 skips), --concurrency C
  * (BENCH_CONCURRENCY), --keep (leave the temp folder). Exit code 0 even when a goal is
  * missed (it is a measurement); 1 when something we issued does not verify.
  */
@@ -39,6 +41,7 @@ import {
 const KEY_BITS = '2048';
 const GOAL_CSR_RATIO = 20;
 const GOAL_DEVICE_RATIO = 2.5;
+const GOAL_EC_DEVICE_RATIO = 100;
 /** Distinct CSRs share keys from a small pool: signing cost does not depend on the CSR's key. */
 const CSR_KEY_POOL = 8;
 const WARMUP = 3;
@@ -48,8 +51,8 @@ const SINGLE = 13;
 const args = parseArgs(process.argv.slice(2));
 if (args.has('help')) {
   process.stdout.write(
-    'usage: node dist/bench/issue-certs.js [--quick] [--csr N] [--csr-rounds R] [--cli-full N] [--issue N] [--keygen N] [--concurrency C] [--keep]\n' +
-      '  env: BENCH_CSR_N BENCH_CSR_ROUNDS BENCH_CLI_FULL_N BENCH_ISSUE_N BENCH_KEYGEN_N BENCH_CONCURRENCY (flags win)\n',
+    'usage: node dist/bench/issue-certs.js [--quick] [--csr N] [--csr-rounds R] [--cli-full N] [--issue N] [--issue-ec N] [--cli-ec N] [--keygen N] [--concurrency C] [--keep]\n' +
+      '  env: BENCH_CSR_N BENCH_CSR_ROUNDS BENCH_CLI_FULL_N BENCH_ISSUE_N BENCH_ISSUE_EC_N BENCH_CLI_EC_N BENCH_KEYGEN_N BENCH_CONCURRENCY (flags win)\n',
   );
   process.exit(0);
 }
@@ -59,6 +62,8 @@ const N = {
   csrRounds: Math.max(1, intOption(args, 'csr-rounds', 'BENCH_CSR_ROUNDS', quick ? 1 : 5)),
   cliFull: intOption(args, 'cli-full', 'BENCH_CLI_FULL_N', quick ? 4 : 60),
   issue: intOption(args, 'issue', 'BENCH_ISSUE_N', quick ? 10 : 150),
+  issueEc: intOption(args, 'issue-ec', 'BENCH_ISSUE_EC_N', quick ? 50 : 1000),
+  cliEc: intOption(args, 'cli-ec', 'BENCH_CLI_EC_N', quick ? 4 : 40),
   keygen: intOption(args, 'keygen', 'BENCH_KEYGEN_N', quick ? 0 : 60),
   concurrency: Math.max(1, intOption(args, 'concurrency', 'BENCH_CONCURRENCY', 32)),
 };
@@ -128,6 +133,29 @@ function cliFullLoop(dir: string, ca: { caCrt: string; caKey: string }, count: n
     let t = performance.now();
     openssl(['genrsa', '-out', key, KEY_BITS]);
     steps.genrsa += performance.now() - t;
+    t = performance.now();
+    openssl(['req', '-new', '-key', key, '-subj', `/CN=${id}`, '-out', csr]);
+    steps.req += performance.now() - t;
+    t = performance.now();
+    openssl(['x509', '-req', '-in', csr, '-CA', ca.caCrt, '-CAkey', ca.caKey, '-CAcreateserial', '-out', path.join(out, `${id}.crt`), '-days', '365']);
+    steps.x509 += performance.now() - t;
+  }
+  return { ms: performance.now() - t0, steps };
+}
+
+/** (e) the same recipe with an EC P-256 key: ecparam -genkey, req -new, x509 -req; one process each. */
+function cliEcLoop(dir: string, ca: { caCrt: string; caKey: string }, count: number): { ms: number; steps: { ecparam: number; req: number; x509: number } } {
+  const out = path.join(dir, 'cli-ec');
+  mkdirSync(out, { recursive: true });
+  const steps = { ecparam: 0, req: 0, x509: 0 };
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const id = deviceId(4, i);
+    const key = path.join(out, `${id}.key`);
+    const csr = path.join(out, `${id}.csr`);
+    let t = performance.now();
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+    steps.ecparam += performance.now() - t;
     t = performance.now();
     openssl(['req', '-new', '-key', key, '-subj', `/CN=${id}`, '-out', csr]);
     steps.req += performance.now() - t;
@@ -245,12 +273,40 @@ async function main(): Promise<void> {
     const oursIssueMs = issueRun.result.ms;
     checkIssued(store, issueRun.result.result, issueIds, true);
 
+    // ---- (e) CLI: ecparam -genkey + req + x509 -req, one process each ------------------------
+    log(`(e) openssl ecparam -genkey + req + x509 -req x ${N.cliEc}, sequential ...`);
+    stop = watchOtherLoad();
+    const cliEc = cliEcLoop(cliDir, ca, N.cliEc);
+    other.e = stop();
+
+    // ---- (f) ours: issueDevice keyType ec (fresh P-256 key + sign) ------------------------
+    log(`(f) store.issueDevice keyType ec x ${N.issueEc}, concurrency ${N.concurrency} ...`);
+    for (let i = 2; i < 4; i++) await store.issueDevice(deviceId(3, i), { keyType: 'ec' });
+    await store.idle();
+    const ecIds = Array.from({ length: N.issueEc }, (_, i) => deviceId(5, i));
+    stop = watchOtherLoad();
+    const ecRun = await withLoopMonitor(() =>
+      timed(async () => {
+        const issued = await runPool(ecIds, N.concurrency, (id) => store.issueDevice(id, { keyType: 'ec' }));
+        await store.idle();
+        return issued;
+      }),
+    );
+    other.f = stop();
+    const oursEcMs = ecRun.result.ms;
+    checkIssued(store, ecRun.result.result, ecIds, true);
+    for (const c of ecRun.result.result) {
+      if (new X509Certificate(c.certificatePem).publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') fail(`the certificate for ${c.record.commonName} has no P-256 key`);
+    }
+
     // ---- correctness with openssl itself ----------------------------------------------------
     const caFile = path.join(storeDir, 'ca.crt');
+    if (ecIds.length) opensslVerify(caFile, path.join(storeDir, 'devices', `${ecIds[ecIds.length - 1]}.crt`));
+    if (N.cliEc) opensslVerify(ca.caCrt, path.join(cliDir, 'cli-ec', `${deviceId(4, N.cliEc - 1)}.crt`));
     if (csrs.length) opensslVerify(caFile, path.join(storeDir, 'devices', `${csrs[csrs.length - 1]!.id}.crt`));
     if (issueIds.length) opensslVerify(caFile, path.join(storeDir, 'devices', `${issueIds[issueIds.length - 1]}.crt`));
     if (N.cliFull) opensslVerify(ca.caCrt, path.join(cliDir, 'cli-full', `${deviceId(2, N.cliFull - 1)}.crt`));
-    const expectedCount = 2 * WARMUP + Math.min(10, csrs.length) + jobs.length + 2 + N.issue;
+    const expectedCount = 2 * WARMUP + Math.min(10, csrs.length) + jobs.length + 2 + N.issue + 2 + N.issueEc;
     if (store.issuedCount !== expectedCount) fail(`the store lists ${store.issuedCount} certificates, expected ${expectedCount}`);
 
     // ---- report -----------------------------------------------------------------------------
@@ -262,6 +318,12 @@ async function main(): Promise<void> {
       ours: rate(N.issue, oursIssueMs),
       cli: rate(N.cliFull, cliFull.ms),
     };
+    const ec = {
+      ours: rate(N.issueEc, oursEcMs),
+      cli: rate(N.cliEc, cliEc.ms),
+    };
+    const ecRatio = ec.cli ? ec.ours / ec.cli : 0;
+    const ecPass = ecRatio >= GOAL_EC_DEVICE_RATIO;
     const csrRatio = csr.cli ? csr.ours / csr.cli : 0;
     const deviceRatio = device.cli ? device.ours / device.cli : 0;
     const csrPass = csrRatio >= GOAL_CSR_RATIO;
@@ -276,7 +338,7 @@ async function main(): Promise<void> {
     out.push(`bench/issue-certs${quick ? ' --quick (smoke run: small N, figures are not meaningful)' : ''}`);
     out.push(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.platform}, load ${machine.loadavg.join(' ')}`);
     out.push(`node ${machine.node} (OpenSSL ${machine.nodeOpenssl}), UV_THREADPOOL_SIZE ${machine.uvThreadpoolSize}; CLI: ${machine.openssl}`);
-    out.push(`RSA ${KEY_BITS} everywhere; ours with concurrency ${N.concurrency}; CLI one process per step, sequential`);
+    out.push(`RSA ${KEY_BITS} CA and (a)-(d) keys, P-256 device keys in (e)/(f); ours with concurrency ${N.concurrency}; CLI one process per step, sequential`);
     out.push('');
     out.push(
       table(
@@ -284,6 +346,7 @@ async function main(): Promise<void> {
         [
           [`CSR signs (signCsr x${jobs.length} | x509 -req x${csrs.length})`, round(csr.ours).toFixed(1), round(csr.cli).toFixed(1), `${round(csrRatio, 2)}x`, `>= ${GOAL_CSR_RATIO}x`, verdict(csrPass)],
           [`device certs, fresh key (issueDevice x${N.issue} | genrsa+req+x509 x${N.cliFull})`, round(device.ours, 2).toFixed(2), round(device.cli, 2).toFixed(2), `${round(deviceRatio, 2)}x`, `>= ${GOAL_DEVICE_RATIO}x`, verdict(devicePass)],
+          [`EC P-256 device certs, fresh key (issueDevice ec x${N.issueEc} | ecparam+req+x509 x${N.cliEc})`, round(ec.ours, 1).toFixed(1), round(ec.cli, 2).toFixed(2), `${round(ecRatio, 1)}x`, `>= ${GOAL_EC_DEVICE_RATIO}x`, verdict(ecPass)],
         ],
       ),
     );
@@ -293,10 +356,14 @@ async function main(): Promise<void> {
     out.push(
       `  CLI full recipe:          ${round(cliFull.ms / Math.max(1, N.cliFull), 1)} ms per device = genrsa ${round(cliFull.steps.genrsa / Math.max(1, N.cliFull), 1)} + req ${round(cliFull.steps.req / Math.max(1, N.cliFull), 1)} + x509 ${round(cliFull.steps.x509 / Math.max(1, N.cliFull), 1)} ms`,
     );
+    out.push(
+      `  CLI EC recipe:            ${round(cliEc.ms / Math.max(1, N.cliEc), 1)} ms per device = ecparam ${round(cliEc.steps.ecparam / Math.max(1, N.cliEc), 1)} + req ${round(cliEc.steps.req / Math.max(1, N.cliEc), 1)} + x509 ${round(cliEc.steps.x509 / Math.max(1, N.cliEc), 1)} ms`,
+    );
     out.push(`  signCsr one at a time:    median ${round(median, 2)} ms (${singleMs.length} calls)`);
     if (keygen) out.push(`  generateKeyPair only:     ${round(rate(keygen.count, keygen.ms), 2)} keys/s (x${keygen.count}, concurrency ${N.concurrency}): the floor for issueDevice`);
     out.push(`  event loop during (b):    ${loopText(csrRun.loop)}`);
     out.push(`  event loop during (d):    ${loopText(issueRun.loop)}`);
+    out.push(`  event loop during (f):    ${loopText(ecRun.loop)}`);
     const phases = Object.entries(other).filter((e): e is [string, OtherLoad] => e[1] !== undefined);
     if (phases.length) {
       out.push(`  other processes' CPU:     ${phases.map(([k, v]) => `(${k}) ${v.otherCores.toFixed(2)}`).join('  ')} cores (of ${machine.cpus}; incl. steal)`);
@@ -304,7 +371,8 @@ async function main(): Promise<void> {
     const disturbed = phases.filter(([, v]) => v.otherCores >= 0.2).map(([k]) => k);
     out.push(`  verified: every issued cert against the CA (node), openssl verify on samples, unique serials, keys match`);
     if (disturbed.length) out.push(`\n!! other processes used >= 0.2 cores during (${disturbed.join(', ')}): figures are disturbed, re-run on a quiet machine !!`);
-    if (!csrPass || !devicePass) out.push(`\n** GOAL MISSED: ${[!csrPass && 'CSR signs', !devicePass && 'device certs'].filter(Boolean).join(', ')} **`);
+    out.push(`EC P-256 fresh-key goal (>= ${GOAL_EC_DEVICE_RATIO}x the CLI recipe): ${ecPass ? 'met' : 'NOT met'} (${round(ecRatio, 1)}x)`);
+    if (!csrPass || !devicePass || !ecPass) out.push(`\n** GOAL MISSED: ${[!csrPass && 'CSR signs', !devicePass && 'device certs', !ecPass && 'EC device certs'].filter(Boolean).join(', ')} **`);
     process.stdout.write(`${out.join('\n')}\n\n`);
 
     const json = {
@@ -327,6 +395,19 @@ async function main(): Promise<void> {
         },
         keygenOnlyPerSec: keygen ? round(rate(keygen.count, keygen.ms), 3) : null,
         eventLoop: issueRun.loop,
+      },
+      ecDevice: {
+        oursPerSec: round(ec.ours, 2),
+        cliPerSec: round(ec.cli, 3),
+        ratio: round(ecRatio, 2),
+        goal: GOAL_EC_DEVICE_RATIO,
+        pass: ecPass,
+        cliStepsMs: {
+          ecparam: round(cliEc.steps.ecparam / Math.max(1, N.cliEc), 1),
+          req: round(cliEc.steps.req / Math.max(1, N.cliEc), 1),
+          x509: round(cliEc.steps.x509 / Math.max(1, N.cliEc), 1),
+        },
+        eventLoop: ecRun.loop,
       },
     };
     process.stdout.write(`${JSON.stringify(json)}\n`);

@@ -61,16 +61,16 @@ export function generateLeafKey(keyType: KeyType, rsaBits: RsaKeySize): Promise<
 }
 
 function generateKeyNow(type: KeyType, bits: number): Promise<KeyMaterial> {
+  // The encodings are asked for here so that they, too, run in the libuv pool: exporting the
+  // KeyObjects afterwards would take ~0.2 ms of main thread per key.
+  const encoding = { publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } } as const;
   return new Promise((resolve, reject) => {
-    const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject): void => {
+    const done = (err: Error | null, publicKeySpki: Buffer, privateKeyPem: string): void => {
       if (err) return reject(err);
-      resolve({
-        privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-        publicKeySpki: publicKey.export({ type: 'spki', format: 'der' }),
-      });
+      resolve({ privateKeyPem, publicKeySpki });
     };
-    if (type === 'ec') generateKeyPair('ec', { namedCurve: 'prime256v1' }, done);
-    else generateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001 }, done);
+    if (type === 'ec') generateKeyPair('ec', { namedCurve: 'prime256v1', ...encoding }, done);
+    else generateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001, ...encoding }, done);
   });
 }
 
