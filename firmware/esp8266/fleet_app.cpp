@@ -207,7 +207,7 @@ bool reachable(const IPAddress& ip, uint16_t port) {
 // Resolves the server, checks it answers, and sets up TLS: the CA as the only trust anchor, the
 // device's own certificate and key, the NTP time, and 512-byte fragments when the server agrees
 // (MFLN): small buffers leave heap for the rest. nullptr, or why the server cannot be used.
-const char* secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t port) {
+const char* secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t port, bool clientCert = true) {
   IPAddress ip;
   if (!resolve(host, ip)) return fail("cannot resolve %s", host);
   // The probe connects with a plain WiFiClient (5 s) and needs no name: the address will do.
@@ -217,9 +217,18 @@ const char* secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t
   if (!mfln && !reachable(ip, port)) return fail("%s: no TCP connection", host);
   client.setTrustAnchors(gCa);
   client.setX509Time(time(nullptr));
-  // Device keys are RSA (docs/wire-contract.md: RSA-2048 by default), what BearSSL on the ESP8266 handles well.
-  if (gKey->isRSA()) client.setClientRSACert(gCert, gKey);
-  else Serial.println("the device key is not RSA: issue an RSA-2048 device certificate");
+  // A server-made key is RSA (docs/wire-contract.md); an enrolled one is P-256 (docs/enrollment.md),
+  // its certificate signed by the fleet's RSA CA: the issuer key type BearSSL needs for ECDH suites.
+  // simpleenroll goes without a client certificate (the bootstrap credential stands for it).
+  if (!clientCert || !gKey || !gCert || gCert->getCount() == 0) {
+    if (clientCert) Serial.println("no device certificate yet");
+  } else if (gKey->isRSA()) {
+    client.setClientRSACert(gCert, gKey);
+  } else if (gKey->isEC()) {
+    client.setClientECCert(gCert, gKey, BR_KEYUSAGE_SIGN, BR_KEYTYPE_RSA);
+  } else {
+    Serial.println("the device key is neither RSA nor EC");
+  }
   if (mfln) client.setBufferSizes(512, 512);
   return nullptr;
 }
@@ -271,6 +280,24 @@ const char* httpsGet(const char* file, String& body) {
   if (left) return fail("%s: the download stopped before its end", file);
   return nullptr;
 }
+
+// ---- enrollment (docs/enrollment.md, The device) ------------------------------------------------
+// A device flashed without <id>.key enrolls itself: it makes device.key (P-256) on the board, asks
+// the enrollment listener for a certificate with a CSR, waits while it is pending and renews it at
+// two thirds of its life. The steps and waits are the core's Enrollment.
+
+constexpr const char* kDeviceKeyPath = "/device.key";
+constexpr const char* kBootstrapPath = "/bootstrap.txt";
+constexpr size_t kMaxAnswerBytes = 4096;  // a PKCS#7 with one P-256 certificate is about 1 KB in base64
+
+bool gEnrolling = false;  // this device's identity is its own P-256 key
+Enrollment gEnroll;
+EnrollEvent gBootEvent = EnrollEvent::NoKey;
+bool gBootEventDue = false;
+char gAuthorization[kAuthorizationSize];
+int64_t gNotBefore = 0, gNotAfter = 0, gRenewAt = 0;
+
+const char* reenrollNow();
 
 // ---- commands -----------------------------------------------------------------------------
 
@@ -338,6 +365,10 @@ const char* commandReboot(void*) {
 const char* commandCa(void*) { return downloadFile("ca.crt", "/ca.crt", PemKind::Certificate); }
 
 const char* commandCert(void*) {
+  if (gEnrolling) {
+    // An enrolled device re-enrolls now (docs/enrollment.md); its key never leaves the board.
+    return reenrollNow();
+  }
   char path[kDeviceIdLength + 6];
   snprintf(path, sizeof path, "/%s.crt", gId);
   return downloadFile(path + 1, path, PemKind::Certificate);
@@ -358,6 +389,262 @@ const char* commandWifi(void*, const char* payload, size_t length) {
 }
 
 CommandRunner gRunner(CommandHandlers{commandFirmware, commandReboot, commandFlash, commandCa, commandCert, commandKey, nullptr, commandWifi});
+
+// ---- enrollment: the steps ------------------------------------------------------------------
+
+void certPath(char* out, size_t size) { snprintf(out, size, "/%s.crt", gId); }
+
+// Hardware random words (ESP.random reads the chip's RNG register) seed BearSSL's HMAC-DRBG.
+void seedRng(br_hmac_drbg_context& rng) {
+  uint8_t seed[32];
+  ESP.random(seed, sizeof seed);
+  br_hmac_drbg_init(&rng, &br_sha256_vtable, seed, sizeof seed);
+  zero(reinterpret_cast<char*>(seed), sizeof seed);
+}
+
+// Makes the P-256 key (about a second at 80 MHz) and stores it as SEC 1 DER in PEM.
+bool makeDeviceKey() {
+  step(WatchStep::Verify);  // one long computation: the budget of the one-off signature check
+  br_hmac_drbg_context rng;
+  seedRng(rng);
+  uint8_t secret[BR_EC_KBUF_PRIV_MAX_SIZE], point[BR_EC_KBUF_PUB_MAX_SIZE], der[160];
+  br_ec_private_key sk;
+  br_ec_public_key pk;
+  const br_ec_impl* curve = br_ec_get_default();
+  bool ok = br_ec_keygen(&rng.vtable, curve, &sk, secret, BR_EC_secp256r1) != 0 && br_ec_compute_pub(curve, &pk, point, &sk) == kEcP256PointSize;
+  const size_t n = ok ? br_encode_ec_raw_der(der, &sk, &pk) : 0;
+  char pem[300];
+  ok = n > 0 && n <= sizeof der && pemEncode("EC PRIVATE KEY", der, n, pem, sizeof pem) > 0;
+  ok = ok && writeFileAtomically(kDeviceKeyPath, String(pem));
+  zero(reinterpret_cast<char*>(secret), sizeof secret);
+  zero(reinterpret_cast<char*>(der), sizeof der);
+  zero(pem, sizeof pem);
+  step(WatchStep::Loop);
+  return ok;
+}
+
+bool loadDeviceKey() {
+  String pem;
+  if (!readFile(kDeviceKeyPath, pem)) return false;
+  delete gKey;
+  gKey = new (std::nothrow) BearSSL::PrivateKey(pem.c_str());
+  zero(const_cast<char*>(pem.c_str()), pem.length());
+  return gKey && gKey->isEC();
+}
+
+// Loads <id>.crt (if any) and its validity; false when there is none.
+bool loadCertificate() {
+  char path[kDeviceIdLength + 6];
+  certPath(path, sizeof path);
+  String pem;
+  delete gCert;
+  gCert = nullptr;
+  if (!readFile(path, pem)) return false;
+  gCert = new (std::nothrow) BearSSL::X509List(pem.c_str());
+  if (!gCert) restart("out of memory for the certificate");
+  if (gCert->getCount() == 0) return false;
+  const br_x509_certificate& c = gCert->getX509Certs()[0];
+  const char* reason = nullptr;
+  if (!readCertificateValidity(c.data, c.data_len, gNotBefore, gNotAfter, &reason)) {
+    Serial.printf("%s: %s\n", path, reason);
+    return false;
+  }
+  gRenewAt = renewAtS(gNotBefore, gNotAfter);
+  return true;
+}
+
+bool certificateExpired() { return static_cast<int64_t>(time(nullptr)) >= gNotAfter; }
+
+// The CsrSigner of the core: SHA-256 and ECDSA with device.key, DER signature.
+size_t signCsr(void* context, const uint8_t* data, size_t length, uint8_t* signature, size_t capacity) {
+  const auto* key = static_cast<const br_ec_private_key*>(context);
+  if (capacity < kEcdsaDerMax) return 0;
+  br_sha256_context sha;
+  uint8_t hash[32];
+  br_sha256_init(&sha);
+  br_sha256_update(&sha, data, length);
+  br_sha256_out(&sha, hash);
+  return br_ecdsa_sign_asn1_get_default()(br_ec_get_default(), &br_sha256_vtable, hash, key, signature);
+}
+
+// Builds the CSR of device.key and POSTs it; `code` is the HTTP status (or < 0), `answer` the body of a 200.
+const char* postCsr(bool renew, int& code, String& answer, String& retryAfter) {
+  code = -1;
+  char url[kUrlSize];
+  if (!enrollUrl(gConfig, renew ? "simplereenroll" : "simpleenroll", url, sizeof url)) return "config.json has no enrollport";
+  if (!renew && !gAuthorization[0]) return "bootstrap.txt missing or invalid";
+  if (!gKey || !gKey->isEC()) return "device.key missing or not EC";
+  const br_ec_private_key* sk = gKey->getEC();
+  uint8_t point[BR_EC_KBUF_PUB_MAX_SIZE];
+  br_ec_public_key pk;
+  step(WatchStep::Verify);  // public key and signature: one computation each
+  if (br_ec_compute_pub(br_ec_get_default(), &pk, point, sk) != kEcP256PointSize) return "device.key is not a P-256 key";
+  uint8_t der[kCsrMax];
+  const char* reason = nullptr;
+  const size_t n = buildCsr(gId, pk.q, signCsr, const_cast<br_ec_private_key*>(sk), der, sizeof der, &reason);
+  if (n == 0) return fail("CSR: %s", reason);
+  char body[2 * kCsrMax];
+  if (base64Encode(der, n, body, sizeof body) == 0) return "CSR too long";
+
+  BearSSL::WiFiClientSecure client;
+  // simplereenroll is authenticated by the current certificate; simpleenroll by the credential.
+  if (const char* why = secure(client, gConfig.downloadserver, gConfig.enrollport, renew)) return why;
+  HTTPClient http;
+  http.setTimeout(kHttpTimeoutMs);
+  if (!http.begin(client, url)) return fail("cannot request %s", url);
+  const char* headers[] = {"Retry-After"};
+  http.collectHeaders(headers, 1);
+  http.addHeader("Content-Type", "application/pkcs10");
+  if (!renew) http.addHeader("Authorization", gAuthorization);
+  step(WatchStep::Tls);  // TCP + TLS + the answer's headers
+  code = http.POST(reinterpret_cast<uint8_t*>(body), strlen(body));
+  step(WatchStep::Download);
+  retryAfter = http.header("Retry-After");
+  if (code != HTTP_CODE_OK) {
+    http.end();
+    if (code < 0) return fail("enroll: %s", HTTPClient::errorToString(code).c_str());
+    return code == 202 ? nullptr : fail("enroll: HTTP %s", String(code).c_str());
+  }
+  const int size = http.getSize();
+  if (size <= 0 || size > static_cast<int>(kMaxAnswerBytes)) {
+    http.end();
+    return "enroll: missing or too large Content-Length";
+  }
+  if (!answer.reserve(size)) {
+    http.end();
+    return "enroll: out of memory";
+  }
+  WiFiClient* stream = http.getStreamPtr();
+  char block[256];
+  size_t left = static_cast<size_t>(size);
+  while (stream && left) {
+    const size_t got = stream->readBytes(block, left < sizeof block ? left : sizeof block);
+    if (got == 0 || !answer.concat(block, got)) break;
+    left -= got;
+    progress();
+  }
+  http.end();
+  step(WatchStep::Loop);
+  return left ? "enroll: the answer stopped before its end" : nullptr;
+}
+
+// The certificate of a 200: read by the core, checked by BearSSL, stored as <id>.crt (PEM).
+const char* storeAnswer(const String& answer) {
+  uint8_t* buffer = new (std::nothrow) uint8_t[answer.length() + 1];
+  if (!buffer) return "enroll: out of memory";
+  CertificateInfo info;
+  const char* reason = nullptr;
+  const char* result = nullptr;
+  char path[kDeviceIdLength + 6];
+  certPath(path, sizeof path);
+  if (!readCertsOnlyBase64(answer.c_str(), answer.length(), buffer, answer.length() + 1, info, &reason)) {
+    result = fail("enroll: %s", reason);
+  } else if (BearSSL::X509List(info.der, info.length).getCount() != 1) {
+    result = "enroll: BearSSL cannot read the certificate";
+  } else {
+    const size_t pemSize = info.length * 4 / 3 + info.length / 48 + 80;
+    char* pem = new (std::nothrow) char[pemSize];
+    if (!pem || pemEncode("CERTIFICATE", info.der, info.length, pem, pemSize) == 0) result = "enroll: out of memory";
+    else if (!writeFileAtomically(path, String(pem))) result = fail("cannot write %s", path);
+    delete[] pem;
+  }
+  delete[] buffer;
+  if (!result && !loadCertificate()) result = "enroll: the stored certificate does not load";
+  return result;
+}
+
+void enrollAction(EnrollAction action);
+
+// One simpleenroll or simplereenroll, and the event its outcome is.
+void enrollOnce(bool renew) {
+  int code = -1;
+  String answer, retryAfter;
+  Serial.printf("%s to %s:%u\n", renew ? "simplereenroll" : "simpleenroll", gConfig.downloadserver, static_cast<unsigned>(gConfig.enrollport));
+  const char* reason = postCsr(renew, code, answer, retryAfter);
+  if (!reason && code == HTTP_CODE_OK) reason = storeAnswer(answer);
+  EnrollEvent event = EnrollEvent::Refused;
+  if (!reason) event = code == HTTP_CODE_OK ? EnrollEvent::Answer200 : EnrollEvent::Answer202;
+  if (reason) {
+    Serial.printf("enroll: %s\n", reason);
+    gRunner.setError("cert", reason);
+  }
+  const bool header = retryAfter.length() > 0;
+  enrollAction(gEnroll.on(event, millis(), header ? retryAfter.c_str() : nullptr, retryAfter.length()));
+}
+
+void enrollAction(EnrollAction action) {
+  switch (action) {
+    case EnrollAction::MakeKey:
+      Serial.println("making the device key (P-256)");
+      if (!makeDeviceKey() || !loadDeviceKey()) restart("cannot make or store device.key");
+      enrollAction(gEnroll.on(EnrollEvent::KeyStored, millis()));
+      return;
+    case EnrollAction::SimpleEnroll:
+    case EnrollAction::SimpleReenroll:
+      gMqtt.disconnect();  // the heap of a second TLS session
+      enrollOnce(action == EnrollAction::SimpleReenroll);
+      return;
+    case EnrollAction::Connect:
+    case EnrollAction::StoreAndConnect:
+      Serial.printf("certificate valid until %lld, renewal at %lld\n", static_cast<long long>(gNotAfter), static_cast<long long>(gRenewAt));
+      if (action == EnrollAction::StoreAndConnect) gRunner.setError("", "");
+      gMqtt.disconnect();  // MQTT (re)connects with the certificate
+      gReconnect.failed(millis());
+      return;
+    case EnrollAction::WaitRetryAfter:
+      Serial.printf("enrollment pending approval of %s: asking again in %u s\n", gId, static_cast<unsigned>(gEnroll.waitMs() / 1000));
+      return;
+    case EnrollAction::WaitFailure:
+      Serial.printf("enrollment failed %u times: trying again in %u s\n", static_cast<unsigned>(gEnroll.failures()), static_cast<unsigned>(gEnroll.waitMs() / 1000));
+      return;
+    case EnrollAction::None:
+      return;
+  }
+}
+
+// At boot, after NTP: which identity, and the first event of the steps.
+void beginEnrollment() {
+  String line;
+  const char* reason = nullptr;
+  gAuthorization[0] = '\0';
+  if (!readFile(kBootstrapPath, line)) Serial.println("bootstrap.txt missing: only simplereenroll can work");
+  else if (!basicAuthorization(line.c_str(), line.length(), gAuthorization, sizeof gAuthorization, &reason)) Serial.printf("bootstrap.txt: %s\n", reason);
+  zero(const_cast<char*>(line.c_str()), line.length());
+  if (gConfig.enrollport == 0) Serial.println("config.json has no enrollport: the device cannot enroll");
+  if (!LittleFS.exists(kDeviceKeyPath)) gBootEvent = EnrollEvent::NoKey;
+  else if (!loadDeviceKey()) restart("device.key is not a usable EC key");
+  else if (!loadCertificate()) gBootEvent = EnrollEvent::NoCert;
+  else gBootEvent = certificateExpired() ? EnrollEvent::CertExpired : EnrollEvent::CertValid;
+  gBootEventDue = true;
+}
+
+// Each loop pass: the boot event, the timers, renewal and expiry.
+void driveEnrollment(uint32_t now) {
+  if (gBootEventDue) {
+    gBootEventDue = false;
+    enrollAction(gEnroll.on(gBootEvent, now));
+    return;
+  }
+  const EnrollState s = gEnroll.state();
+  const bool holdsCertificate = s == EnrollState::Enrolled || s == EnrollState::Renew || s == EnrollState::RenewBackoff;
+  if (holdsCertificate && certificateExpired()) enrollAction(gEnroll.on(EnrollEvent::CertExpired, now));
+  else if (s == EnrollState::Enrolled && static_cast<int64_t>(time(nullptr)) >= gRenewAt) enrollAction(gEnroll.on(EnrollEvent::RenewDue, now));
+  else if (gEnroll.timerDue(now)) enrollAction(gEnroll.on(EnrollEvent::Timer, now));
+}
+
+// MQTT runs while the device holds a certificate (also while a renewal retries).
+bool mayConnect() {
+  if (!gEnrolling) return true;
+  const EnrollState s = gEnroll.state();
+  return s == EnrollState::Enrolled || s == EnrollState::Renew || s == EnrollState::RenewBackoff;
+}
+
+const char* reenrollNow() {
+  if (gEnroll.state() != EnrollState::Enrolled) return "not enrolled yet, or a renewal is under way";
+  enrollAction(gEnroll.on(EnrollEvent::CertCommand, millis()));
+  return gEnroll.state() == EnrollState::Enrolled ? nullptr : gReason[0] ? gReason : "re-enrollment failed";
+}
+
 
 // ---- Wi-Fi change ---------------------------------------------------------------------------
 // The SDK keeps two station configs: the current one (RAM) and the default one (flash, what the
@@ -561,13 +848,30 @@ void fleetSetup(const char* image, const char* build, void (*custom)()) {
   configTime(0, 0, gConfig.ntpserver);
   if (!waitFor([] { return time(nullptr) > kPlausibleTime; }, gConfig.waittimeout)) restart("no time from NTP");
 
-  loadTlsMaterial();
-  // The server's config.json wins over the stored one from now on (takes effect at once).
+  // No server-made <id>.key: the device has (or makes) its own key and enrolls (docs/enrollment.md).
+  char serverKey[kDeviceIdLength + 6];
+  snprintf(serverKey, sizeof serverKey, "/%s.key", gId);
+  gEnrolling = !LittleFS.exists(serverKey);
+  if (gEnrolling) {
+    String ca;
+    if (!readFile("/ca.crt", ca)) Serial.println("ca.crt missing in data/");
+    gCa = new (std::nothrow) BearSSL::X509List(ca.c_str());
+    if (!gCa) restart("out of memory for the CA certificate");
+    beginEnrollment();
+  } else {
+    loadTlsMaterial();
+  }
+  // The server's config.json wins over the stored one from now on (takes effect at once). The
+  // main listener wants a client certificate: a device still to enroll asks after enrolling.
   String served;
-  if (const char* reason = httpsGet("config.json", served)) {
+  const uint16_t enrollport = gConfig.enrollport;
+  if (gEnrolling && gBootEvent != EnrollEvent::CertValid) {
+    Serial.println("config.json download after enrollment");
+  } else if (const char* reason = httpsGet("config.json", served)) {
     Serial.printf("config.json download failed: %s\n", reason);
     gRunner.setError("config", reason);
   } else if (served != text && loadConfig(served, "served config.json")) {
+    if (gConfig.enrollport == 0) gConfig.enrollport = enrollport;  // a server that does not serve it yet
     writeFileAtomically("/config.json", served);
   }
 
@@ -588,8 +892,11 @@ void fleetLoop(void (*custom)()) {
   const uint32_t now = millis();
   step(WatchStep::Loop);  // a loop pass is progress
   gLoopWatch.enter(now);
+  if (gEnrolling && !gWifi.busy()) driveEnrollment(now);
   if (gWifi.busy()) {
     driveWifiSwitch(now);  // MQTT waits until the switch is over
+  } else if (!mayConnect()) {
+    // Enrolling: no certificate for MQTT yet.
   } else if (gMqtt.connected()) {
     gMqtt.loop();
   } else {
@@ -626,7 +933,7 @@ void fleetLoop(void (*custom)()) {
     gLastStatus = millis() - gConfig.statusinterval;  // report the outcome as soon as MQTT is back
   }
   if (gMqtt.connected() && millis() - gLastStatus >= gConfig.statusinterval) publishStatus(millis());
-  gLed = gMqtt.connected() ? LedMode::Connected : LedMode::Setup;
+  gLed = gMqtt.connected() ? LedMode::Connected : gEnrolling && gEnroll.state() == EnrollState::Pending ? LedMode::Pending : LedMode::Setup;
   custom();
   gLoopWatch.leave(millis());
 }

@@ -30,6 +30,8 @@ const Key kKeys[] = {
     {"retrytimeout", Type::Retry, "retrytimeout missing", "retrytimeout must be whole milliseconds 100..86400000"},
 };
 constexpr size_t kKeyCount = sizeof kKeys / sizeof kKeys[0];
+// Optional: only a device that enrolls itself needs it (docs/enrollment.md, The device).
+const Key kEnrollPort = {"enrollport", Type::Port, "", "enrollport must be a whole number 1..65535"};
 
 bool isHost(const char* s) {
   const size_t n = text::length(s);
@@ -74,7 +76,7 @@ bool apply(const Key& key, const json::Member& m, DeviceConfig& c) {
       return isString && normalizePath(m.text, c.downloadpath, sizeof c.downloadpath);
     case Type::Port:
       if (!inRange(m, 1, 65535)) return false;
-      (key.name[0] == 'd' ? c.downloadport : c.mqttport) = static_cast<uint16_t>(m.integer);
+      (key.name[0] == 'd' ? c.downloadport : key.name[0] == 'e' ? c.enrollport : c.mqttport) = static_cast<uint16_t>(m.integer);
       return true;
     case Type::Bool:
       c.mqtttls = m.boolean;
@@ -99,7 +101,9 @@ bool parseConfig(const char* s, size_t n, DeviceConfig& out, const char** reason
   const char* bad = nullptr;  // the first bad value; a syntax error anywhere takes precedence
   json::ObjectReader reader(s, n);
   json::Member m;
+  out.enrollport = 0;
   while (reader.next(m)) {
+    if (text::equal(m.key, text::length(m.key), kEnrollPort.name) && !apply(kEnrollPort, m, out) && !bad) bad = kEnrollPort.bad;
     for (size_t k = 0; k < kKeyCount; k++) {
       if (!text::equal(m.key, text::length(m.key), kKeys[k].name)) continue;
       if (!apply(kKeys[k], m, out) && !bad) bad = kKeys[k].bad;
@@ -133,6 +137,13 @@ bool firmwareUrl(const DeviceConfig& c, const char* currentImage, char* out, siz
   const size_t used = text::length(out);
   text::Writer w(out + used, size - used);
   return w.put(currentImage).ok();
+}
+
+bool enrollUrl(const DeviceConfig& c, const char* operation, char* out, size_t size) {
+  if (c.enrollport == 0) return false;
+  text::Writer w(out, size);
+  w.put("https://").put(c.downloadserver).put(':').number(static_cast<uint64_t>(c.enrollport));
+  return w.put("/.well-known/est/").put(operation).ok();
 }
 
 }  // namespace fleet

@@ -89,11 +89,13 @@ struct DeviceConfig {
   uint32_t statusinterval;  // ms
   uint32_t waittimeout;     // ms the backend may stay unreachable before the device reboots
   uint32_t retrytimeout;    // ms before the first reconnect attempt (then doubling)
+  uint16_t enrollport;      // the enrollment listener on downloadserver (docs/enrollment.md); 0: none
 };
 
 // Parses and validates a whole config.json: all ten keys present with the right JSON type,
 // host names of [A-Za-z0-9.-], ports 1..65535, times within kConfigLimits; unknown keys are
-// ignored (a newer server may add some). On failure `out` is unspecified and `reason` says why.
+// ignored (a newer server may add some). `enrollport` is optional (0 when absent) and, when
+// present, a port 1..65535. On failure `out` is unspecified and `reason` says why.
 bool parseConfig(const char* text, size_t length, DeviceConfig& out, const char** reason);
 // https://<downloadserver>:<downloadport>/<downloadpath>/<file>
 bool downloadUrl(const DeviceConfig& config, const char* file, char* out, size_t size);
@@ -240,9 +242,10 @@ class ReconnectPolicy {
   bool failedPastGiveUp_ = false;
 };
 
-enum class LedMode : uint8_t { Setup, Connected, Off, NoFilesystem };
+enum class LedMode : uint8_t { Setup, Connected, Off, NoFilesystem, Pending };
 // Setup: 10 flashes a second (50 ms on, 50 ms off); Connected: a 50 ms flash every 2 s;
-// NoFilesystem (LittleFS does not mount): three 100 ms flashes, 200 ms apart, every 2 s.
+// NoFilesystem (LittleFS does not mount): three 100 ms flashes, 200 ms apart, every 2 s;
+// Pending (enrollment waits for approval, docs/enrollment.md): a slow blink, 1 s on, 1 s off.
 bool ledOn(LedMode mode, uint32_t now);
 
 // ---- the wifi command (docs/wire-contract.md, MQTT topics: wifi) ----------------------------
@@ -312,5 +315,106 @@ bool checkSignedLayout(size_t imageSize, const uint8_t trailer[4], size_t modulu
 enum class PemKind : uint8_t { Certificate, PrivateKey };
 // A cheap sanity check before a downloaded ca.crt/<id>.crt/<id>.key replaces the old one.
 bool looksLikePem(const char* text, size_t length, PemKind kind);
+
+// ---- enrollment (docs/enrollment.md, The device; RFC 7030 EST) ------------------------------
+
+// https://<downloadserver>:<enrollport>/.well-known/est/<operation> ("simpleenroll", "simplereenroll").
+bool enrollUrl(const DeviceConfig& config, const char* operation, char* out, size_t size);
+
+// Base64 (RFC 4648 §4) of `length` bytes, NUL-terminated, no line breaks. Returns the length,
+// 0 when `size` is too small.
+size_t base64Encode(const uint8_t* data, size_t length, char* out, size_t size);
+// Decodes base64 with line breaks and blanks anywhere (RFC 2045 §6.8, what RFC 7030 §4.1.3
+// allows); padding is required and only at the end. `out` may be `text` itself (decoding in
+// place: the output never overtakes the input). False on any other character or a short buffer.
+bool base64Decode(const char* text, size_t length, uint8_t* out, size_t size, size_t& written);
+// PEM (RFC 7468): "-----BEGIN <label>-----", 64-character lines, "-----END <label>-----\n".
+// Returns the length written with its NUL, 0 when `size` is too small.
+size_t pemEncode(const char* label, const uint8_t* der, size_t length, char* out, size_t size);
+
+constexpr size_t kBootstrapMax = 160;  // user:password, one line of bootstrap.txt
+constexpr size_t kAuthorizationSize = sizeof("Basic ") + (kBootstrapMax + 2) / 3 * 4;
+
+// The HTTP Basic `Authorization` value (RFC 7617 §2) of bootstrap.txt: one line `user:password`
+// (a final line break is allowed, nothing after it). The user must be non-empty and hold no ':';
+// no control characters. `reason` never quotes the line (it holds the password).
+bool basicAuthorization(const char* line, size_t length, char* out, size_t size, const char** reason);
+
+constexpr size_t kEcP256PointSize = 65;  // uncompressed: 0x04 || X || Y (SEC 1 §2.3.3)
+constexpr size_t kEcdsaDerMax = 72;      // SEQUENCE of two INTEGERs of up to 33 bytes
+constexpr size_t kCsrMax = 320;          // a P-256 CSR with a 12-digit CN is about 230 bytes
+
+// Signs `data` (the DER of the CertificationRequestInfo) with the device key: SHA-256, then
+// ECDSA, the signature as ASN.1 DER (as br_ecdsa_*_sign_asn1 writes it). Returns its length,
+// 0 on failure. The core stays free of crypto: BearSSL does this on the device and on the host.
+using CsrSigner = size_t (*)(void* context, const uint8_t* data, size_t length, uint8_t* signature, size_t capacity);
+
+// A PKCS#10 CertificationRequest (RFC 2986 §4) for a P-256 key: version 0, subject CN = `id`
+// (UTF8String; a device id), the key as id-ecPublicKey with prime256v1 (RFC 5480 §2), empty
+// attributes, signed with ecdsa-with-SHA256 (RFC 5758 §3.2). Returns the DER length, 0 when the
+// id or key is invalid, the signer fails or returns no DER signature, or `size` is too small.
+size_t buildCsr(const char* id, const uint8_t publicKey[kEcP256PointSize], CsrSigner sign, void* context, uint8_t* out,
+                size_t size, const char** reason);
+
+struct CertificateInfo {
+  const uint8_t* der;  // inside the caller's buffer
+  size_t length;
+  int64_t notBefore;   // Unix seconds
+  int64_t notAfter;
+};
+
+// The first certificate of a PKCS#7 certs-only answer (RFC 5652 §5.1 SignedData, certificates in
+// [0]; RFC 7030 §4.2.3) and its validity. Strict DER: definite minimal lengths, every element
+// inside its parent, nothing after the ContentInfo. Never reads past `length`.
+bool readCertsOnly(const uint8_t* der, size_t length, CertificateInfo& out, const char** reason);
+// The same for a base64 answer (line breaks allowed), decoded into `buffer`.
+bool readCertsOnlyBase64(const char* text, size_t length, uint8_t* buffer, size_t size, CertificateInfo& out, const char** reason);
+// notBefore and notAfter of one DER X.509 certificate (RFC 5280 §4.1.2.5: UTCTime until 2049,
+// GeneralizedTime after; both in Z form with seconds).
+bool readCertificateValidity(const uint8_t* der, size_t length, int64_t& notBefore, int64_t& notAfter, const char** reason);
+
+// The steps of docs/enrollment.md (lib/device/enrollment.ts; test/vectors/enrollment.json).
+enum class EnrollState : uint8_t { Boot, Key, Enroll, Pending, Backoff, Enrolled, Renew, RenewBackoff };
+enum class EnrollEvent : uint8_t { NoKey, NoCert, CertValid, KeyStored, Answer200, Answer202, Refused, Timer, RenewDue, CertCommand, CertExpired };
+enum class EnrollAction : uint8_t { None, MakeKey, SimpleEnroll, Connect, StoreAndConnect, WaitRetryAfter, WaitFailure, SimpleReenroll };
+constexpr size_t kEnrollStateCount = 8;
+constexpr size_t kEnrollEventCount = 11;
+
+struct EnrollStep {
+  EnrollState next;
+  EnrollAction action;
+};
+// A pair the table does not name changes nothing: {state, None}.
+EnrollStep enrollStep(EnrollState state, EnrollEvent event);
+const char* enrollStateName(EnrollState state);    // "boot", "renew-backoff", ...
+const char* enrollEventName(EnrollEvent event);    // "no-key", "answer-200", ...
+const char* enrollActionName(EnrollAction action); // "make-key", "none", ...
+
+// The wait after a 202: Retry-After as delta-seconds (RFC 9110 §10.2.3), blanks around allowed,
+// clamped to 10 s .. 3600 s; no header (nullptr) or anything else: 60 s.
+uint32_t pendingDelayMs(const char* retryAfter, size_t length);
+// The wait after the n-th failure in a row (n >= 1; 0 counts as 1): 30 s, doubling, at most 1 h.
+uint32_t failureDelayMs(uint32_t failures);
+// notBefore + floor(2/3 (notAfter - notBefore)), Unix seconds.
+int64_t renewAtS(int64_t notBefore, int64_t notAfter);
+
+// The steps with their waits: the sketch feeds events, does the action it gets back and asks
+// timerDue() while in pending, backoff or renew-backoff.
+class Enrollment {
+ public:
+  // `retryAfter` is the header of a 202 (nullptr: none). Returns what to do now.
+  EnrollAction on(EnrollEvent event, uint32_t now, const char* retryAfter = nullptr, size_t length = 0);
+  EnrollState state() const { return state_; }
+  bool waiting() const { return state_ == EnrollState::Pending || state_ == EnrollState::Backoff || state_ == EnrollState::RenewBackoff; }
+  bool timerDue(uint32_t now) const { return waiting() && now - since_ >= wait_; }
+  uint32_t waitMs() const { return wait_; }
+  uint32_t failures() const { return failures_; }
+
+ private:
+  EnrollState state_ = EnrollState::Boot;
+  uint32_t failures_ = 0;
+  uint32_t since_ = 0;
+  uint32_t wait_ = 0;
+};
 
 }  // namespace fleet

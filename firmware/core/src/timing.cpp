@@ -124,6 +124,7 @@ bool ledOn(LedMode mode, uint32_t now) {
       const uint32_t t = now % 2000;
       return t < 900 && t % 300 < 100;
     }
+    case LedMode::Pending: return now % 2000 < 1000;
     case LedMode::Off: break;
   }
   return false;

@@ -618,6 +618,313 @@ void pemFiles() {
   CHECK(!looksLikePem("", 0, PemKind::Certificate), "empty");
 }
 
+// ---- test/vectors/enrollment.json and the enrollment codecs ---------------------------------
+
+EnrollState stateNamed(const std::string& name) {
+  for (size_t k = 0; k < kEnrollStateCount; k++)
+    if (name == enrollStateName(static_cast<EnrollState>(k))) return static_cast<EnrollState>(k);
+  CHECK(false, "known state " + name);
+  return EnrollState::Boot;
+}
+
+EnrollEvent eventNamed(const std::string& name) {
+  for (size_t k = 0; k < kEnrollEventCount; k++)
+    if (name == enrollEventName(static_cast<EnrollEvent>(k))) return static_cast<EnrollEvent>(k);
+  CHECK(false, "known event " + name);
+  return EnrollEvent::NoKey;
+}
+
+void enrollmentVectors() {
+  const json v = load("enrollment.json");
+  const json& t = v["timing"];
+  CHECK_EQ(pendingDelayMs(nullptr, 0), t["retryAfterDefaultS"].get<uint32_t>() * 1000, "default Retry-After");
+  CHECK_EQ(failureDelayMs(1), t["failureFirstS"].get<uint32_t>() * 1000, "first failure delay");
+  CHECK_EQ(failureDelayMs(1000000), t["failureMaxS"].get<uint32_t>() * 1000, "longest failure delay");
+  CHECK_EQ(pendingDelayMs("0", 1), t["retryAfterMinS"].get<uint32_t>() * 1000, "shortest Retry-After");
+  CHECK_EQ(pendingDelayMs("999999999", 9), t["retryAfterMaxS"].get<uint32_t>() * 1000, "longest Retry-After");
+  // Every state x event pair is in the vectors, and each one gives the vector's step.
+  CHECK_EQ(v["steps"].size(), kEnrollStateCount * kEnrollEventCount, "the whole table");
+  for (const json& c : v["steps"]) {
+    const std::string what = c["state"].get<std::string>() + " x " + c["event"].get<std::string>();
+    const EnrollStep s = enrollStep(stateNamed(c["state"]), eventNamed(c["event"]));
+    CHECK_EQ(std::string(enrollStateName(s.next)), c["next"].get<std::string>(), "next of " + what);
+    CHECK_EQ(std::string(enrollActionName(s.action)), c["action"].get<std::string>(), "action of " + what);
+  }
+  for (const json& c : v["retryAfter"]) {
+    const bool none = c["retryAfter"].is_null();
+    const std::string text = none ? "" : c["retryAfter"].get<std::string>();
+    CHECK_EQ(pendingDelayMs(none ? nullptr : text.data(), text.size()), c["delayMs"].get<uint32_t>(), "Retry-After " + (none ? std::string("(none)") : text));
+  }
+  for (const json& c : v["failureDelay"])
+    CHECK_EQ(failureDelayMs(c["failures"].get<uint32_t>()), c["delayMs"].get<uint32_t>(), "failure delay " + c["failures"].dump());
+  for (const json& c : v["renewal"])
+    CHECK_EQ(renewAtS(c["notBefore"].get<int64_t>(), c["notAfter"].get<int64_t>()), c["renewAt"].get<int64_t>(), "renewal of " + c.dump());
+}
+
+void enrollmentMachine() {
+  Enrollment e;
+  CHECK(e.on(EnrollEvent::NoKey, 0) == EnrollAction::MakeKey && e.state() == EnrollState::Key, "boot without a key: make one");
+  CHECK(e.on(EnrollEvent::KeyStored, 900) == EnrollAction::SimpleEnroll, "key stored: enroll");
+  CHECK(e.on(EnrollEvent::Refused, 1000) == EnrollAction::WaitFailure && e.waitMs() == 30000 && e.failures() == 1, "first failure: 30 s");
+  CHECK(!e.timerDue(30999) && e.timerDue(31000), "backoff timer due after exactly 30 s");
+  CHECK(e.on(EnrollEvent::Timer, 31000) == EnrollAction::SimpleEnroll && !e.waiting(), "timer: enroll again");
+  e.on(EnrollEvent::Refused, 32000);
+  CHECK_EQ(e.waitMs(), 60000u, "second failure: 60 s");
+  e.on(EnrollEvent::Timer, 92000);
+  const char retry[] = "120";
+  CHECK(e.on(EnrollEvent::Answer202, 0xffffff00u, retry, 3) == EnrollAction::WaitRetryAfter && e.state() == EnrollState::Pending, "202: pending");
+  CHECK(e.waitMs() == 120000 && e.failures() == 0, "202: Retry-After, failures reset");
+  CHECK(!e.timerDue(0xffffff00u + 119999u) && e.timerDue(0xffffff00u + 120000u), "pending timer across the millis() wrap");
+  CHECK(e.on(EnrollEvent::Answer200, 5) == EnrollAction::None && e.state() == EnrollState::Pending, "an answer while waiting changes nothing");
+  e.on(EnrollEvent::Timer, 200000);
+  CHECK(e.on(EnrollEvent::Answer200, 201000) == EnrollAction::StoreAndConnect && e.state() == EnrollState::Enrolled, "200: store and connect");
+  CHECK(!e.waiting() && !e.timerDue(0xffffffffu), "enrolled: no timer");
+  CHECK(e.on(EnrollEvent::CertCommand, 300000) == EnrollAction::SimpleReenroll, "cert command: re-enroll");
+  CHECK(e.on(EnrollEvent::Answer202, 301000, "10", 2) == EnrollAction::WaitFailure && e.waitMs() == 30000, "202 on re-enroll: a failure");
+  CHECK(e.on(EnrollEvent::CertExpired, 302000) == EnrollAction::SimpleEnroll && e.state() == EnrollState::Enroll, "expired while renewing: enroll");
+  // Names are distinct and non-empty (the vectors read them).
+  for (size_t a = 0; a < kEnrollEventCount; a++)
+    for (size_t b = 0; b < a; b++) CHECK(std::string(enrollEventName(static_cast<EnrollEvent>(a))) != enrollEventName(static_cast<EnrollEvent>(b)), "event names distinct");
+  int on = 0, edges = 0;
+  for (uint32_t t = 0; t < 4000; t++) {
+    on += ledOn(LedMode::Pending, t);
+    if (t) edges += ledOn(LedMode::Pending, t) && !ledOn(LedMode::Pending, t - 1);
+  }
+  CHECK(on == 2000 && edges == 1, "pending LED: 1 s on, 1 s off");
+  bool distinct[4] = {};
+  const LedMode others[4] = {LedMode::Setup, LedMode::Connected, LedMode::Off, LedMode::NoFilesystem};
+  for (uint32_t t = 0; t < 2000; t++)
+    for (int k = 0; k < 4; k++) distinct[k] = distinct[k] || ledOn(LedMode::Pending, t) != ledOn(others[k], t);
+  CHECK(distinct[0] && distinct[1] && distinct[2] && distinct[3], "pending LED: a pattern of its own");
+}
+
+std::string b64(const std::string& bytes) {
+  char out[4096];
+  const size_t n = base64Encode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), out, sizeof out);
+  return std::string(out, n);
+}
+
+void base64AndAuth() {
+  // RFC 4648 §10 test vectors.
+  const char* plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  const char* coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+  for (int i = 0; i < 7; i++) {
+    CHECK_EQ(b64(plain[i]), std::string(coded[i]), std::string("base64 of ") + plain[i]);
+    uint8_t out[16];
+    size_t n = 99;
+    CHECK(base64Decode(coded[i], std::strlen(coded[i]), out, sizeof out, n) && std::string(reinterpret_cast<char*>(out), n) == plain[i], std::string("decode ") + coded[i]);
+  }
+  char small[5];
+  CHECK_EQ(base64Encode(reinterpret_cast<const uint8_t*>("foo"), 3, small, 4), static_cast<size_t>(0), "no room for the NUL");
+  CHECK_EQ(base64Encode(reinterpret_cast<const uint8_t*>("foo"), 3, small, 5), static_cast<size_t>(4), "exactly enough");
+  uint8_t out[64];
+  size_t n = 0;
+  const std::string broken = "Zm9v\r\nYmFy\n Zg= =\n";
+  CHECK(base64Decode(broken.data(), broken.size(), out, sizeof out, n) && std::string(reinterpret_cast<char*>(out), n) == "foobarf", "line breaks and blanks anywhere");
+  for (const char* bad : {"Zm9", "Zm9v=", "Z===", "Zg==Zg==", "Zh==", "Zm9=", "Zm-v", "Zg=", "=Zm9"})
+    CHECK(!base64Decode(bad, std::strlen(bad), out, sizeof out, n), std::string("refused base64 ") + bad);
+  CHECK(!base64Decode("Zm9vYmFy", 8, out, 5, n), "output buffer too small");
+  char inPlace[] = "Zm9vYmFy";
+  CHECK(base64Decode(inPlace, 8, reinterpret_cast<uint8_t*>(inPlace), 8, n) && std::string(inPlace, n) == "foobar", "decoding in place");
+  // Every byte string up to 40 bytes round-trips.
+  Jitter g(7);
+  bool roundTrip = true;
+  for (int len = 0; len <= 40; len++) {
+    std::string bytes;
+    for (int i = 0; i < len; i++) bytes.push_back(static_cast<char>(g.next()));
+    const std::string text = b64(bytes);
+    roundTrip = roundTrip && base64Decode(text.data(), text.size(), out, sizeof out, n) && std::string(reinterpret_cast<char*>(out), n) == bytes;
+  }
+  CHECK(roundTrip, "base64 round trip, 0..40 bytes");
+  char pem[200];
+  const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+  CHECK_EQ(std::string(pem, pemEncode("CERTIFICATE", der, sizeof der, pem, sizeof pem) - 1), std::string("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n"), "PEM");
+  std::string big(100, 'x');
+  const size_t pemLength = pemEncode("X", reinterpret_cast<const uint8_t*>(big.data()), big.size(), pem, sizeof pem);
+  CHECK(pemLength > 0 && std::string(pem).find(b64(big.substr(0, 48)) + "\n" + b64(big.substr(48, 48)) + "\n") != std::string::npos, "PEM lines of 64 characters");
+  CHECK(looksLikePem(pem, pemLength - 1, PemKind::Certificate) == false, "label X is no certificate");
+  CHECK_EQ(pemEncode("X", der, sizeof der, pem, 20), static_cast<size_t>(0), "PEM buffer too small");
+
+  char auth[kAuthorizationSize];
+  const char* reason = "not run";
+  CHECK(basicAuthorization("fleet:s3cret pass", 17, auth, sizeof auth, &reason) && reason == nullptr, "bootstrap line");
+  CHECK_EQ(std::string(auth), "Basic " + b64("fleet:s3cret pass"), "Authorization value (RFC 7617 §2)");
+  CHECK(basicAuthorization("fleet:pw:with:colons\r\n", 22, auth, sizeof auth, &reason), "final CRLF and colons in the password");
+  CHECK_EQ(std::string(auth), "Basic " + b64("fleet:pw:with:colons"), "only the line is encoded");
+  const std::string longest = "fleet:" + std::string(kBootstrapMax - 6, 'p');
+  CHECK(basicAuthorization(longest.data(), longest.size(), auth, sizeof auth, &reason), "160 characters fit");
+  const struct {
+    const char* line;
+    const char* why;
+  } refused[] = {{"", "empty"}, {"\n", "empty line"}, {"fleet", "no colon"}, {":secret", "no user"}, {"fleet:se\tcret", "tab"},
+                 {"fleet:one\nfleet:two", "two lines"}, {"fleet:x\x7f", "DEL"}};
+  for (const auto& r : refused) {
+    reason = nullptr;
+    CHECK(!basicAuthorization(r.line, std::strlen(r.line), auth, sizeof auth, &reason) && reason && *reason, std::string("refused bootstrap: ") + r.why);
+    CHECK(std::string(reason ? reason : "").find("cret") == std::string::npos, "the reason quotes nothing");
+  }
+  const std::string tooLong = "fleet:" + std::string(kBootstrapMax, 'p');
+  CHECK(!basicAuthorization(tooLong.data(), tooLong.size(), auth, sizeof auth, &reason), "longer than 160 characters");
+  CHECK(!basicAuthorization("fleet:secret", 12, auth, 10, &reason), "Authorization buffer too small");
+}
+
+// A signer that returns a fixed DER signature, and one that returns junk.
+size_t fixedSigner(void* context, const uint8_t* data, size_t length, uint8_t* sig, size_t capacity) {
+  auto* seen = static_cast<std::string*>(context);
+  seen->assign(reinterpret_cast<const char*>(data), length);
+  const uint8_t fixed[] = {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02};
+  if (capacity < sizeof fixed) return 0;
+  std::memcpy(sig, fixed, sizeof fixed);
+  return sizeof fixed;
+}
+
+void csrShape() {
+  uint8_t point[kEcP256PointSize];
+  point[0] = 0x04;
+  for (size_t i = 1; i < sizeof point; i++) point[i] = static_cast<uint8_t>(i);
+  std::string tbs;
+  uint8_t csr[kCsrMax];
+  const char* reason = "not run";
+  const size_t n = buildCsr("84f3eb012345", point, fixedSigner, &tbs, csr, sizeof csr, &reason);
+  CHECK(n > 0 && reason == nullptr, std::string("CSR built: ") + (reason ? reason : ""));
+  const std::string der(reinterpret_cast<char*>(csr), n);
+  // The parts in order, as RFC 2986 §4 and RFC 5480 spell them.
+  const std::string info = fromHex("3079" "020100" "3017311530130603550403" "0c0c") + "84f3eb012345" +
+                           fromHex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + std::string(reinterpret_cast<char*>(point), sizeof point) + fromHex("a000");
+  CHECK_EQ(tbs.size(), info.size(), "the signer gets the CertificationRequestInfo");
+  CHECK(tbs == info, "CertificationRequestInfo bytes");
+  const std::string tail = fromHex("300a06082a8648ce3d040302" "030900" "3006020101020102");
+  CHECK(der.size() == 3 + info.size() + tail.size() && der.substr(0, 3) == fromHex("308192") && der.substr(3, info.size()) == info &&
+            der.substr(3 + info.size()) == tail,
+        "CertificationRequest: info, ecdsa-with-SHA256, signature");
+  std::string ignored;
+  CHECK(!buildCsr("84F3EB012345", point, fixedSigner, &ignored, csr, sizeof csr, &reason) && reason, "upper-case id refused");
+  CHECK(!buildCsr("84f3eb01234", point, fixedSigner, &ignored, csr, sizeof csr, &reason), "short id refused");
+  point[0] = 0x02;
+  CHECK(!buildCsr("84f3eb012345", point, fixedSigner, &ignored, csr, sizeof csr, &reason), "compressed point refused");
+  point[0] = 0x04;
+  CHECK(!buildCsr("84f3eb012345", point, fixedSigner, &ignored, csr, n - 1, &reason), "buffer one byte short");
+  auto junk = [](void*, const uint8_t*, size_t, uint8_t* sig, size_t) -> size_t {
+    std::memset(sig, 0xab, 64);  // a raw r||s, not DER
+    return 64;
+  };
+  CHECK(!buildCsr("84f3eb012345", point, junk, nullptr, csr, sizeof csr, &reason) && std::string(reason) == "the signer returned no DER ECDSA signature", "raw signature refused");
+  auto failing = [](void*, const uint8_t*, size_t, uint8_t*, size_t) -> size_t { return 0; };
+  CHECK(!buildCsr("84f3eb012345", point, failing, nullptr, csr, sizeof csr, &reason) && std::string(reason) == "the key could not sign the CSR", "failing signer");
+  auto negative = [](void*, const uint8_t*, size_t, uint8_t* sig, size_t) -> size_t {
+    const uint8_t s[] = {0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x02};
+    std::memcpy(sig, s, sizeof s);
+    return sizeof s;
+  };
+  CHECK(!buildCsr("84f3eb012345", point, negative, nullptr, csr, sizeof csr, &reason), "negative r refused");
+}
+
+// A tiny DER builder for hand-made PKCS#7 structures.
+std::string tlv(uint8_t tag, const std::string& body) {
+  std::string h(1, static_cast<char>(tag));
+  const size_t n = body.size();
+  if (n < 0x80) h.push_back(static_cast<char>(n));
+  else if (n < 0x100) h += std::string(1, '\x81') + static_cast<char>(n);
+  else h += std::string(1, '\x82') + static_cast<char>(n >> 8) + static_cast<char>(n & 0xff);
+  return h + body;
+}
+
+std::string certificate(const std::string& from, const std::string& until) {
+  const std::string alg = tlv(0x30, fromHex("06082a8648ce3d040302"));
+  const std::string name = tlv(0x30, tlv(0x31, tlv(0x30, fromHex("0603550403") + tlv(0x0c, "ca"))));
+  const std::string validity = tlv(0x30, from + until);
+  const std::string tbs = tlv(0x30, tlv(0xa0, fromHex("020102")) + fromHex("020101") + alg + name + validity + name + tlv(0x30, alg + tlv(0x03, std::string(3, '\0'))));
+  return tlv(0x30, tbs + alg + tlv(0x03, fromHex("00") + fromHex("3006020101020101")));
+}
+
+std::string certsOnly(const std::string& certs, const std::string& extra = "") {
+  const std::string sd = tlv(0x30, fromHex("020101") + tlv(0x31, "") + tlv(0x30, fromHex("06092a864886f70d010701")) + tlv(0xa0, certs) + extra + tlv(0x31, ""));
+  return tlv(0x30, fromHex("06092a864886f70d010702") + tlv(0xa0, sd));
+}
+
+// Reads from a heap copy of the exact size (ASan sees any over-read); `first` gets the certificate.
+bool readP7(const std::string& der, CertificateInfo& info, const char** reason, std::string* first = nullptr) {
+  std::vector<uint8_t> exact(der.begin(), der.end());
+  const bool ok = readCertsOnly(exact.data(), exact.size(), info, reason);
+  if (ok) CHECK(info.der >= exact.data() && info.der + info.length <= exact.data() + exact.size(), "certificate inside the buffer");
+  if (ok && first) first->assign(reinterpret_cast<const char*>(info.der), info.length);
+  info.der = nullptr;
+  return ok;
+}
+
+void pkcs7Shapes() {
+  const std::string utc = tlv(0x17, "251201000000Z"), gen = tlv(0x18, "20610101123456Z");
+  const std::string leaf = certificate(utc, gen), other = certificate(tlv(0x17, "000101000000Z"), tlv(0x17, "491231235959Z"));
+  CertificateInfo info;
+  const char* reason = "not run";
+  std::string first;
+  CHECK(readP7(certsOnly(leaf + other), info, &reason, &first), std::string("hand-made certs-only: ") + (reason ? reason : ""));
+  CHECK(first == leaf, "the first certificate");
+  CHECK_EQ(info.notBefore, static_cast<int64_t>(1764547200), "UTCTime 2025-12-01");
+  CHECK_EQ(info.notAfter, static_cast<int64_t>(2871808496), "GeneralizedTime 2061-01-01 12:34:56");
+  CHECK(readP7(certsOnly(other, tlv(0xa1, "")), info, &reason), "with an empty crls [1]");
+  CHECK(info.notBefore == 946684800 && info.notAfter == 2524607999, "UTCTime 2000 and 2049-12-31 23:59:59");
+  int64_t from = 0, until = 0;
+  const struct {
+    const char* a;
+    const char* b;
+    int64_t until;
+    bool ok;
+    const char* why;
+  } times[] = {{"500101000000Z", "20000229000000Z", 951782400, true, "UTCTime 50 is 1950; leap day 2000"},
+               {"700101000000Z", "21000228235959Z", 4107542399, true, "2100 is no leap year"},
+               {"700101000000Z", "21000229000000Z", 0, false, "2100-02-29 does not exist"},
+               {"700101000000Z", "19000229000000Z", 0, false, "1900-02-29 does not exist"},
+               {"700101000000Z", "99991231235959Z", 253402300799, true, "no well-defined expiration (RFC 5280 4.1.2.5)"},
+               {"701301000000Z", "99991231235959Z", 0, false, "month 13"},
+               {"700100000000Z", "99991231235959Z", 0, false, "day 0"},
+               {"700431000000Z", "99991231235959Z", 0, false, "April 31"},
+               {"700101240000Z", "99991231235959Z", 0, false, "hour 24"},
+               {"700101006000Z", "99991231235959Z", 0, false, "minute 60"},
+               {"700101000060Z", "99991231235959Z", 0, false, "second 60"},
+               {"7001010000Z", "99991231235959Z", 0, false, "no seconds"},
+               {"700101000000+0100", "99991231235959Z", 0, false, "not Z"},
+               {"70010100000aZ", "99991231235959Z", 0, false, "a letter"},
+               {"990101000000Z", "980101000000Z", 0, false, "ends before it starts"}};
+  for (const auto& t : times) {
+    const std::string a = tlv(0x17, t.a), b = std::strlen(t.b) == 15 ? tlv(0x18, t.b) : tlv(0x17, t.b);
+    const std::string c = certificate(a, b);
+    const bool ok = readCertificateValidity(reinterpret_cast<const uint8_t*>(c.data()), c.size(), from, until, &reason);
+    CHECK_EQ(ok, t.ok, std::string("validity: ") + t.why);
+    if (ok && t.ok) CHECK_EQ(until, t.until, std::string("notAfter: ") + t.why);
+  }
+  const std::string good = certsOnly(leaf);
+  const struct {
+    std::string der;
+    const char* why;
+  } bad[] = {{"", "empty"},
+             {good + std::string(1, '\0'), "a byte after the ContentInfo"},
+             {certsOnly(""), "an empty certificates [0]"},
+             {tlv(0x30, fromHex("06092a864886f70d010702") + tlv(0xa0, tlv(0x30, fromHex("020101") + tlv(0x31, "") + tlv(0x30, fromHex("06092a864886f70d010701")) + tlv(0x31, "")))), "no certificates"},
+             {tlv(0x30, fromHex("06092a864886f70d010701") + tlv(0xa0, "")), "id-data, not signedData"},
+             {certsOnly(leaf + "\x02\x01\x00"), "an INTEGER among the certificates"},
+             {certsOnly(leaf, tlv(0xa2, "")), "an unknown [2] before signerInfos"},
+             {std::string("\x30\x80") + good.substr(2) + std::string(2, '\0'), "indefinite length (BER)"},
+             {std::string("\x30\x81\x05") + good.substr(2, 5), "long form for a short length"},
+             {std::string("\x30\x84\x00\x00\x00\x05\x02\x01\x00\x02\x00"), "four length bytes"},
+             {certsOnly(certificate(utc, tlv(0x18, "2061010112345Z"))), "a malformed notAfter"}};
+  for (const auto& b : bad) {
+    reason = nullptr;
+    CHECK(!readP7(b.der, info, &reason) && reason && *reason, std::string("refused PKCS#7: ") + b.why);
+  }
+  // Every truncation of a good answer is refused.
+  bool allRefused = true;
+  for (size_t cut = 0; cut < good.size(); cut++) allRefused = allRefused && !readP7(good.substr(0, cut), info, &reason);
+  CHECK(allRefused, "every truncated PKCS#7 refused");
+  const std::string text = b64(good);
+  std::vector<uint8_t> buffer(good.size());
+  std::string wrapped;
+  for (size_t i = 0; i < text.size(); i += 64) wrapped += text.substr(i, 64) + "\r\n";
+  CHECK(readCertsOnlyBase64(wrapped.data(), wrapped.size(), buffer.data(), buffer.size(), info, &reason), "base64 with CRLF every 64 characters");
+  CHECK(!readCertsOnlyBase64(wrapped.data(), wrapped.size(), buffer.data(), buffer.size() - 1, info, &reason), "answer bigger than the buffer");
+  CHECK(!readCertsOnlyBase64("-----BEGIN PKCS7-----", 21, buffer.data(), buffer.size(), info, &reason), "not base64");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -634,7 +941,8 @@ int main(int argc, char** argv) {
                 {"command runner", commandRunner}, {"timing", timing}, {"PEM files", pemFiles},
                 {"device-timing.json (jitter)", jitterVectors}, {"device-timing.json (reconnect)", reconnectVectors},
                 {"device-timing.json (watchdog)", watchdogVectors}, {"commands.json (wifiPayloads)", wifiPayloads},
-                {"wifi switch", wifiSwitch}};
+                {"wifi switch", wifiSwitch}, {"enrollment.json", enrollmentVectors}, {"enrollment steps", enrollmentMachine},
+                {"base64, PEM, bootstrap", base64AndAuth}, {"CSR shape", csrShape}, {"PKCS#7 certs-only", pkcs7Shapes}};
   for (const auto& g : groups) {
     const int before = check::checks, failedBefore = check::failures;
     try {
