@@ -70,10 +70,10 @@ export const ENROLL_TIMING = {
   failureMaxS: 3_600,
 } as const;
 
-/** How long to wait after a `202`: Retry-After as delta-seconds (RFC 9110 §10.2.3), clamped; anything else is the default. */
+/** How long to wait after a `202`: Retry-After as delta-seconds (RFC 9110 §10.2.3, optional spaces/tabs around), clamped; anything else is the default. */
 export function pendingDelayMs(retryAfter: string | undefined): number {
   const t = ENROLL_TIMING;
-  const s = retryAfter !== undefined && /^\s*\d{1,9}\s*$/.test(retryAfter) ? Number(retryAfter) : t.retryAfterDefaultS;
+  const s = retryAfter !== undefined && /^[ \t]*\d{1,9}[ \t]*$/.test(retryAfter) ? Number(retryAfter) : t.retryAfterDefaultS;
   return Math.min(t.retryAfterMaxS, Math.max(t.retryAfterMinS, s)) * 1000;
 }
 

@@ -7,7 +7,7 @@ import { identity } from '../../lib/pki/identity';
 import { FirmwareService, DeviceConfig } from '../../lib/firmware/firmware-service';
 import { DEFAULT_MAX_IMAGE_SIZE } from '../../lib/firmware/catalogue';
 import { startUpdateServer, RunningUpdateServer, UpdateEvent, normalizeDownloadPath, ServingLimits } from '../../lib/firmware/update-server';
-import { runFirmwareAction, parseFirmwareAction } from '../../lib/firmware/server-actions';
+import { runFirmwareAction, parseFirmwareAction, FIRMWARE_ACTIONS } from '../../lib/firmware/server-actions';
 import { folderInUserDir, userDirOf, errorText, shortText, positive } from '../shared/settings';
 import { openEditorBadge } from '../shared/admin-auth';
 import { FloodGate } from '../shared/flood-gate';
@@ -16,7 +16,7 @@ import { parsePort } from '../../lib/net/port';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
 import { ServerEventRow, serverEventRow } from '../../lib/dashboard/event-rows';
 import { startEstListener, RunningEstListener } from '../../lib/enroll/http/est-listener';
-import { isEnrollAction, runEnrollAction } from '../../lib/enroll/enroll-actions';
+import { ENROLL_ACTIONS, isEnrollAction, runEnrollAction } from '../../lib/enroll/enroll-actions';
 import type { AuditEntry } from '../../lib/enroll/enrollment-desk';
 
 /** `rejected` msgs on output 2 one by one each second; the rest go into one `rejected-summary` msg. */
@@ -193,6 +193,9 @@ export = function register(RED: NodeAPI): void {
         const result = await runEnrollAction(await caNode.enrollment(), topic, msg.payload);
         send([{ ...msg, topic, payload: result } as NodeMessage, null]);
         return;
+      }
+      if (!(FIRMWARE_ACTIONS as readonly string[]).includes(topic)) {
+        throw new Error(`unknown action ${JSON.stringify(String(topic).slice(0, 40))}: set msg.topic to one of ${[...FIRMWARE_ACTIONS, ...ENROLL_ACTIONS].join(', ')}`);
       }
       const action = parseFirmwareAction(topic);
       const result = await runFirmwareAction(service, action, msg as unknown as { payload?: unknown }, userDir);
