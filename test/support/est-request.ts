@@ -10,7 +10,7 @@ export interface EstResponse {
 export function estRequest(
   port: number,
   route: 'cacerts' | 'simpleenroll' | 'simplereenroll' | string,
-  o: { ca: string; body?: string | Buffer; auth?: string; cert?: string; key?: string; accept?: string; contentType?: string; method?: string; path?: string } = { ca: '' },
+  o: { ca: string; body?: string | Buffer; auth?: string; cert?: string; key?: string; accept?: string; contentType?: string; method?: string; path?: string; localAddress?: string } = { ca: '' },
 ): Promise<EstResponse> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
@@ -28,6 +28,7 @@ export function estRequest(
         cert: o.cert,
         key: o.key,
         agent: false,
+        localAddress: o.localAddress,
         headers,
       },
       (res) => {

@@ -7,8 +7,9 @@ export const MAX_EST_BODY = 8 * 1024;
  * The DER of a CSR as an EST client sends it: base64 DER (RFC 7030 §4.2.1, line breaks allowed),
  * or PEM, or plain DER from a client that skips the base64. Undefined when it is none of them.
  */
-export function csrDerOf(body: Buffer): Buffer | undefined {
-  if (body.length === 0) return undefined;
+export function csrDerOf(body: unknown): Buffer | undefined {
+  // express.raw leaves {} when there was no body at all.
+  if (!Buffer.isBuffer(body) || body.length === 0) return undefined;
   // DER starts with 0x30 (a SEQUENCE), the base64 of a DER SEQUENCE with 'M': the two never mix.
   if (body[0] === 0x30) return body;
   const text = body.toString('latin1');

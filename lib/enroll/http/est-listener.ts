@@ -111,7 +111,7 @@ function estApp(desk: EnrollmentDesk, caPem: string): express.Express {
   });
 
   app.post(`${EST}/simpleenroll`, body, (req, res, next) => {
-    const csrDer = csrDerOf(req.body as Buffer);
+    const csrDer = csrDerOf(req.body);
     if (!csrDer) return text(res, 400, 'send the CSR as base64 DER (Content-Type: application/pkcs10)');
     desk
       .enroll({ csrDer, credential: basicCredential(req.headers.authorization), address: addressOf(req) })
@@ -123,7 +123,7 @@ function estApp(desk: EnrollmentDesk, caPem: string): express.Express {
     const tls = req.socket as TLSSocket;
     const presented = tls.getPeerCertificate?.()?.raw !== undefined;
     if (presented && !tls.authorized) return text(res, 403, 'this certificate does not verify against the fleet CA (unknown, expired or revoked)');
-    const csrDer = csrDerOf(req.body as Buffer);
+    const csrDer = csrDerOf(req.body);
     if (!csrDer) return text(res, 400, 'send the CSR as base64 DER (Content-Type: application/pkcs10)');
     const peer = tls.authorized ? verifiedPeer(tls) : undefined;
     desk
