@@ -134,7 +134,7 @@ export class EnrollmentDesk {
       return this.refuse({ address, via: 'simpleenroll' }, 'bad-credential', 'wrong bootstrap credential');
     }
     const csr = this.readCsr(request.csrDer, address, 'simpleenroll');
-    if ('kind' in csr) return csr;
+    if ('kind' in csr) return this.audited(csr);
     const { id, keyType, key, csrPem } = csr;
     const who = { id, address, keyType, via: 'simpleenroll' as const };
     return this.perId.run(id, async () => {
@@ -191,7 +191,7 @@ export class EnrollmentDesk {
       return this.refuse({ address, via, id: record?.commonName }, 'certificate-refused', 'this certificate may not renew: it is revoked, expired or not a device certificate');
     }
     const csr = this.readCsr(request.csrDer, address, via);
-    if ('kind' in csr) return csr;
+    if ('kind' in csr) return this.audited(csr);
     const who = { id: csr.id, address, keyType: csr.keyType, via };
     if (csr.id !== record.commonName) return this.refuse(who, 'not-yours', `the CSR is for ${csr.id}, the certificate for ${record.commonName}`);
     return this.perId.run(csr.id, async () => {
@@ -314,13 +314,18 @@ export class EnrollmentDesk {
   }
 
   private refuseNow(who: Omit<AuditEntry, 'at' | 'event'>, reason: EnrollRefusal, text: string, retryAfterS?: number): EnrollAnswer & { kind: 'refused' } {
-    void this.log({ ...who, event: 'refused', decision: 'refused', reason: `${reason}: ${text}`.slice(0, 240) });
+    // Awaited by refuse(); a refusal changes nothing, so a failed audit write never turns it into a crash.
+    this.log({ ...who, event: 'refused', decision: 'refused', reason: `${reason}: ${text}`.slice(0, 240) }).catch(() => undefined);
     return { kind: 'refused', reason, text, ...(retryAfterS ? { retryAfterS } : {}) };
   }
 
   private async refuse(who: Omit<AuditEntry, 'at' | 'event'>, reason: EnrollRefusal, text: string, retryAfterS?: number): Promise<EnrollAnswer & { kind: 'refused' }> {
-    const answer = this.refuseNow(who, reason, text, retryAfterS);
-    await this.audit.idle();
+    return this.audited(this.refuseNow(who, reason, text, retryAfterS));
+  }
+
+  /** The answer once its audit line is on disk (or its write failed). */
+  private async audited<T>(answer: T): Promise<T> {
+    await this.audit.idle().catch(() => undefined);
     return answer;
   }
 
