@@ -249,7 +249,8 @@ async function fleetPhase(root: string, closers: (() => Promise<unknown>)[], oth
       await new Promise((r) => setTimeout(r, N.reloadMs));
       if (!dirty) continue;
       dirty = false;
-      await store.idle();
+      // Not store.idle(): it waits for every queued write, which never settles while devices keep
+      // enrolling. The keeper writes the ACL atomically; a reload reads whatever is there now.
       await broker.reload();
       reloads++;
     }
