@@ -71,7 +71,7 @@ process.on('message', (cmd: SimCommand) => {
         reply({
           type: 'stats',
           stats: {
-            ...(fleet?.counts() ?? { booting: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: 0 }),
+            ...(fleet?.counts() ?? { booting: 0, enrolling: 0, pending: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: 0 }),
             images: fleet?.images() ?? {},
             rss: process.memoryUsage().rss,
             errors: [...errors],

@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CaStore } from '../pki/ca-store';
 import { keepMosquittoFolders } from '../mosquitto/folders';
-import { deviceIds, FleetSimulator, identityFromFolder, identityFromStore } from './fleet-simulator';
+import * as path from 'node:path';
+import { deviceIds, FleetSimulator, identityByEnrollment, identityFromFolder, identityFromStore } from './fleet-simulator';
+import { bootstrapLine } from './est-client';
 import type { UpdateMode, WifiNetwork } from './simulated-device';
 import { resolveTiming } from './device-timing';
 import { checkWifiCredentials } from '../fleet/wifi-credentials';
@@ -11,12 +13,22 @@ import { checkWifiCredentials } from '../fleet/wifi-credentials';
 const HELP = `esp-fleet-sim: simulated ESP8266 devices that follow the esp-fleet contract
 
   esp-fleet-sim --server https://localhost:8443/fw --certs DIR --trust public.key --image NAME [options]
+  esp-fleet-sim --server URL --enroll https://localhost:8071 --bootstrap fleet:PASSWORD --certs DIR ...
 
-Where devices get what a real board has on its filesystem:
+Where devices get what a real board has on its filesystem (pick one way):
   --server URL         the update server's download base (config.json is fetched there at boot)
   --certs DIR          folder with ca.crt, <id>.crt, <id>.key (the esp-ca devices/ folder)
-  --enroll-ca DIR      or: open this CA store and issue missing device certificates
-                       (only while no other process, e.g. Node-RED, uses that store)
+  --enroll-ca DIR      or: this process opens the CA store and issues missing device certificates
+                       itself, server-made keys, no enrollment protocol (only while no other
+                       process, e.g. Node-RED, uses that store)
+  --enroll URL         or: zero-touch enrollment as a real board does it (docs/enrollment.md):
+                       devices start with no certificate, make a P-256 key, ask the enrollment
+                       listener (esp-firmware-server's Enrollment port, e.g. https://host:8071)
+                       with simpleenroll, wait while pending, renew at 2/3 of the lifetime; the
+                       cert command re-enrolls. Needs --certs DIR with ca.crt (the only CA the
+                       devices trust; <id>.crt/.key are not read) and one of:
+  --bootstrap USER:PASS      the fleet's bootstrap credential (esp-firmware-server, action bootstrap)
+  --bootstrap-file FILE      or a file with that one line, like the board's bootstrap.txt
   --trust FILE         public.key (PEM) the running image trusts; repeat for several
   --image NAME         the image the devices run, e.g. ESP8266_WEMOS_D1MINIPRO-00.00.01
 
@@ -61,6 +73,9 @@ async function main(): Promise<void> {
       server: { type: 'string' },
       certs: { type: 'string' },
       'enroll-ca': { type: 'string' },
+      enroll: { type: 'string' },
+      bootstrap: { type: 'string' },
+      'bootstrap-file': { type: 'string' },
       trust: { type: 'string', multiple: true },
       image: { type: 'string' },
       count: { type: 'string', default: '10' },
@@ -107,6 +122,8 @@ async function main(): Promise<void> {
   if (url.protocol !== 'https:') throw new Error('--server must be an https:// URL');
   if (values.mode !== 'auto' && values.mode !== 'staged') throw new Error('--mode is auto or staged');
   if (!values.certs === !values['enroll-ca']) throw new Error('give exactly one of --certs DIR or --enroll-ca DIR');
+  const enrollSetup = values.enroll === undefined ? undefined : enrollOptions(values.enroll, values.bootstrap, values['bootstrap-file'], values.certs, values['enroll-ca']);
+  if (!enrollSetup && (values.bootstrap !== undefined || values['bootstrap-file'] !== undefined)) throw new Error('--bootstrap and --bootstrap-file go with --enroll URL');
   if (values.timing !== 'esp8266' && values.timing !== 'fast') throw new Error('--timing is esp8266 or fast');
   const timing = resolveTiming({
     base: values.timing,
@@ -126,7 +143,7 @@ async function main(): Promise<void> {
 
   const fleet = new FleetSimulator({
     ids: deviceIds(values.prefix, num(values.count, '--count', 1)!, num(values.first, '--first')),
-    identity: store ? identityFromStore(store) : identityFromFolder(values.certs!),
+    identity: enrollSetup ?? (store ? identityFromStore(store) : identityFromFolder(values.certs!)),
     bootstrap: { host: url.hostname, port: Number(url.port) || 443, path: url.pathname.replace(/\/+$/, '') },
     image: need(values.image, '--image'),
     trusts,
@@ -151,7 +168,8 @@ async function main(): Promise<void> {
     const c = fleet.counts();
     const images = Object.entries(fleet.images()).map(([name, n]) => `${name}: ${n}`).join(', ');
     const reboots = Object.entries(fleet.rebootCounts()).map(([why, n]) => `${why} ${n}`).join(', ');
-    return `${c.online}/${c.total} online (booting ${c.booting}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | reboots: ${reboots} | ${images}`;
+    const enrolling = enrollSetup ? `, enrolling ${c.enrolling}, pending approval ${c.pending}` : '';
+    return `${c.online}/${c.total} online (booting ${c.booting}${enrolling}, offline ${c.offline}, rebooting ${c.rebooting}, silent ${c.silent}) | reboots: ${reboots} | ${images}`;
   };
   let stopping = false;
   const stop = async (why: string): Promise<void> => {
@@ -171,6 +189,30 @@ async function main(): Promise<void> {
   setInterval(() => undefined, 1 << 30);
   console.log(`starting ${values.count} simulated devices against ${url.origin}${url.pathname}`);
   await fleet.start();
+}
+
+/** --enroll URL with its credential and the CA file: what every enrolling device is flashed with. */
+function enrollOptions(url: string, credential: string | undefined, credentialFile: string | undefined, certs: string | undefined, enrollCa: string | undefined): ReturnType<typeof identityByEnrollment> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`--enroll ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== 'https:') throw new Error('--enroll must be an https:// URL (the enrollment listener)');
+  if (u.pathname !== '/' || u.search) throw new Error('--enroll is the listener base only, e.g. https://localhost:8071 (the routes are /.well-known/est/...)');
+  if (enrollCa) throw new Error('--enroll and --enroll-ca are two different ways: devices enroll themselves, or this process issues their certificates');
+  if (!certs) throw new Error('--enroll needs --certs DIR with ca.crt: the CA the devices trust, as on the board');
+  if ((credential === undefined) === (credentialFile === undefined)) throw new Error('--enroll needs one of --bootstrap USER:PASS or --bootstrap-file FILE');
+  const line = bootstrapLine(credential ?? readFileSync(credentialFile!, 'utf8'));
+  const caFile = path.join(certs, 'ca.crt');
+  let ca: string;
+  try {
+    ca = readFileSync(caFile, 'utf8');
+  } catch {
+    throw new Error(`${caFile} is missing: the devices need the fleet CA to trust the enrollment listener`);
+  }
+  return identityByEnrollment(ca, { server: { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) || 443 }, credential: line });
 }
 
 /** `a:pass,b` → networks; a name without `:` is an open network. Checked like the wifi command's argument. */

@@ -40,6 +40,12 @@ export interface DeviceTiming {
   verifyMsPerKb: number;
   /** How long the device tries a new Wi-Fi network before it goes back (docs/wire-contract.md, MQTT topics: wifi). */
   wifiTryMs: number;
+  /**
+   * One P-256 scalar multiplication on the lx106 at 80 MHz: making the device key costs one,
+   * a CSR two (the public key, then the ECDSA signature, as fleet_app.cpp's postCsr does). Issue
+   * 14: "a P-256 key is made on the device in about a second" (an estimate).
+   */
+  ecPointMs: number;
   /** One MQTT connect attempt (TCP, TLS, CONNACK) counts as failed after this; below the watchdog's MQTT budget. A limit: not scaled. */
   mqttConnectTimeoutMs: number;
   /** Multiplies every duration above (but the MQTT connect limit) and divides the download rate. */
@@ -56,6 +62,7 @@ export const ESP8266_TIMING: Readonly<DeviceTiming> = Object.freeze({
   ntpMs: 1_000,
   verifyMsPerKb: 1,
   wifiTryMs: 30_000,
+  ecPointMs: 1_000,
   mqttConnectTimeoutMs: 8_000,
   scale: 1,
 });

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { CaStore } from '../pki/ca-store';
-import { SimulatedDevice, SimulatedDeviceOptions, DeviceFiles, DeviceState, RebootReason, REBOOT_REASONS } from './simulated-device';
+import { SimulatedDevice, SimulatedDeviceOptions, DeviceFiles, DeviceState, DEVICE_STATES, RebootReason, REBOOT_REASONS } from './simulated-device';
+import type { EnrollSetup } from './device-enrollment';
 
 /** `count` device ids from a MAC prefix of 2 to 10 hex digits: `a4cf12` → a4cf12000001, a4cf12000002, … */
 export function deviceIds(prefix: string, count: number, first = 1): string[] {
@@ -37,9 +38,23 @@ export function identityFromStore(store: CaStore): IdentitySource {
   };
 }
 
-export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'id' | 'files' | 'weakSignal' | 'silentAfterMs' | 'trusts'> {
+/**
+ * Devices that enroll themselves (docs/enrollment.md, The device): flashed with ca.crt (the only
+ * CA they trust, read from a file like the board's data folder) and bootstrap.txt, no certificate.
+ */
+export interface EnrollingIdentity {
+  ca: string;
+  enroll: EnrollSetup;
+}
+
+export function identityByEnrollment(ca: string, enroll: EnrollSetup): EnrollingIdentity {
+  return { ca, enroll };
+}
+
+export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'id' | 'files' | 'enroll' | 'weakSignal' | 'silentAfterMs' | 'trusts'> {
   ids: string[];
-  identity: IdentitySource;
+  /** Files made elsewhere (identityFromFolder, identityFromStore), or enrollment (identityByEnrollment). */
+  identity: IdentitySource | EnrollingIdentity;
   trusts: string[];
   /** Share of devices (0..1) with a weak signal that drops now and then. */
   weakShare?: number;
@@ -109,7 +124,7 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
       const device = new SimulatedDevice({
         ...o,
         id,
-        files: await o.identity(id),
+        ...(typeof o.identity === 'function' ? { files: await o.identity(id) } : { files: { ca: o.identity.ca }, enroll: o.identity.enroll }),
         trusts: tampered ? [wrongKey] : o.trusts,
         weakSignal: chosen(i, o.weakShare, 0),
         silentAfterMs: chosen(i, o.silentShare, 1) ? (o.silentAfterMs ?? 60_000) : undefined,
@@ -135,9 +150,9 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
   }
 
   counts(): Record<DeviceState, number> & { total: number } {
-    const c = { booting: 0, online: 0, offline: 0, rebooting: 0, silent: 0, stopped: 0, total: this.devices.length };
+    const c = Object.fromEntries(DEVICE_STATES.map((s) => [s, 0])) as Record<DeviceState, number>;
     for (const d of this.devices) c[d.state]++;
-    return c;
+    return { ...c, total: this.devices.length };
   }
 
   rebootCounts(): Record<RebootReason, number> {

@@ -12,6 +12,8 @@ import { ProgressWatchdog, WatchdogStep, WATCHDOG_TICK_MS } from '../device/prog
 import { deviceGet, DeviceGetOptions, esp8266UpdateHeaders, HttpsTarget } from './device-https';
 import { readSimManifest } from './sim-image';
 import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } from './device-timing';
+import type { EnrollState } from '../device/enrollment';
+import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -30,7 +32,13 @@ export interface SimulatedDeviceOptions {
   id: string;
   /** Where config.json comes from at boot (what data/config.json holds on a real device). */
   bootstrap: HttpsTarget & { path: string };
-  files: DeviceFiles;
+  /** What the board was flashed with: ca.crt, <id>.crt and <id>.key; or ca.crt alone with `enroll`. */
+  files: DeviceFiles | Pick<DeviceFiles, 'ca'>;
+  /**
+   * Enroll at first boot instead (docs/enrollment.md, The device): make a P-256 key, simpleenroll
+   * with the bootstrap credential, wait while pending, renew at two thirds of the lifetime.
+   */
+  enroll?: EnrollSetup;
   /** The running image and the public keys (PEM) compiled into it. */
   image: string;
   trusts: string[];
@@ -65,7 +73,9 @@ export interface WifiNetwork {
   password: string;
 }
 
-export type DeviceState = 'booting' | 'online' | 'offline' | 'rebooting' | 'silent' | 'stopped';
+/** `enrolling`: making its key, asking for a certificate or backing off after a refusal; `pending`: waiting for approval (202). */
+export type DeviceState = 'booting' | 'enrolling' | 'pending' | 'online' | 'offline' | 'rebooting' | 'silent' | 'stopped';
+export const DEVICE_STATES: readonly DeviceState[] = ['booting', 'enrolling', 'pending', 'online', 'offline', 'rebooting', 'silent', 'stopped'];
 
 /**
  * Why a device reset: `waittimeout` — the reconnect rule gave up (lib/device/reconnect-policy.ts);
@@ -130,19 +140,29 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   private attemptTimer: NodeJS.Timeout | undefined;
   /** MQTT connect attempts since start. */
   connectAttempts = 0;
+  /** The enrollment steps of a device that enrolls itself (`enroll`), else undefined. */
+  readonly enrollment: DeviceEnrollment | undefined;
 
   constructor(private readonly options: SimulatedDeviceOptions) {
     super();
     this.id = options.id;
     this.image = options.image;
     this.build = options.build ?? 'Nov 21 2026 10:00:00';
-    this.files = { ...options.files };
+    if (options.enroll) {
+      // A new board: ca.crt only; the key and certificate come from its own enrollment.
+      this.files = { ca: options.files.ca, cert: '', key: '' };
+    } else {
+      const f = options.files as Partial<DeviceFiles>;
+      if (!f.cert || !f.key) throw new Error(`device ${options.id}: a certificate and key, or enroll`);
+      this.files = { ca: f.ca!, cert: f.cert, key: f.key };
+    }
     this.trusts = options.trusts.map((pem) => createPublicKey(pem));
     this.imageMd5 = md5(this.image);
     this.timing = resolveTiming(options.timing);
     this.jitter = Jitter.forDevice(options.id, options.jitterSeed ?? 0);
     this.network = { ...(options.network ?? DEFAULT_NETWORK) };
     this.networks = [this.network, ...(options.networks ?? []).map((n) => ({ ...n }))];
+    this.enrollment = options.enroll ? new DeviceEnrollment({ id: options.id, ca: options.files.ca, setup: options.enroll, timing: this.timing }, (s) => this.enrollStateChanged(s)) : undefined;
   }
 
   /** The device certificate it presents now (changes after a `cert` command). */
@@ -209,6 +229,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.busy = false;
     this.policy = undefined;
     const abort = (this.bootAbort = new AbortController());
+    if (this.enrollment && !(await this.enrollFirst(abort.signal))) return;
     try {
       // Configuration (and certificates) are fetched at boot only (docs/wire-contract.md, config.json keys).
       this.config = await this.fetchConfig(abort.signal);
@@ -227,6 +248,121 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.policy = new ReconnectPolicy(retry, wait, this.jitter);
     this.policy.start(this.millis());
     this.scheduleAttempt();
+  }
+
+  /**
+   * Before config.json (which the update server serves only to a device with a certificate):
+   * the enrollment steps until the device holds one, then its renewal and expiry timers. False
+   * when the boot was ended meanwhile.
+   */
+  private async enrollFirst(signal: AbortSignal): Promise<boolean> {
+    const e = this.enrollment!;
+    try {
+      await e.untilEnrolled(signal, this.enrollHost());
+    } catch {
+      return false;
+    }
+    if (signal.aborted) return false;
+    this.files = { ...this.files, ...e.identity! };
+    this.setState('booting');
+    this.scheduleRenewal();
+    return true;
+  }
+
+  /** What the boot's enrollment shows (the board's LED): waiting for approval, or still asking. */
+  private enrollStateChanged(state: EnrollState): void {
+    if (!['booting', 'enrolling', 'pending'].includes(this.state)) return;
+    if (state === 'pending') this.setState('pending');
+    else if (state === 'key' || state === 'enroll' || state === 'backoff') this.setState('enrolling');
+  }
+
+  private enrollHost(): EnrollHost {
+    return {
+      pause: (ms, signal) => this.pause(ms, signal),
+      watch: (step) => this.watch(step),
+      feed: () => this.feed(),
+      log: (line) => this.log(line),
+    };
+  }
+
+  /** Renewal at two thirds of the lifetime (its distance scaled by timing), expiry at notAfter; both per boot. */
+  private scheduleRenewal(): void {
+    const e = this.enrollment!;
+    const abort = this.bootAbort;
+    // setTimeout holds at most 2^31-1 ms (Node timers docs): longer waits look again when it fires.
+    const MAX = 2 ** 31 - 1;
+    const renewal = (): void => {
+      if (this.bootAbort !== abort || e.state !== 'enrolled') return;
+      const left = e.renewInMs();
+      if (left > 0) return this.later(Math.min(MAX, left), renewal);
+      this.renewWhenFree('renew-due', abort);
+    };
+    const expiry = (): void => {
+      if (this.bootAbort !== abort || !e.holdsCertificate) return;
+      const left = e.expiresInMs();
+      if (left > 0) return this.later(Math.min(MAX, left), expiry);
+      this.log('certificate expired: enrolling again');
+      this.restartEnrollment();
+    };
+    this.later(Math.min(MAX, e.renewInMs()), renewal);
+    this.later(Math.min(MAX, e.expiresInMs()), expiry);
+  }
+
+  /**
+   * simplereenroll (renewal due, the cert command, or its backoff timer): MQTT goes down first,
+   * cleanly (the firmware frees the heap of one TLS session for the other); then the reconnect
+   * rule brings it back with the new certificate, or the old one while renewal backs off.
+   */
+  private async renew(event: 'renew-due' | 'cert-command' | 'timer', abort: AbortController): Promise<void> {
+    const e = this.enrollment!;
+    if (!(event === 'timer' ? e.state === 'renew-backoff' : e.state === 'enrolled')) return this.fail('cert', 'not enrolled yet, or a renewal is under way');
+    this.reconnect();
+    let result;
+    try {
+      result = await e.renew(event, abort.signal, this.enrollHost());
+    } catch {
+      return; // the boot ended meanwhile
+    }
+    if (this.bootAbort !== abort) return;
+    switch (result.kind) {
+      case 'renewed':
+        this.files = { ...this.files, ...e.identity! };
+        this.errormessage = '';
+        this.log('renewed its certificate');
+        this.scheduleRenewal();
+        return;
+      case 'failed':
+        this.fail('cert', result.reason.replace(/^enroll: /, ''));
+        this.later(result.delayMs, () => this.renewWhenFree('timer', abort));
+        return;
+      case 'expired':
+        return this.restartEnrollment();
+      case 'not-now':
+        return this.fail('cert', result.reason);
+    }
+  }
+
+  /** A blocking step (a download, a command) holds the loop: a renewal waits for it, as on the board. */
+  private renewWhenFree(event: 'renew-due' | 'timer', abort: AbortController): void {
+    if (this.bootAbort !== abort) return;
+    if (this.busy) return this.later(Math.max(50, scaled(this.timing, 1000)), () => this.renewWhenFree(event, abort));
+    this.busy = true;
+    void this.renew(event, abort).finally(() => {
+      if (this.bootAbort !== abort) return;
+      this.busy = false;
+      if (this.state === 'online' || this.state === 'offline') this.watch('loop');
+    });
+  }
+
+  /** The certificate expired: off MQTT, and the boot's steps again from simpleenroll (no reset). */
+  private restartEnrollment(): void {
+    this.bootAbort.abort();
+    this.clearTimers();
+    this.policy = undefined;
+    this.busy = false;
+    this.dropLink();
+    if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
+    void this.boot();
   }
 
   private async fetchConfig(signal: AbortSignal): Promise<DeviceConfig> {
@@ -426,8 +562,11 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
         case 'flash':
           if (!this.staged) return this.fail(command, 'no verified download to install: send firmware first');
           return this.installAndReboot(this.staged);
-        case 'ca':
         case 'cert':
+          // An enrolled device re-enrolls now (docs/enrollment.md); its key never leaves it.
+          if (this.enrollment) return await this.renew('cert-command', abort);
+          return await this.downloadFile(command, abort.signal);
+        case 'ca':
         case 'key':
           return await this.downloadFile(command, abort.signal);
         case 'wifi':
