@@ -1,4 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { CaStore } from '../pki/ca-store';
 import { readVerifiedCsr, VerifiedCsr } from '../pki/csr';
@@ -103,7 +104,7 @@ export class EnrollmentDesk {
     const dir = path.join(options.store.dir, 'enrollment');
     const now = options.store.now();
     const bootstrap = await BootstrapCredential.open(path.join(dir, 'bootstrap.json'), () => options.store.now());
-    const book = await RequestBook.open(path.join(dir, 'requests.json'), now);
+    const book = await RequestBook.open(path.join(dir, 'requests.log'), now);
     const { log } = await AppendLog.open<AuditEntry>(path.join(dir, 'audit.log'));
     return new EnrollmentDesk(options, bootstrap, book, log);
   }
@@ -142,9 +143,10 @@ export class EnrollmentDesk {
       const earlier = this.book.get(id);
       if (held) {
         // The answer to an approved request may have been lost: the same key gets its certificate again.
-        if (earlier?.state === 'approved' && earlier.key === key && earlier.serial === held.serial && earlier.certificatePem) {
+        const mine = await this.heldCertificateWithKey(id, held.serial, key);
+        if (mine) {
           await this.log({ ...who, event: 'request', decision: 'approved', serial: held.serial, repeat: true });
-          return issuedAnswer(earlier.certificatePem, held.serial);
+          return { kind: 'issued', certificateDer: mine, serial: held.serial };
         }
         return this.refuse(who, 'held', `device ${id} already holds a valid certificate: it renews with simplereenroll`);
       }
@@ -160,7 +162,7 @@ export class EnrollmentDesk {
       if (approvedAtOnce(this.o.policy, id)) {
         try {
           const issued = await this.issue(entry, 'simpleenroll');
-          return issuedAnswer(issued.certificatePem!, issued.serial!);
+          return { kind: 'issued', certificateDer: pemToDer(issued.certificatePem!), serial: issued.serial! };
         } catch (err) {
           // The CA's own checks (key, CN) refuse with a reason the device's owner can act on.
           if (err instanceof CaStoreError) return this.refuse(who, 'key-refused', err.message);
@@ -261,11 +263,26 @@ export class EnrollmentDesk {
   private async issue(r: EnrollmentRequest, via: 'simpleenroll' | 'node'): Promise<EnrollmentRequest> {
     const issued = await this.o.store.signCsr(r.csrPem, { deviceId: r.id });
     const done: EnrollmentRequest = { ...r, state: 'approved', decidedAt: this.o.store.now().toISOString(), serial: issued.record.serial, certificatePem: issued.certificatePem };
-    await this.book.put(done);
     const who = { id: r.id, address: r.address, keyType: r.keyType, via };
-    await this.log({ ...who, event: via === 'node' ? 'approved' : 'request', ...(via === 'node' ? {} : { decision: 'approved' as const }), serial: done.serial });
-    await this.log({ ...who, event: 'issued', serial: done.serial });
+    // Written together, so they share one flush of each log. A request approved at once never
+    // waited: the book (pending and rejected requests) has nothing to keep of it.
+    await Promise.all([
+      ...(via === 'node' ? [this.book.put(done)] : []),
+      this.log({ ...who, event: via === 'node' ? 'approved' : 'request', ...(via === 'node' ? {} : { decision: 'approved' as const }), serial: done.serial }),
+      this.log({ ...who, event: 'issued', serial: done.serial }),
+    ]);
     return done;
+  }
+
+  /** The DER of the id's current certificate when it certifies `key` (SHA-256 of the SPKI, hex), else undefined. */
+  private async heldCertificateWithKey(id: string, serial: string, key: string): Promise<Buffer | undefined> {
+    try {
+      const cert = new X509Certificate(await fs.readFile(this.o.store.identityFiles('device', id).certificate));
+      const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+      return cert.serialNumber === serial && createHash('sha256').update(spki).digest('hex') === key ? Buffer.from(cert.raw) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private readCsr(der: Buffer, address: string, via: 'simpleenroll' | 'simplereenroll'): { id: string; keyType: EnrollKeyType; key: string; csrPem: string } | EnrollAnswer & { kind: 'refused' } {
@@ -342,6 +359,6 @@ export class EnrollmentDesk {
   }
 }
 
-function issuedAnswer(certificatePem: string, serial: string): EnrollAnswer {
-  return { kind: 'issued', certificateDer: Buffer.from(new X509Certificate(certificatePem).raw), serial };
+function pemToDer(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
 }

@@ -1,6 +1,5 @@
 import type { KeyType } from '../pki/keys';
-import { CoalescingTask } from '../coalescing-task';
-import { readFileIfExists, writeFileAtomic } from '../fs/atomic-file';
+import { AppendLog } from '../fs/append-log';
 
 export type RequestState = 'pending' | 'approved' | 'rejected';
 
@@ -26,34 +25,34 @@ export interface EnrollmentRequest {
 const KEEP_DECIDED_MS = 30 * 24 * 3_600_000;
 
 /**
- * The requests by device id, one per id, kept in one JSON file written atomically after each
- * change (changes made together share one write). A few thousand entries at most: a whole
- * rewrite stays small, unlike the CA's journal, which grows for ever.
+ * The requests by device id, one per id (the newest line wins), kept as a JSON-lines log with
+ * group commit (lib/fs/append-log.ts): a decision costs one appended line, whatever the number
+ * of requests kept, instead of a rewrite of them all. Compacted when it opens and whenever it
+ * holds more than twice as many lines as requests.
  */
 export class RequestBook {
-  private readonly writer = new CoalescingTask(() => writeFileAtomic(this.file, `${JSON.stringify({ requests: [...this.byId.values()] })}\n`));
+  private lines: number;
 
   private constructor(
-    private readonly file: string,
+    private readonly log: AppendLog<EnrollmentRequest>,
     private readonly byId: Map<string, EnrollmentRequest>,
-  ) {}
+    lines: number,
+  ) {
+    this.lines = lines;
+  }
 
   static async open(file: string, now: Date): Promise<RequestBook> {
-    const text = await readFileIfExists(file);
+    const { log, entries } = await AppendLog.open<EnrollmentRequest>(file);
     const byId = new Map<string, EnrollmentRequest>();
-    if (text !== undefined) {
-      let list: unknown;
-      try {
-        list = (JSON.parse(text) as { requests?: unknown }).requests;
-      } catch {
-        throw new Error(`${file} is not valid JSON: restore it from a backup or remove it (pending requests are asked again)`);
-      }
-      for (const r of Array.isArray(list) ? (list as EnrollmentRequest[]) : []) {
-        const stale = r.state !== 'pending' && now.getTime() - Date.parse(r.decidedAt ?? r.requestedAt) > KEEP_DECIDED_MS;
-        if (typeof r?.id === 'string' && !stale) byId.set(r.id, r);
-      }
+    for (const r of entries) {
+      if (typeof r?.id !== 'string') continue;
+      const stale = r.state !== 'pending' && now.getTime() - Date.parse(r.decidedAt ?? r.requestedAt) > KEEP_DECIDED_MS;
+      if (stale) byId.delete(r.id);
+      else byId.set(r.id, r);
     }
-    return new RequestBook(file, byId);
+    const book = new RequestBook(log, byId, entries.length);
+    if (entries.length > byId.size) await book.compact();
+    return book;
   }
 
   get(id: string): EnrollmentRequest | undefined {
@@ -71,13 +70,21 @@ export class RequestBook {
     return n;
   }
 
-  /** Stores `request` (replacing the id's earlier one) and settles once it is on disk. */
-  put(request: EnrollmentRequest): Promise<void> {
+  /** Stores `request` (replacing the id's earlier one) and settles once its line is on disk. */
+  async put(request: EnrollmentRequest): Promise<void> {
     this.byId.set(request.id, { ...request });
-    return this.writer.request();
+    this.lines++;
+    await this.log.append(request);
+    if (this.lines > 2 * this.byId.size + 1_000) await this.compact();
   }
 
   idle(): Promise<void> {
-    return this.writer.idle();
+    return this.log.idle();
+  }
+
+  private async compact(): Promise<void> {
+    const live = [...this.byId.values()];
+    this.lines = live.length;
+    await this.log.rewrite(live);
   }
 }
