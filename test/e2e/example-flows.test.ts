@@ -6,6 +6,7 @@ import { buildSimImage } from '../../lib/sim/sim-image';
 import { tempDir } from '../support/temp-dir';
 import { ExampleFixture, flowsLinksToExamples, V1, V2 } from '../support/example-fixture';
 import { FlowNode, loadExample, nodeById, PACKAGE_ROOT, tap, tapOutput, tapped, untilTapped } from '../support/node-red-process';
+import { EnrollingBoard } from '../support/enroll-board';
 
 /** Where an example's node types may come from. */
 const ALLOWED_MODULES = new Set(['node-red', 'node-red-contrib-esp-fleet', '@flowfuse/node-red-dashboard']);
@@ -18,6 +19,7 @@ const READY: Record<string, RegExp[]> = {
   'certificate-lifecycle.json': [/^broker mqtts:\/\/localhost:\d+: connected$/, /^CA "/],
   'offline-alert.json': [/^broker mqtts:\/\/localhost:\d+: connected$/],
   'publish-firmware.json': [/^update server on https:\/\//],
+  'enrollment.json': [/^broker mqtts:\/\/localhost:\d+: connected$/, /^update server on https:\/\//, /^enrollment \(EST\) on https:\/\/localhost:\d+\/\.well-known\/est\/ \(policy manual\)$/],
 };
 
 /**
@@ -189,5 +191,60 @@ describe('example flows in the Node-RED runtime', function () {
     await fx.red.inject('publish-build-file');
     const result = await untilTapped(fx.red, 'publish-results', (m) => m.topic === 'publish', 20_000, from);
     assert.equal((result.payload as { image?: { name: string } }).image?.name, 'ESP8266_WEMOS_D1MINIPRO-00.00.09', JSON.stringify(result));
+  });
+
+  it('enrollment with approval: a new board\'s request is a notification; approved, the same request gets its certificate and the board comes online; rejected, it stays out', async () => {
+    const [joining, refused] = deviceIds('e57a11', 2);
+    const from = await deploy('enrollment.json', (flows) => {
+      for (const id of ['enroll-notify', 'enroll-bootstrap-debug', 'enroll-decisions', 'enroll-issued', 'enroll-online']) tap(flows, id);
+      nodeById(flows, 'enroll-approve').payload = joining;
+      nodeById(flows, 'enroll-reject').payload = refused;
+    });
+    const ca = await fs.readFile(path.join(fx.deviceFilesDir, 'ca.crt'), 'utf8');
+    // The line for bootstrap.txt, as the flow's button shows it.
+    await fx.red.inject('enroll-show-bootstrap');
+    const line = String((await untilTapped(fx.red, 'enroll-bootstrap-debug', () => true, 20_000, from)).payload);
+    assert.match(line, /^fleet:\S{16,}$/);
+
+    const board = new EnrollingBoard(joining);
+    const asked = await board.ask(fx.enrollPort, ca, line);
+    assert.equal(asked.status, 202, asked.body);
+    assert.match(String(asked.headers['retry-after']), /^\d+$/);
+    // The request comes out as the notification msg, in words.
+    const notice = await untilTapped(fx.red, 'enroll-notify', (m) => String(m.payload).includes(joining), 20_000, from);
+    assert.equal(notice.topic, 'enroll-request');
+    assert.match(String(notice.payload), new RegExp(`^New board ${joining} asks to join \\(from \\S*127\\.0\\.0\\.1, ec key\\)\\. Approve or reject it by this id\\.$`));
+    // Until someone decides, the board keeps waiting.
+    assert.equal((await board.ask(fx.enrollPort, ca, line)).status, 202);
+    assert.deepEqual(tapped(fx.red, 'enroll-issued', from), []);
+
+    await fx.red.inject('enroll-approve');
+    const decided = (await untilTapped(fx.red, 'enroll-decisions', (m) => m.topic === 'approve', 20_000, from)).payload as { decided: { id: string; serial: string }[]; failed: unknown[] };
+    assert.deepEqual([decided.decided.map((d) => d.id), decided.failed], [[joining], []]);
+    const issued = (await untilTapped(fx.red, 'enroll-issued', () => true, 20_000, from)).payload as { id: string; serial: string };
+    assert.deepEqual([issued.id, issued.serial], [joining, decided.decided[0].serial]);
+    // The same request again: the certificate, for the board's own key.
+    const answer = await board.ask(fx.enrollPort, ca, line);
+    assert.equal(answer.status, 200, answer.body);
+    const cert = board.certificateOf(answer);
+
+    // With it the board boots from the update server, connects to the broker, and fleet status shows it online.
+    await fx.admitToBroker(joining);
+    await fx.startDevices([joining], { identity: async () => board.files(ca, cert) });
+    const online = (await untilTapped(fx.red, 'enroll-online', (m) => (m.payload as { id?: string }).id === joining, 30_000, from)).payload as { online: boolean };
+    assert.equal(online.online, true);
+
+    // A rejected board: the same request is refused from then on.
+    const other = new EnrollingBoard(refused);
+    assert.equal((await other.ask(fx.enrollPort, ca, line)).status, 202);
+    await untilTapped(fx.red, 'enroll-notify', (m) => String(m.payload).includes(refused), 20_000, from);
+    await fx.red.inject('enroll-reject');
+    await untilTapped(fx.red, 'enroll-decisions', (m) => m.topic === 'reject', 20_000, from);
+    const after = await other.ask(fx.enrollPort, ca, line);
+    assert.equal(after.status, 403, after.body);
+    assert.deepEqual(tapped(fx.red, 'enroll-issued', from).map((m) => (m.payload as { id: string }).id), [joining], 'only the approved board got a certificate');
+    await fx.red.inject('enroll-list-pending');
+    const pending = (await untilTapped(fx.red, 'enroll-decisions', (m) => m.topic === 'pending', 20_000, from)).payload as { requests: { id: string }[] };
+    assert.deepEqual(pending.requests.filter((r) => r.id === joining || r.id === refused), [], 'nothing of theirs waits');
   });
 });

@@ -1,11 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { chromium, Browser, Page } from 'playwright-core';
 import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { tempDir } from '../support/temp-dir';
 import { ExampleFixture, V1, V2 } from '../support/example-fixture';
-import { loadExample, PACKAGE_ROOT } from '../support/node-red-process';
+import { EnrollingBoard } from '../support/enroll-board';
+import { loadExample, PACKAGE_ROOT, tapOutput, untilTapped } from '../support/node-red-process';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Devices in the fleet; DASHBOARD_DEVICES=10 DASHBOARD_SCREENSHOT=docs/dashboard.png makes the README picture. */
@@ -24,12 +25,19 @@ describe('fleet dashboard example in a browser', function () {
   let fx: ExampleFixture;
   let browser: Browser | undefined;
   let page: Page;
+  /** The tap on the update server's action results (output 1). */
+  let answers: string;
 
   before(async function () {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
     fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000, broker: 'embedded' });
-    const from = await fx.red.deploy(fx.patch(await loadExample('fleet-dashboard.json')));
+    const flows = fx.patch(await loadExample('fleet-dashboard.json'));
+    // The test's own button for the bootstrap line (the enrollment example has one for users).
+    flows.push({ id: 'test-bootstrap', type: 'inject', z: 'fleet-dashboard-tab', name: '', props: [{ p: 'payload' }, { p: 'topic', vt: 'str' }], repeat: '', crontab: '', once: false, topic: 'bootstrap', payload: '', payloadType: 'str', x: 0, y: 0, wires: [['fleet-update-server']] });
+    answers = tapOutput(flows, 'fleet-update-server', 0);
+    const from = await fx.red.deploy(flows);
     await fx.red.waitForLog((e) => /^update server on https:/.test(e.msg), 20_000, from);
+    await fx.red.waitForLog((e) => /^enrollment \(EST\) on https:/.test(e.msg), 20_000, from);
     await fx.red.waitForLog((e) => /^broker mqtts:\/\/localhost:\d+: connected$/.test(e.msg), 20_000, from);
     await fx.startDevices(ids);
     browser = await chromium.launch({
@@ -122,5 +130,44 @@ describe('fleet dashboard example in a browser', function () {
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'fleet-dashboard.png'), fullPage: true });
     if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: path.resolve(PACKAGE_ROOT, process.env.DASHBOARD_SCREENSHOT), fullPage: true });
+  });
+
+  it('New devices lists a board that asks to join: approve issues its certificate (the same request then gets 200), reject keeps the other out (403)', async () => {
+    const [approved, rejected] = deviceIds('e57a16', 2);
+    const ca = await fs.readFile(path.join(fx.deviceFilesDir, 'ca.crt'), 'utf8');
+    const from = fx.red.logs.length;
+    await fx.red.inject('test-bootstrap');
+    const line = ((await untilTapped(fx.red, answers, (m) => m.topic === 'bootstrap', 20_000, from)).payload as { line: string }).line;
+    await page.goto(`${fx.red.url}/dashboard`);
+    await page.locator('.esp-fleet-enroll').waitFor({ timeout: 20_000 });
+    const waiting = (id: string) => page.locator('.esp-fleet-enroll tr', { hasText: id });
+    assert.equal(await page.locator('.esp-fleet-enroll tr', { hasText: 'e57a16' }).count(), 0, 'nobody waits before the boards ask');
+
+    const boards = [new EnrollingBoard(approved), new EnrollingBoard(rejected)];
+    for (const board of boards) {
+      assert.equal((await board.ask(fx.enrollPort, ca, line)).status, 202);
+      await waiting(board.id).waitFor({ timeout: 20_000 });
+      // And a notification says so (a newer one takes the place of the last).
+      await page.getByText(`New board ${board.id} asks to join`).first().waitFor({ timeout: 10_000 });
+    }
+    // Device, its approve and reject buttons, then key type, address and when it asked.
+    const cells = await waiting(approved).locator('td').allInnerTexts();
+    assert.equal(cells[0], approved);
+    assert.deepEqual(cells.slice(1, 3).map((c) => c.trim().toLowerCase()), ['approve', 'reject']);
+    assert.equal(cells[3], 'ec');
+    assert.match(cells[4], /127\.0\.0\.1$/);
+    assert.notEqual(cells[5].trim(), '', 'when it asked');
+
+    await waiting(approved).locator('td[data-column-key="approve"] button').click();
+    await waiting(approved).waitFor({ state: 'detached', timeout: 20_000 });
+    const answer = await boards[0].ask(fx.enrollPort, ca, line);
+    assert.equal(answer.status, 200, answer.body);
+    boards[0].certificateOf(answer);
+
+    await waiting(rejected).locator('td[data-column-key="reject"] button').click();
+    await waiting(rejected).waitFor({ state: 'detached', timeout: 20_000 });
+    const refused = await boards[1].ask(fx.enrollPort, ca, line);
+    assert.equal(refused.status, 403, refused.body);
+    assert.equal(await waiting(rejected).count(), 0, 'the rejected board is not listed again');
   });
 });

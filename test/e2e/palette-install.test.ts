@@ -17,6 +17,7 @@ const READY: Record<string, RegExp> = {
   'certificate-lifecycle.json': /^CA "/,
   'offline-alert.json': /^CA "/,
   'publish-firmware.json': /^update server on https:\/\//,
+  'enrollment.json': /^enrollment \(EST\) on https:\/\//,
 };
 
 /**
@@ -67,13 +68,13 @@ describe('installed through the palette manager', function () {
   });
 
   it('deploys every example with no error or warning', async () => {
-    const ports = { mqtt: await freePort(), fw: await freePort() };
+    const ports = { mqtt: await freePort(), fw: await freePort(), enroll: await freePort() };
     const files = (await fs.readdir(path.join(PACKAGE_ROOT, 'examples'))).filter((f) => f.endsWith('.json')).sort();
     assert.deepEqual(files, Object.keys(READY).sort());
     for (const file of files) {
       const flows: FlowNode[] = await loadExample(file);
       for (const n of flows) {
-        if (n.type === 'esp-firmware-server') Object.assign(n, { port: String(ports.fw), mqttport: String(ports.mqtt), bindAddress: '127.0.0.1' });
+        if (n.type === 'esp-firmware-server') Object.assign(n, { port: String(ports.fw), mqttport: String(ports.mqtt), bindAddress: '127.0.0.1' }, n.enrollPort ? { enrollPort: String(ports.enroll) } : {});
         if (n.type === 'esp-broker') Object.assign(n, { port: String(ports.mqtt), bindAddress: '127.0.0.1' });
         if (n.type === 'esp-fleet') n.broker = `mqtts://localhost:${ports.mqtt}`;
       }

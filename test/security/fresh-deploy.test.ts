@@ -15,6 +15,7 @@ const READY: Record<string, RegExp[]> = {
   'certificate-lifecycle.json': [/^CA "/],
   'offline-alert.json': [/^CA "/],
   'publish-firmware.json': [/^update server on https:\/\//],
+  'enrollment.json': [/^enrollment \(EST\) on https:\/\//, /^update server on https:\/\//],
 };
 
 interface JournalCert {
@@ -45,12 +46,12 @@ describe('security: fresh deploys (one identity, one certificate)', function () 
   this.timeout(240_000);
   const tmp = tempDir('fresh');
   let red: NodeRedProcess;
-  let ports: { mqtt: number; fw: number };
+  let ports: { mqtt: number; fw: number; enroll: number };
 
   before(async () => {
     await fs.mkdir(path.join(tmp.path, 'user'), { recursive: true });
     red = await NodeRedProcess.start(path.join(tmp.path, 'user'));
-    ports = { mqtt: await freePort(), fw: await freePort() };
+    ports = { mqtt: await freePort(), fw: await freePort(), enroll: await freePort() };
   });
   after(async () => {
     await red?.stop();
@@ -62,7 +63,7 @@ describe('security: fresh deploys (one identity, one certificate)', function () 
     const flows = await loadExample(name);
     for (const n of flows) {
       if (n.type === 'esp-ca') n.folder = `${run}/ca`;
-      if (n.type === 'esp-firmware-server') Object.assign(n, { folder: `${run}/firmware`, port: String(ports.fw), mqttport: String(ports.mqtt), bindAddress: '127.0.0.1' });
+      if (n.type === 'esp-firmware-server') Object.assign(n, { folder: `${run}/firmware`, port: String(ports.fw), mqttport: String(ports.mqtt), bindAddress: '127.0.0.1' }, n.enrollPort ? { enrollPort: String(ports.enroll) } : {});
       if (n.type === 'esp-broker') Object.assign(n, { port: String(ports.mqtt), bindAddress: '127.0.0.1' });
       if (n.type === 'esp-fleet') Object.assign(n, { broker: `mqtts://localhost:${ports.mqtt}`, registryFile: `${run}/registry.json` });
     }

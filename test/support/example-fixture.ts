@@ -2,13 +2,14 @@
 // issued BEFORE Node-RED opens the store: afterwards only Node-RED's esp-ca writes it),
 // Mosquitto with our generated config, simulator images in the update server's default
 // folder, and the example flows patched to these ports.
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync, promises as fs, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
+import { mosquittoFilesIn } from '../../lib/mosquitto/mosquitto-config';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
 import { publishSimImage } from '../../lib/sim/publish';
-import { FleetSimulator, identityFromFolder } from '../../lib/sim/fleet-simulator';
+import { FleetSimulator, identityFromFolder, IdentitySource } from '../../lib/sim/fleet-simulator';
 import { freePort, startMosquitto, RunningMosquitto } from './mosquitto';
 import { NodeRedProcess, FlowNode, nodeById } from './node-red-process';
 
@@ -45,6 +46,9 @@ export class ExampleFixture {
     private readonly statusIntervalMs: number,
     /** Where an esp-broker node of a flow listens (the fleet's port when it is the fleet's broker). */
     private readonly embeddedBrokerPort: number,
+    /** The update server's enrollment (EST) port, for examples that set one. */
+    readonly enrollPort: number,
+    private readonly mosquittoDir: string,
   ) {}
 
   static async start(o: FixtureOptions): Promise<ExampleFixture> {
@@ -73,26 +77,42 @@ export class ExampleFixture {
       throw err;
     }
     const embeddedPort = embedded ? brokerPort : await freePort();
-    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000, embeddedPort);
+    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000, embeddedPort, await freePort(), setup.dir);
   }
 
-  /** Points an example at this fixture: broker URL, update server port, the status interval. */
+  /** Points an example at this fixture: broker URL, update server and enrollment ports (on 127.0.0.1), the status interval. */
   patch(flows: FlowNode[]): FlowNode[] {
     for (const n of flows) {
       if (n.type === 'esp-fleet') Object.assign(n, { broker: `mqtts://localhost:${this.brokerPort}`, statusInterval: String(this.statusIntervalMs) });
       if (n.type === 'esp-broker') Object.assign(n, { port: String(this.embeddedBrokerPort), bindAddress: '127.0.0.1' });
       if (n.type === 'esp-firmware-server') {
-        Object.assign(n, { port: String(this.firmwarePort), mqttport: String(this.brokerPort), statusinterval: String(this.statusIntervalMs), retrytimeout: '1000' });
+        Object.assign(n, { port: String(this.firmwarePort), mqttport: String(this.brokerPort), statusinterval: String(this.statusIntervalMs), retrytimeout: '1000', bindAddress: '127.0.0.1' });
+        if (n.enrollPort) n.enrollPort = String(this.enrollPort);
       }
     }
     return flows;
   }
 
-  /** Simulated devices running V1 that boot from this fixture's update server. */
-  async startDevices(ids: string[], extra: { silentAfterMs?: number } = {}): Promise<FleetSimulator> {
+  /**
+   * A device enrolled while Mosquitto runs: once Node-RED's CA has written its ACL block, a SIGHUP
+   * makes Mosquitto read it (what a user does after approving, README.md).
+   */
+  async admitToBroker(id: string, ms = 10_000): Promise<void> {
+    if (!this.broker) return;
+    const acl = mosquittoFilesIn(this.mosquittoDir).aclFile;
+    const until = Date.now() + ms;
+    while (!(await fs.readFile(acl, 'utf8')).includes(id)) {
+      if (Date.now() > until) throw new Error(`${acl} has no block for ${id} after ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await this.broker.reload();
+  }
+
+  /** Simulated devices running V1 that boot from this fixture's update server (files from the CA's folder unless `identity`: an enrolled board's own). */
+  async startDevices(ids: string[], extra: { silentAfterMs?: number; identity?: IdentitySource } = {}): Promise<FleetSimulator> {
     const fleet = new FleetSimulator({
       ids,
-      identity: identityFromFolder(this.deviceFilesDir),
+      identity: extra.identity ?? identityFromFolder(this.deviceFilesDir),
       bootstrap: { host: 'localhost', port: this.firmwarePort, path: '/fw' },
       image: V1,
       trusts: [this.trustedKeyPem],
