@@ -136,7 +136,7 @@ export class EnrollmentDesk {
     }
     const csr = this.readCsr(request.csrDer, address, 'simpleenroll');
     if ('kind' in csr) return this.audited(csr);
-    const { id, keyType, key, csrPem } = csr;
+    const { id, keyType, key, csrPem, verified } = csr;
     const who = { id, address, keyType, via: 'simpleenroll' as const };
     return this.perId.run(id, async () => {
       const held = this.o.store.currentIdentity('device', id);
@@ -161,7 +161,7 @@ export class EnrollmentDesk {
       const entry: EnrollmentRequest = { id, keyType, key, csrPem, address, requestedAt: this.o.store.now().toISOString(), state: 'pending' };
       if (approvedAtOnce(this.o.policy, id)) {
         try {
-          const issued = await this.issue(entry, 'simpleenroll');
+          const issued = await this.issue(entry, 'simpleenroll', verified);
           return { kind: 'issued', certificateDer: pemToDer(issued.certificatePem!), serial: issued.serial! };
         } catch (err) {
           // The CA's own checks (key, CN) refuse with a reason the device's owner can act on.
@@ -197,7 +197,7 @@ export class EnrollmentDesk {
     const who = { id: csr.id, address, keyType: csr.keyType, via };
     if (csr.id !== record.commonName) return this.refuse(who, 'not-yours', `the CSR is for ${csr.id}, the certificate for ${record.commonName}`);
     return this.perId.run(csr.id, async () => {
-      const issued = await this.o.store.renewWithCsr({ serial: record.serial, csrPem: csr.csrPem });
+      const issued = await this.o.store.renewWithCsr({ serial: record.serial, csrPem: csr.verified });
       await this.log({ ...who, event: 'issued', serial: issued.record.serial });
       return { kind: 'issued', certificateDer: issued.certificateDer, serial: issued.record.serial };
     });
@@ -260,8 +260,9 @@ export class EnrollmentDesk {
   }
 
   /** Issues the request's certificate, marks it approved, audits both; throws when the CA refuses. */
-  private async issue(r: EnrollmentRequest, via: 'simpleenroll' | 'node'): Promise<EnrollmentRequest> {
-    const issued = await this.o.store.signCsr(r.csrPem, { deviceId: r.id });
+  /** `verified`: the CSR as this request's check read it, so it is not verified twice. */
+  private async issue(r: EnrollmentRequest, via: 'simpleenroll' | 'node', verified?: VerifiedCsr): Promise<EnrollmentRequest> {
+    const issued = await this.o.store.signCsr(verified ?? r.csrPem, { deviceId: r.id });
     const done: EnrollmentRequest = { ...r, state: 'approved', decidedAt: this.o.store.now().toISOString(), serial: issued.record.serial, certificatePem: issued.certificatePem };
     const who = { id: r.id, address: r.address, keyType: r.keyType, via };
     // Written together, so they share one flush of each log. A request approved at once never
@@ -285,7 +286,7 @@ export class EnrollmentDesk {
     }
   }
 
-  private readCsr(der: Buffer, address: string, via: 'simpleenroll' | 'simplereenroll'): { id: string; keyType: EnrollKeyType; key: string; csrPem: string } | EnrollAnswer & { kind: 'refused' } {
+  private readCsr(der: Buffer, address: string, via: 'simpleenroll' | 'simplereenroll'): { id: string; keyType: EnrollKeyType; key: string; csrPem: string; verified: VerifiedCsr } | EnrollAnswer & { kind: 'refused' } {
     const csrPem = toPem('CERTIFICATE REQUEST', der);
     let csr: VerifiedCsr;
     try {
@@ -301,7 +302,7 @@ export class EnrollmentDesk {
     } catch (err) {
       return this.refuseNow({ address, via, id: cn }, 'key-refused', (err as Error).message);
     }
-    return { id: cn, keyType, key: createHash('sha256').update(csr.spki).digest('hex'), csrPem };
+    return { id: cn, keyType, key: createHash('sha256').update(csr.spki).digest('hex'), csrPem, verified: csr };
   }
 
   private rateLimited(address: string): (EnrollAnswer & { kind: 'refused' }) | undefined {

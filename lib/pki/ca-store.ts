@@ -184,7 +184,7 @@ export class CaStore {
     return this.issuer.issueBackend(opts);
   }
 
-  /** Signs a device's CSR (key EC P-256 or RSA 2048..4096; of `keyType` when given). */
+  /** Signs a device's CSR, PEM or as readVerifiedCsr read it (key EC P-256 or RSA 2048..4096; of `keyType` when given). */
   signCsr(csrPem: unknown, opts: { deviceId: unknown; validityDays?: unknown; replace?: unknown; keyType?: unknown }): Promise<IssuedCertificate> {
     return this.issuer.signCsr(csrPem, opts);
   }

@@ -17,6 +17,14 @@ export interface VerifiedCsr {
   publicKey: KeyObject;
 }
 
+/** The results readVerifiedCsr made: only these are trusted as verified (a look-alike object is not). */
+const VERIFIED = new WeakSet<VerifiedCsr>();
+
+/** True for a VerifiedCsr this module made, so a caller may pass one on instead of verifying twice. */
+export function isVerifiedCsr(value: unknown): value is VerifiedCsr {
+  return typeof value === 'object' && value !== null && VERIFIED.has(value as VerifiedCsr);
+}
+
 /**
  * Reads a PKCS#10 request and checks its self-signature with Node's native crypto. Throws
  * with a reason a user can act on. `acceptKey` (optional) judges the key before the signature
@@ -54,7 +62,9 @@ export function readVerifiedCsr(pem: string, acceptKey?: (key: KeyObject) => voi
     ok = false;
   }
   if (!ok) throw new Error('the CSR signature does not verify');
-  return { commonName: commonNameOf(subject), spki, publicKey };
+  const verified = { commonName: commonNameOf(subject), spki, publicKey };
+  VERIFIED.add(verified);
+  return verified;
 }
 
 /** The first CN of a DER Name (subject or issuer), or undefined. */

@@ -5,7 +5,7 @@ import { x509, toPem, fingerprint } from './x509';
 import { KeyType, RsaKeySize, assertKeyType, generateLeafKey, generateRsaKey, keyTypeName, leafKeyTypeOf } from './keys';
 import { assertBackendName, assertDnsName, assertIpAddress, assertValidityDays, normalizeSerial } from './names';
 import { buildTbsCertificate, signCertificate, subjectNameOf, keyIdentifier } from './leaf-certificate';
-import { readVerifiedCsr, VerifiedCsr } from './csr';
+import { readVerifiedCsr, isVerifiedCsr, VerifiedCsr } from './csr';
 import { CaStoreError } from './ca-error';
 import { BACKDATE_MS, Clock, DAY_MS } from './clock';
 import { CertificateKind, IssuedRecord, RecordIndex, RevocationReason } from './records';
@@ -304,6 +304,12 @@ function asList(value: unknown, name: string): string[] {
 
 /** A CSR whose signature verifies and whose key we sign: EC P-256 or RSA 2048..4096 (and `wanted`, when given). */
 function verifiedCsr(csrPem: unknown, wanted: KeyType | undefined): VerifiedCsr {
+  // Verified already by the caller (the enrollment desk): only the key rule is left to check.
+  if (isVerifiedCsr(csrPem)) {
+    const keyType = leafKeyTypeOf(csrPem.publicKey, 'the CSR key');
+    if (wanted && keyType !== wanted) throw new CaStoreError(`the CSR key is ${keyTypeName(keyType)}, not the ${keyTypeName(wanted)} asked for (keyType)`);
+    return csrPem;
+  }
   if (typeof csrPem !== 'string') throw new CaStoreError('csr must be a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)');
   try {
     return readVerifiedCsr(csrPem, (key) => {
