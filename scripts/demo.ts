@@ -13,6 +13,8 @@ import { CaStore } from '../lib/pki/ca-store';
 import { FirmwareService } from '../lib/firmware/firmware-service';
 import { publishSimImage } from '../lib/sim/publish';
 import { deviceIds } from '../lib/sim/fleet-simulator';
+import { EnrollmentDesk } from '../lib/enroll/enrollment-desk';
+import { parseEnrollPolicy } from '../lib/enroll/enroll-policy';
 import { writeFileAtomic, readFileIfExists, PRIVATE_FILE_MODE } from '../lib/fs/atomic-file';
 import { authSettingsSource, newPassword, Login } from './node-red-auth';
 import { nodeRedChoice } from './node-red-choice';
@@ -22,6 +24,9 @@ const userDir = path.resolve(process.env.ESP_FLEET_DEMO_DIR || path.join(root, '
 const editorPort = Number(process.env.PORT || 1880);
 const mqttPort = Number(process.env.MQTT_PORT || 8883);
 const firmwarePort = Number(process.env.FW_PORT || 8070);
+const enrollPort = Number(process.env.ENROLL_PORT || 8071);
+/** New boards that boot with no certificate and ask to join (docs/enrollment.md): approve them in the dashboard. */
+const newBoards = Number(process.env.NEW_DEVICES ?? 3);
 const deviceCount = Number(process.env.DEVICES || 10);
 export const DEMO_PRODUCT = 'ESP8266_DEMO';
 const FIRST_IMAGE = `${DEMO_PRODUCT}-1.0.0`;
@@ -45,7 +50,7 @@ async function writeFlow(): Promise<void> {
   for (const n of nodes) {
     if (n.type === 'esp-broker') n.port = String(mqttPort);
     if (n.type === 'esp-fleet') n.broker = `mqtts://localhost:${mqttPort}`;
-    if (n.type === 'esp-firmware-server') Object.assign(n, { port: String(firmwarePort), mqttport: String(mqttPort) });
+    if (n.type === 'esp-firmware-server') Object.assign(n, { port: String(firmwarePort), mqttport: String(mqttPort), enrollPort: String(enrollPort) });
   }
   await fs.writeFile(file, JSON.stringify(nodes, null, 2));
 }
@@ -60,6 +65,12 @@ async function prepare(): Promise<string> {
   const store = await CaStore.open({ dir: path.join(userDir, 'esp-fleet-ca') });
   // Never again for a device that was revoked: revocation is not undone by a restart.
   for (const id of deviceIds('a4cf12', deviceCount)) if (!store.everIssued('device', id)) await store.issueDevice(id);
+  // The fleet's bootstrap credential, as a board keeps it in data/bootstrap.txt (the esp-ca node
+  // opens the same enrollment folder once Node-RED runs).
+  const desk = await EnrollmentDesk.open({ store, policy: parseEnrollPolicy('manual', '') });
+  const secret = desk.showBootstrap() ?? (await desk.rotateBootstrap());
+  await writeFileAtomic(path.join(userDir, 'sim', 'bootstrap.txt'), `${secret.user}:${secret.password}\n`, PRIVATE_FILE_MODE);
+  await desk.idle();
   await store.idle();
   const service = await FirmwareService.open(path.join(userDir, 'esp-fleet-firmware'));
   if (!service.catalogue.list({ product: DEMO_PRODUCT }).length) {
@@ -143,6 +154,7 @@ async function main(): Promise<void> {
 
   try {
     await waitForPort(firmwarePort, red);
+    if (newBoards > 0) await waitForPort(enrollPort, red);
   } catch (err) {
     if (stopping) return; // Ctrl-C while Node-RED was starting
     throw err;
@@ -160,11 +172,28 @@ async function main(): Promise<void> {
   );
   children.push(sim);
   sim.on('exit', () => stop());
+  if (newBoards > 0) {
+    // Boards flashed with the one image for all: ca.crt, the bootstrap credential, no certificate.
+    const enrolling = spawn(
+      process.execPath,
+      [
+        path.join(root, 'dist', 'lib', 'sim', 'cli.js'),
+        ...['--server', `https://localhost:${firmwarePort}/fw`, '--certs', path.join(userDir, 'esp-fleet-ca', 'devices')],
+        ...['--enroll', `https://localhost:${enrollPort}`, '--bootstrap-file', path.join(userDir, 'sim', 'bootstrap.txt')],
+        ...['--prefix', 'a4cf13', '--count', String(newBoards), '--trust', trustFile, '--image', FIRST_IMAGE, '--duration', '0', '--report', '60'],
+      ],
+      { stdio: 'inherit' },
+    );
+    children.push(enrolling);
+    enrolling.on('exit', () => stop());
+  }
   console.log(
     `\nESP fleet demo is up:\n  editor     http://127.0.0.1:${editorPort}/\n  dashboard  http://127.0.0.1:${editorPort}/dashboard\n` +
       `  login      user ${login.username}, password ${login.password} (kept in ${path.join(userDir, PASSWORD_FILE)})\n` +
       `  broker     mqtts://localhost:${mqttPort} (embedded, mutual TLS)   update server https://localhost:${firmwarePort}/fw\n` +
-      `  ${deviceCount} simulated devices run ${FIRST_IMAGE}; press "update" on one in the dashboard. Ctrl-C stops everything.\n`,
+      `  ${deviceCount} simulated devices run ${FIRST_IMAGE}; press "update" on one in the dashboard.\n` +
+      (newBoards > 0 ? `  ${newBoards} new boards ask to join (enrollment https://localhost:${enrollPort}): approve them under "New devices".\n` : '') +
+      `  Ctrl-C stops everything.\n`,
   );
   await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)))));
 }

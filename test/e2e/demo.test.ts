@@ -52,11 +52,11 @@ describe('the demo (npm start)', function () {
   this.timeout(180_000);
   const tmp = tempDir('demo');
   const devices = 4;
-  let ports: { editor: number; mqtt: number; fw: number };
+  let ports: { editor: number; mqtt: number; fw: number; enroll: number };
 
   function start(): Demo {
     let out = '';
-    const env = { ...process.env, ESP_FLEET_DEMO_DIR: tmp.path, PORT: String(ports.editor), MQTT_PORT: String(ports.mqtt), FW_PORT: String(ports.fw), DEVICES: String(devices) };
+    const env = { ...process.env, ESP_FLEET_DEMO_DIR: tmp.path, PORT: String(ports.editor), MQTT_PORT: String(ports.mqtt), FW_PORT: String(ports.fw), ENROLL_PORT: String(ports.enroll), NEW_DEVICES: '2', DEVICES: String(devices) };
     const child = spawn(process.execPath, [DEMO], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -96,7 +96,7 @@ describe('the demo (npm start)', function () {
   }
 
   before(async () => {
-    ports = { editor: await freePort(), mqtt: await freePort(), fw: await freePort() };
+    ports = { editor: await freePort(), mqtt: await freePort(), fw: await freePort(), enroll: await freePort() };
   });
   after(() => tmp.remove());
 
@@ -116,6 +116,19 @@ describe('the demo (npm start)', function () {
       assert.equal((await getJson(ports.editor, '/flows')).status, 401);
       const dashboard = await getJson(ports.editor, '/dashboard/', { authorization: basicAuthorization(login()) });
       assert.equal(dashboard.status, 200);
+      // The two new boards (no certificate) asked to join and wait for approval.
+      const requests = path.join(tmp.path, 'esp-fleet-ca', 'enrollment', 'requests.log');
+      const waiting = (): string[] => {
+        try {
+          return readFileSync(requests, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; state: string }).filter((r) => r.state === 'pending').map((r) => r.id);
+        } catch {
+          return [];
+        }
+      };
+      const deadline = Date.now() + 60_000;
+      while (new Set(waiting()).size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      assert.deepEqual([...new Set(waiting())].sort(), deviceIds('a4cf13', 2));
+      assert.match(demo.output(), /2 new boards ask to join/);
     } finally {
       assert.equal(await stop(demo), 0, `Ctrl-C ends the demo cleanly:\n${demo.output().slice(-2000)}`);
     }
