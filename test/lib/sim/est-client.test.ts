@@ -9,6 +9,7 @@ import { startEstListener, RunningEstListener } from '../../../lib/enroll/http/e
 import { bootstrapLine, simpleEnroll, simpleReenroll, EstTarget } from '../../../lib/sim/est-client';
 import { DeviceEnrollment, EnrollHost } from '../../../lib/sim/device-enrollment';
 import { FAST_TIMING, scaled } from '../../../lib/sim/device-timing';
+import { failureDelayMs } from '../../../lib/device/enrollment';
 import type { EnrollState } from '../../../lib/device/enrollment';
 import { tempDir } from '../../support/temp-dir';
 
@@ -213,6 +214,38 @@ describe('simulator EST client (lib/sim/est-client.ts) against the real enrollme
       assert.ok(e.renewInMs() > 0, 'the next renewal is ahead');
       assert.deepEqual(await e.renew('timer', abort.signal, testHost()), { kind: 'not-now', reason: 'not enrolled yet, or a renewal is under way' });
       assert.deepEqual(await e.renew('cert-command', abort.signal, testHost()), { kind: 'renewed' });
+    });
+
+    it('a refused renewal keeps the old certificate and backs off, doubling; an expired certificate goes back to simpleenroll', async () => {
+      const abort = new AbortController();
+      const e = new DeviceEnrollment({ id: auto(), ca: store.caCertificatePem, setup: { server: target, credential }, timing: FAST_TIMING });
+      await e.untilEnrolled(abort.signal, testHost());
+      const held = e.identity!.cert;
+      await store.revoke(new X509Certificate(held).serialNumber, 'keyCompromise');
+      const first = await e.renew('cert-command', abort.signal, testHost());
+      assert.equal(first.kind, 'failed');
+      assert.equal(first.kind === 'failed' && first.delayMs, scaled(FAST_TIMING, failureDelayMs(1)));
+      assert.equal(e.state, 'renew-backoff');
+      assert.equal(e.identity!.cert, held, 'the old certificate is kept while renewal fails');
+      const second = await e.renew('timer', abort.signal, testHost());
+      assert.equal(second.kind === 'failed' && second.delayMs, scaled(FAST_TIMING, failureDelayMs(2)), 'the delay doubles');
+
+      const late = new DeviceEnrollment({ id: auto(), ca: store.caCertificatePem, setup: { server: target, credential }, timing: FAST_TIMING });
+      skewMs = 826 * DAY; // the CA issues a certificate that has run out by today
+      try {
+        await late.untilEnrolled(abort.signal, testHost());
+      } finally {
+        skewMs = 0;
+      }
+      const expired = new X509Certificate(late.identity!.cert);
+      assert.equal(late.expiresInMs(), 0);
+      assert.deepEqual(await late.renew('renew-due', abort.signal, testHost()), { kind: 'expired' });
+      assert.equal(late.state, 'enroll');
+      await late.untilEnrolled(abort.signal, testHost());
+      const fresh = new X509Certificate(late.identity!.cert);
+      assert.notEqual(fresh.serialNumber, expired.serialNumber);
+      assert.ok(late.expiresInMs() > 0, 'valid again, through simpleenroll with the bootstrap credential');
+      assert.ok(fresh.publicKey.export({ type: 'spki', format: 'der' }).equals(expired.publicKey.export({ type: 'spki', format: 'der' })), 'the same device key');
     });
   });
 });
