@@ -90,9 +90,20 @@ describe('the update server with worker processes (workers > 1, real HTTPS and c
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
     return sent;
   }
+  /** Settles once no event has arrived for 150 ms (at most 3 s). */
+  async function quiet(): Promise<void> {
+    const deadline = Date.now() + 3_000;
+    for (let n = -1; n !== events.length && Date.now() < deadline; ) {
+      n = events.length;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
   /** A request answered by `worker`, and its events. */
   async function from(worker: number, device: string, p: string): Promise<{ r: RawResponse; events: UpdateEvent[] }> {
     for (let i = 0; i < 40; i++) {
+      // A worker's last events of the previous request may still be on their way over IPC: let
+      // them land first, so they are not taken for this request's.
+      await quiet();
       const before = events.length;
       const r = await to(worker, (host) => rawRequest(server.port, id(device), `GET ${p} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n`, { host }));
       // A worker's events arrive over IPC, a moment after its answer.
