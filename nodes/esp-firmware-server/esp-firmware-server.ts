@@ -68,9 +68,11 @@ export = function register(RED: NodeAPI): void {
     const userDir = userDirOf(RED);
     let server: RunningUpdateServer | undefined;
     let downloads = 0;
+    let enrollmentProblem: string | undefined;
     const showListening = (): void => {
       const open = openEditorBadge(RED);
-      if (server) node.status({ fill: open.fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${open.suffix}` });
+      const fill = enrollmentProblem ? 'yellow' : open.fill;
+      if (server) node.status({ fill, shape: 'dot', text: `:${server.port} · ${downloads} downloading${enrollmentProblem ? ' · enrollment off' : ''}${open.suffix}` });
     };
 
     // The last events, newest first, ride on every event msg for a dashboard table.
@@ -146,31 +148,38 @@ export = function register(RED: NodeAPI): void {
         }),
       );
       if (enrollPort !== undefined) {
-        const desk = await caNode.enrollment();
-        if (desk.policy.mode === 'open') node.warn('enrollment is open: anyone with the bootstrap credential gets a device certificate at once (set the esp-ca policy to manual or allowlist)');
-        if (desk.bootstrapProblem) node.warn(`enrollment: ${desk.bootstrapProblem}`);
-        const est: RunningEstListener = await startEstListener({
-          desk,
-          port: enrollPort,
-          host: config.bindAddress || undefined,
-          tls: { cert, key, ca: store.caCertificatePem, crl: await store.crlPem() },
-          ...limitsOf(config),
-          onEvent: (event) => {
-            if (!rejectedGate.pass('enroll-connection')) return;
-            node.send([null, { topic: 'rejected', payload: { ...event, listener: 'enrollment' } } as NodeMessage]);
-          },
-        });
-        own.onClose(() => est.close());
-        own.onClose(store.onCrlChange((crl) => void est.setCrl(crl)));
-        // New requests and decisions are msgs (a flow notifies or approves); a device's repeated poll is audited only.
-        own.onClose(
-          desk.subscribe((entry: AuditEntry) => {
-            if (entry.repeat) return;
-            if (entry.event === 'refused' && !rejectedGate.pass('enroll-refused')) return;
-            node.send([null, { topic: `enroll-${entry.event}`, payload: entry, pending: desk.pending().length } as NodeMessage]);
-          }),
-        );
-        node.log(`enrollment (EST) on https://${hostname}:${est.port}/.well-known/est/ (policy ${desk.policy.mode})`);
+        // Enrollment is an extra: when it cannot start (port in use, a damaged enrollment folder),
+        // the update server keeps serving the devices that have their certificates.
+        try {
+          const desk = await caNode.enrollment();
+          if (desk.policy.mode === 'open') node.warn('enrollment is open: anyone with the bootstrap credential gets a device certificate at once (set the esp-ca policy to manual or allowlist)');
+          if (desk.bootstrapProblem) node.warn(`enrollment: ${desk.bootstrapProblem}`);
+          const est: RunningEstListener = await startEstListener({
+            desk,
+            port: enrollPort,
+            host: config.bindAddress || undefined,
+            tls: { cert, key, ca: store.caCertificatePem, crl: await store.crlPem() },
+            ...limitsOf(config),
+            onEvent: (event) => {
+              if (!rejectedGate.pass('enroll-connection')) return;
+              node.send([null, { topic: 'rejected', payload: { ...event, listener: 'enrollment' } } as NodeMessage]);
+            },
+          });
+          own.onClose(() => est.close());
+          own.onClose(store.onCrlChange((crl) => void est.setCrl(crl)));
+          // New requests and decisions are msgs (a flow notifies or approves); a device's repeated poll is audited only.
+          own.onClose(
+            desk.subscribe((entry: AuditEntry) => {
+              if (entry.repeat) return;
+              if (entry.event === 'refused' && !rejectedGate.pass('enroll-refused')) return;
+              node.send([null, { topic: `enroll-${entry.event}`, payload: entry, pending: desk.pending().length } as NodeMessage]);
+            }),
+          );
+          node.log(`enrollment (EST) on https://${hostname}:${est.port}/.well-known/est/ (policy ${desk.policy.mode})`);
+        } catch (err) {
+          enrollmentProblem = errorText(err);
+          node.error(`enrollment is off: ${enrollmentProblem}`, { topic: 'enroll-error', payload: enrollmentProblem });
+        }
       }
       showListening();
       const workers = server.workerPids();

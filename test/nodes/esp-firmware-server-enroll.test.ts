@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { helper, catchNode, firstMessage } from '../support/node-red';
 import { tempDir } from '../support/temp-dir';
@@ -112,6 +113,27 @@ describe('esp-firmware-server enrollment (real Node-RED runtime, real EST over H
     assert.equal((await estRequest(enrollPort, 'simpleenroll', { ca: store.caCertificatePem, auth: rotated.line, body: csr('ee0000000004') })).status, 403);
     const bad = await send({ topic: 'approve', payload: 'not-a-mac' });
     assert.match(bad.caught!.error.message, /invalid device id/);
+  });
+
+  it('an enrollment port in use turns enrollment off with an error; the update server keeps serving', async () => {
+    const squatter = net.createServer();
+    await new Promise<void>((r) => squatter.listen(enrollPort, '127.0.0.1', () => r()));
+    try {
+      await helper.load(nodes, flow());
+      const caught: Msg[] = [];
+      helper.getNode('caught').on('input', (m: Msg) => caught.push(m));
+      const store = await (helper.getNode('ca') as unknown as EspCaNode).store();
+      // A Catch node hears it, so a flow can tell someone.
+      const error = await until('the enrollment error at the Catch node', () => caught.find((m) => /enrollment is off/.test(String(m.error?.message))));
+      assert.match(String(error.error.message), /enrollment is off: .*EADDRINUSE/);
+      const shown = await send({ topic: 'bootstrap' });
+      assert.ok(shown.result, 'the actions still work');
+      const files = store.identityFiles('device', (await store.issueDevice('ee00000000fe')).record.commonName);
+      const answer = await rawRequest(port, { ca: store.caCertificatePem, cert: readFileSync(files.certificate, 'utf8'), key: readFileSync(files.privateKey, 'utf8') }, 'GET /fw/config.json HTTP/1.0\r\n\r\n');
+      assert.equal(answer.status, 200, 'devices with certificates are still served');
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
   });
 
   it('policy open: approved at once, with a warning at start', async () => {
