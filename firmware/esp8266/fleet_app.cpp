@@ -225,7 +225,7 @@ const char* secure(BearSSL::WiFiClientSecure& client, const char* host, uint16_t
   } else if (gKey->isRSA()) {
     client.setClientRSACert(gCert, gKey);
   } else if (gKey->isEC()) {
-    client.setClientECCert(gCert, gKey, BR_KEYUSAGE_SIGN, BR_KEYTYPE_RSA);
+    client.setClientECCert(gCert, gKey, BR_KEYTYPE_SIGN, BR_KEYTYPE_RSA);
   } else {
     Serial.println("the device key is neither RSA nor EC");
   }
