@@ -17,6 +17,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   broker: ['pki', 'fleet'],
   mosquitto: ['pki', 'fleet', 'broker'],
   enroll: ['pki', 'firmware'],
+  rollout: [],
   backup: ['pki', 'fleet', 'firmware', 'mosquitto'],
   issuer: ['pki', 'fleet', 'broker', 'mosquitto', 'backup'],
   dashboard: ['fleet', 'firmware'],
