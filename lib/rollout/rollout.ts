@@ -141,6 +141,16 @@ export class Rollout {
     return this.advance(now);
   }
 
+  /**
+   * The update server answered an updating device's check with nothing to install (304: it is
+   * not offered the target, e.g. pinned, or another product): it cannot get there, so it failed.
+   */
+  nothingOffered(id: string, reason: string, now: number): RolloutAction[] {
+    const d = this.s.devices[id];
+    if (!d || d.state !== 'updating') return [];
+    return [...this.fail(id, `the update server offers it nothing to install (${reason.slice(0, 80)})`, now), ...this.advance(now)];
+  }
+
   /** Bytes of the device's download, from the update server's progress events. */
   progress(id: string, percent: number): RolloutAction[] {
     const d = this.s.devices[id];

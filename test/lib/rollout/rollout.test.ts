@@ -143,6 +143,15 @@ describe('rollouts as a state machine (lib/rollout, docs/rollout.md)', () => {
     assert.throws(() => Rollout.resume({ version: 2 } as never), /not a rollout state/);
   });
 
+  it('a device the update server offers nothing (304) fails at once, not at the timeout', () => {
+    const { rollout: r } = Rollout.start(spec({ haltAt: 5 }), fleet(3), 0);
+    const [a, b, c] = ids(3);
+    const out = r.nothingOffered(a, 'pinned to 1.0.0', 500);
+    assert.equal(r.state.devices[a]!.reason, 'the update server offers it nothing to install (pinned to 1.0.0)');
+    assert.deepEqual(commanded(out), [b], 'below the threshold: the canary wave is over, the next one starts (cap 1)');
+    assert.deepEqual(r.nothingOffered(c, 'x', 600), [], 'only an updating device');
+  });
+
   it('progress: rises only, at most 100, while updating', () => {
     const { rollout: r } = Rollout.start(spec(), fleet(2), 0);
     const [a, b] = ids(2);
