@@ -1,0 +1,132 @@
+import * as path from 'node:path';
+import type { NodeAPI, Node, NodeDef, NodeMessage, NodeMessageInFlow } from 'node-red';
+import type { EspFleetNode } from '../esp-fleet/types';
+import { connectionBadge } from '../esp-fleet/types';
+import type { FleetClient } from '../../lib/fleet/fleet-client';
+import { buildCommand, resolveTargets } from '../../lib/fleet/commands';
+import { Rollout, RolloutAction, DeviceNow } from '../../lib/rollout/rollout';
+import { parseRolloutSpec } from '../../lib/rollout/rollout-spec';
+import { RolloutFile } from '../../lib/rollout/rollout-file';
+import { parseRolloutInput } from '../../lib/rollout/rollout-actions';
+import { folderInUserDir, errorText } from '../shared/settings';
+import { lifecycle } from '../shared/lifecycle';
+
+interface EspRolloutDef extends NodeDef {
+  fleet: string;
+  target: string;
+  devices: string;
+  canary: string;
+  waveSize: string;
+  cap: string;
+  soakS: string;
+  updateTimeoutS: string;
+  haltAt: string;
+  folder: string;
+}
+
+/** The clock of the rollout: timeouts, soaks and gates are looked at this often. */
+const TICK_MS = 1_000;
+
+export = function register(RED: NodeAPI): void {
+  function EspRollout(this: Node, config: EspRolloutDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const fleetNode = RED.nodes.getNode(config.fleet) as EspFleetNode | null;
+    // One file per node: a redeploy or a restart of Node-RED resumes where the rollout was.
+    const file = new RolloutFile(path.join(folderInUserDir(RED, config.folder, 'esp-fleet-rollouts'), `${node.id}.json`));
+    let rollout: Rollout | undefined;
+
+    const badge = (c: FleetClient): void => {
+      if (c.state !== 'connected') return node.status(connectionBadge(c.state));
+      if (!rollout) return node.status({ fill: 'grey', shape: 'ring', text: 'no rollout' });
+      const s = rollout.state;
+      const n = rollout.counts();
+      const text = `${s.status} · wave ${Math.min(s.wave + 1, s.waves.length)}/${s.waves.length} · ${n.updating} updating · ${n.passed} passed · ${n.failed} failed`;
+      const fill = s.status === 'halted' ? 'red' : s.status === 'paused' ? 'yellow' : s.status === 'running' ? 'blue' : s.status === 'done' ? 'green' : 'grey';
+      node.status({ fill, shape: s.status === 'running' ? 'dot' : 'ring', text: s.status === 'halted' ? `halted: ${s.reason ?? ''}`.slice(0, 60) : text });
+    };
+
+    /** Carries out what the rollout asks: commands out, one msg per device change (output 1), waves and status (output 2). */
+    const carry = (c: FleetClient, actions: RolloutAction[]): void => {
+      if (!rollout || actions.length === 0) return;
+      const r = rollout;
+      const summary = { target: r.state.spec.target, status: r.status, wave: r.state.wave + 1, waves: r.state.waves.length, counts: r.counts() };
+      for (const a of actions) {
+        if (a.type === 'command') {
+          const built = buildCommand(c.scheme.commandSet, c.scheme.commandSet === 'esp32' ? 'update/run' : 'firmware');
+          // A failed publish shows as the device's timeout; say why now.
+          c.publishCommand(a.id, built).catch((err) => node.warn(`rollout: the command to ${a.id} was not sent: ${errorText(err)}`));
+        } else if (a.type === 'device') {
+          const d = r.state.devices[a.id];
+          node.send([{ topic: a.id, payload: { device: a.id, state: a.state, wave: (d?.wave ?? 0) + 1, ...(a.reason ? { reason: a.reason } : {}), ...(a.percent !== undefined ? { percent: a.percent } : {}) }, rollout: summary } as NodeMessage, null]);
+        } else if (a.type === 'wave') {
+          node.send([null, { topic: 'wave', payload: { ...a, target: summary.target }, rollout: summary, text: `wave ${a.wave} ${a.state}: ${a.passed} passed, ${a.failed} failed, ${a.skipped} skipped` } as NodeMessage]);
+        } else {
+          node.send([null, { topic: a.status, payload: { ...a, target: summary.target, counts: summary.counts }, rollout: summary, text: `rollout of ${summary.target} ${a.status}${a.reason ? `: ${a.reason}` : ''}` } as NodeMessage]);
+        }
+      }
+      file.save(rollout).catch((err) => node.error(`rollout: its state was not saved: ${errorText(err)}`));
+      badge(c);
+    };
+
+    const life = lifecycle(node, async (own) => {
+      if (!fleetNode) throw new Error('no esp-fleet node is configured');
+      const c = await fleetNode.fleet();
+      rollout = await file.load();
+      own.onClose(() => file.idle());
+      own.listen(c, 'status', (id: string, update: { entry: { image?: string; lastStatus?: { errormessage?: string } } }) => {
+        if (rollout) carry(c, rollout.report(id, update.entry.image ?? '', update.entry.lastStatus?.errormessage ?? '', Date.now()));
+      });
+      own.listen(c, 'presence', (change: { id: string; online: boolean }) => {
+        if (rollout) carry(c, change.online ? rollout.online(change.id, Date.now()) : rollout.offline(change.id, Date.now()));
+      });
+      own.listen(c, 'state', () => badge(c));
+      own.every(() => {
+        if (rollout) carry(c, rollout.tick(Date.now()));
+      }, TICK_MS);
+      badge(c);
+      return c;
+    });
+
+    life.input(async (msg: NodeMessageInFlow, send, c) => {
+      const input = parseRolloutInput(msg.topic || 'start');
+      const now = Date.now();
+      const payload = (typeof msg.payload === 'object' && msg.payload !== null && !Buffer.isBuffer(msg.payload) ? msg.payload : {}) as Record<string, unknown>;
+      if (input.kind === 'ignored') return;
+      if (input.kind === 'server-event') {
+        const id = typeof payload.deviceId === 'string' ? payload.deviceId : undefined;
+        if (!rollout || !id) return;
+        if (input.event === 'download-progress' && typeof payload.percent === 'number') carry(c, rollout.progress(id, payload.percent));
+        if (input.event === 'not-modified') carry(c, rollout.nothingOffered(id, String(payload.reason ?? 'nothing newer'), now));
+        return;
+      }
+      switch (input.action) {
+        case 'start': {
+          if (rollout && ['running', 'paused', 'halted'].includes(rollout.status)) throw new Error(`a rollout of ${rollout.state.spec.target} is ${rollout.status}: abort it first`);
+          const field = (k: keyof EspRolloutDef): unknown => (payload[k] !== undefined ? payload[k] : config[k]);
+          const spec = parseRolloutSpec({ target: field('target'), canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
+          const ids = resolveTargets(field('devices') || '*', c.registry);
+          const devices: DeviceNow[] = ids.map((id) => {
+            const e = c.registry.get(id);
+            return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '' };
+          });
+          const started = Rollout.start(spec, devices, now);
+          rollout = started.rollout;
+          carry(c, [{ type: 'status', status: started.rollout.status, reason: `${Object.keys(started.rollout.state.devices).length} devices in ${started.rollout.state.waves.length} waves` }, ...started.actions]);
+          break;
+        }
+        case 'status':
+          break;
+        default: {
+          if (!rollout) throw new Error('no rollout: send start first');
+          const r = rollout;
+          carry(c, input.action === 'pause' ? r.pause(now) : input.action === 'resume' ? r.resume(now) : input.action === 'abort' ? r.abort(now) : r.retryFailed(now));
+        }
+      }
+      const s = rollout?.state;
+      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices } : { status: 'none' } } as NodeMessage]);
+    });
+  }
+
+  RED.nodes.registerType('esp-rollout', EspRollout);
+};
