@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { buildSimImage } from '../../lib/sim/sim-image';
 import { tempDir } from '../support/temp-dir';
-import { ExampleFixture, flowsLinksToExamples, V1, V2 } from '../support/example-fixture';
+import { ExampleFixture, flowsLinksToExamples, PRODUCT, V1, V2 } from '../support/example-fixture';
 import { FlowNode, loadExample, nodeById, PACKAGE_ROOT, tap, tapOutput, tapped, untilTapped } from '../support/node-red-process';
 import { EnrollingBoard } from '../support/enroll-board';
 
@@ -79,10 +79,14 @@ describe('example flows in the Node-RED runtime', function () {
     }
   });
 
-  it('nightly update: at "night" the outdated online devices get firmware, and the summary reaches the notification hook', async () => {
+  it('nightly update: at "night" the newest image goes out as an esp-rollout (canary, then a wave), and its start and end reach the notification hook', async () => {
     const from = await deploy('nightly-update.json', (flows) => {
       tap(flows, 'nightly-notify');
       tapOutput(flows, 'nightly-status', 3);
+      tapOutput(flows, 'nightly-rollout', 1);
+      // The fixture's product, and a short soak so the test does not wait 5 minutes per wave.
+      Object.assign(nodeById(flows, 'nightly-at-night'), { payload: PRODUCT });
+      Object.assign(nodeById(flows, 'nightly-rollout'), { soakS: '1', folder: 'nightly-rollouts' });
     });
     const fleet = await fx.startDevices(fleetIds);
     // The fleet table (what the night hands the update server) lists every device, online with its image.
@@ -92,10 +96,19 @@ describe('example flows in the Node-RED runtime', function () {
     };
     await untilTapped(fx.red, 'nightly-status-tap-3', tableOn(V1), 20_000, from);
     await fx.red.inject('nightly-at-night');
-    const summary = await untilTapped(fx.red, 'nightly-notify', () => true, 60_000, from);
-    assert.equal(summary.topic, 'Nightly update');
-    assert.match(String(summary.payload), /^firmware to 3 device\(s\): 3 succeeded, 0 failed, 0 timed out in \d+ s$/);
+    // The start msg reached esp-rollout: it answers with the rollout it started, of the newest image, to exactly our devices.
+    const started = (await untilTapped(fx.red, 'nightly-rollout-tap-1', (m) => m.topic === 'status', 20_000, from)).payload as { target: string; status: string; waves: number; devices: Record<string, unknown> };
+    assert.deepEqual([started.target, started.status], [V2, 'running']);
+    assert.deepEqual(Object.keys(started.devices).sort(), [...fleetIds].sort());
+    // 10 % canaries of 3 devices is one device, then one wave of the other two.
+    assert.equal(started.waves, 2);
+    const running = await untilTapped(fx.red, 'nightly-notify', () => true, 20_000, from);
+    assert.deepEqual([running.topic, running.payload], ['Nightly update', `rollout of ${V2} running: 3 devices in 2 waves`]);
+    const done = await untilTapped(fx.red, 'nightly-notify', (m) => String(m.payload).includes(' done'), 90_000, from);
+    assert.equal(done.payload, `rollout of ${V2} done: 3 updated, 0 failed, 0 offline (skipped)`);
     assert.deepEqual(fleet.images(), { [V2]: 3 });
+    const waves = tapped(fx.red, 'nightly-rollout-tap-1', from).filter((m) => m.topic === 'wave').map((m) => m.payload as { wave: number; state: string; passed: number });
+    assert.deepEqual(waves.map((w) => `${w.wave} ${w.state} ${w.passed}`), ['1 started 0', '1 passed 1', '2 started 0', '2 passed 2'], 'the canary passed its gate before the wave started');
 
     // A second night, once the table shows the new images, finds nothing to do.
     await untilTapped(fx.red, 'nightly-status-tap-3', tableOn(V2), 20_000, from);

@@ -6,7 +6,7 @@ import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { tempDir } from '../support/temp-dir';
 import { ExampleFixture, V1, V2 } from '../support/example-fixture';
 import { EnrollingBoard } from '../support/enroll-board';
-import { loadExample, PACKAGE_ROOT, tapOutput, untilTapped } from '../support/node-red-process';
+import { loadExample, nodeById, PACKAGE_ROOT, tapOutput, untilTapped } from '../support/node-red-process';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Devices in the fleet; DASHBOARD_DEVICES=10 DASHBOARD_SCREENSHOT=docs/dashboard.png makes the README picture. */
@@ -32,6 +32,8 @@ describe('fleet dashboard example in a browser', function () {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
     fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000, broker: 'embedded' });
     const flows = fx.patch(await loadExample('fleet-dashboard.json'));
+    // A soak of 2 s instead of 2 minutes, so a wave passes its gate within the test.
+    Object.assign(nodeById(flows, 'fleet-rollout'), { soakS: '2' });
     // The test's own button for the bootstrap line (the enrollment example has one for users).
     flows.push({ id: 'test-bootstrap', type: 'inject', z: 'fleet-dashboard-tab', name: '', props: [{ p: 'payload' }, { p: 'topic', vt: 'str' }], repeat: '', crontab: '', once: false, topic: 'bootstrap', payload: '', payloadType: 'str', x: 0, y: 0, wires: [['fleet-update-server']] });
     answers = tapOutput(flows, 'fleet-update-server', 0);
@@ -113,20 +115,55 @@ describe('fleet dashboard example in a browser', function () {
     await outcome('cert', 'sent');
   });
 
-  it('the rollout panel pins the chosen image and updates the outdated devices, showing progress and outcomes', async () => {
+  it('the rollout panel starts an esp-rollout: its devices appear in the table with their state; pause, resume and abort change the status shown', async () => {
+    /** The rollout table's row of a device, and the rollout's status line. */
+    const rolloutRow = (id: string) => page.locator('.esp-fleet-rollout-devices tr', { hasText: id });
+    const rolloutRows = page.locator('.esp-fleet-rollout-devices tbody tr');
+    const status = (text: string) => page.locator('.esp-fleet-rollout-progress', { hasText: text }).waitFor({ timeout: 20_000 });
+    // ids[1] runs V2 already (the row test above): the rollout leaves it out.
+    const outdated = ids.filter((id) => id !== ids[1]);
+
     await page.locator('.esp-fleet-rollout-image .v-field').click();
     await page.locator('.v-overlay .v-list-item', { hasText: V2 }).click();
     const cap = page.locator('.esp-fleet-rollout-cap input');
     await cap.fill('2');
     await cap.press('Enter');
     await page.getByRole('button', { name: 'Start rollout' }).click();
-    const progress = page.locator('.esp-fleet-rollout-progress');
-    const outdated = ids.length - 1;
-    const finished = progress.filter({ hasText: `Finished ${V2}: ${outdated}/${outdated} done · ${outdated} updated · 0 failed · 0 timed out` });
-    await finished.waitFor({ timeout: 90_000 });
-    // The cap from the panel went with the msg (esp-command's msg.maxInFlight) and held.
-    assert.match((await finished.textContent()) ?? '', new RegExp(`\\(${outdated} sent, at most [12] at once, cap 2\\)`));
-    for (const id of ids) await row(id).filter({ hasText: V2 }).waitFor({ timeout: 10_000 });
+    // One canary, then waves of 10 (the node's setting): two waves.
+    await status(`rollout of ${V2} running: ${outdated.length} devices in 2 waves`);
+    // The canary is the first device the table shows (the rollout takes them in the fleet's order).
+    await rolloutRows.first().waitFor({ timeout: 20_000 });
+    // Paused: the canary is still judged to the end, but the next wave does not start.
+    await page.getByRole('button', { name: 'Pause' }).click();
+    const canary = (await rolloutRows.first().locator('td').first().innerText()).trim();
+    assert.ok(outdated.includes(canary), `the canary ${canary} is one of the outdated devices`);
+    const rest = outdated.filter((id) => id !== canary);
+    await status(`rollout of ${V2} paused: paused by msg`);
+    await rolloutRow(canary).filter({ hasText: 'passed' }).waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(2500);
+    assert.equal(await rolloutRows.count(), 1, 'only the canary started while paused');
+    assert.deepEqual((await rolloutRow(canary).locator('td').allInnerTexts()).slice(0, 3).map((c) => c.trim()), [canary, '1', 'passed']);
+
+    // Resumed: the second wave starts, at most the cap (2) updating at once.
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await status(`rollout of ${V2} running`);
+    await page.locator('.esp-fleet-rollout-wave', { hasText: 'wave 2 started' }).waitFor({ timeout: 20_000 });
+    for (const id of rest) await rolloutRow(id).waitFor({ timeout: 20_000 });
+    const updating = await page.locator('.esp-fleet-rollout-devices tbody tr', { hasText: 'updating' }).count();
+    assert.ok(updating <= 2, `${updating} updating at once with a cap of 2`);
+
+    // Aborted for good: the status says so, and another start is possible.
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await status(`rollout of ${V2} aborted: aborted by msg`);
+    // The devices already commanded are still judged to the end; none is left updating or soaking.
+    await page.waitForFunction(() => {
+      const states = Array.from(document.querySelectorAll('.esp-fleet-rollout-devices tbody tr')).map((r) => r.textContent ?? '');
+      return states.length > 0 && states.every((t) => !/updating|soaking/.test(t));
+    }, undefined, { timeout: 60_000 });
+    // A new start takes the devices the aborted one left on V1, and finishes.
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+    await status(`rollout of ${V2} done`);
+    for (const id of ids) await row(id).filter({ hasText: V2 }).waitFor({ timeout: 20_000 });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'fleet-dashboard.png'), fullPage: true });
     if (process.env.DASHBOARD_SCREENSHOT) await page.screenshot({ path: path.resolve(PACKAGE_ROOT, process.env.DASHBOARD_SCREENSHOT), fullPage: true });
