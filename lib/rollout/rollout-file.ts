@@ -11,7 +11,7 @@ export class RolloutFile {
   private current: Rollout | undefined;
   private readonly writer = new CoalescingTask(async () => {
     const r = this.current;
-    if (r) await writeFileAtomic(this.file, `${JSON.stringify(r.state)}\n`);
+    if (r) await writeFileAtomic(this.file, `${JSON.stringify(r.view)}\n`);
     else await fs.rm(this.file, { force: true });
   });
 

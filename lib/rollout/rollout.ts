@@ -41,6 +41,8 @@ export interface RolloutState {
   updatedAt: number;
 }
 
+type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] };
+
 /** What the rollout asks its node to do or tell, in order. */
 export type RolloutAction =
   | { type: 'command'; id: string }
@@ -94,6 +96,11 @@ export class Rollout {
 
   get state(): RolloutState {
     return structuredClone(this.s);
+  }
+
+  /** The state as it is, not copied: for reading on every change (badge, rows, saving), never for changing. */
+  get view(): DeepReadonly<RolloutState> {
+    return this.s;
   }
 
   get status(): RolloutStatus {

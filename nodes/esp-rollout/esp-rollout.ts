@@ -10,6 +10,7 @@ import { RolloutFile } from '../../lib/rollout/rollout-file';
 import { parseRolloutInput } from '../../lib/rollout/rollout-actions';
 import { folderInUserDir, errorText } from '../shared/settings';
 import { lifecycle } from '../shared/lifecycle';
+import { rolloutRows } from '../../lib/dashboard/rollout-rows';
 
 interface EspRolloutDef extends NodeDef {
   fleet: string;
@@ -39,7 +40,7 @@ export = function register(RED: NodeAPI): void {
     const badge = (c: FleetClient): void => {
       if (c.state !== 'connected') return node.status(connectionBadge(c.state));
       if (!rollout) return node.status({ fill: 'grey', shape: 'ring', text: 'no rollout' });
-      const s = rollout.state;
+      const s = rollout.view;
       const n = rollout.counts();
       const text = `${s.status} · wave ${Math.min(s.wave + 1, s.waves.length)}/${s.waves.length} · ${n.updating} updating · ${n.passed} passed · ${n.failed} failed`;
       const fill = s.status === 'halted' ? 'red' : s.status === 'paused' ? 'yellow' : s.status === 'running' ? 'blue' : s.status === 'done' ? 'green' : 'grey';
@@ -50,15 +51,19 @@ export = function register(RED: NodeAPI): void {
     const carry = (c: FleetClient, actions: RolloutAction[]): void => {
       if (!rollout || actions.length === 0) return;
       const r = rollout;
-      const summary = { target: r.state.spec.target, status: r.status, wave: r.state.wave + 1, waves: r.state.waves.length, counts: r.counts() };
+      const v = r.view;
+      const summary = { target: v.spec.target, status: r.status, wave: v.wave + 1, waves: v.waves.length, counts: r.counts() };
+      // Every device of the rollout as table rows, on each device msg: a ui-table takes msg.rows as its payload.
+      let rows: ReturnType<typeof rolloutRows> | undefined;
+      const rowsNow = (): ReturnType<typeof rolloutRows> => (rows ??= rolloutRows(v));
       for (const a of actions) {
         if (a.type === 'command') {
           const built = buildCommand(c.scheme.commandSet, c.scheme.commandSet === 'esp32' ? 'update/run' : 'firmware');
           // A failed publish shows as the device's timeout; say why now.
           c.publishCommand(a.id, built).catch((err) => node.warn(`rollout: the command to ${a.id} was not sent: ${errorText(err)}`));
         } else if (a.type === 'device') {
-          const d = r.state.devices[a.id];
-          node.send([{ topic: a.id, payload: { device: a.id, state: a.state, wave: (d?.wave ?? 0) + 1, ...(a.reason ? { reason: a.reason } : {}), ...(a.percent !== undefined ? { percent: a.percent } : {}) }, rollout: summary } as NodeMessage, null]);
+          const d = v.devices[a.id];
+          node.send([{ topic: a.id, payload: { device: a.id, state: a.state, wave: (d?.wave ?? 0) + 1, ...(a.reason ? { reason: a.reason } : {}), ...(a.percent !== undefined ? { percent: a.percent } : {}) }, rollout: summary, rows: rowsNow() } as NodeMessage, null]);
         } else if (a.type === 'wave') {
           node.send([null, { topic: 'wave', payload: { ...a, target: summary.target }, rollout: summary, text: `wave ${a.wave} ${a.state}: ${a.passed} passed, ${a.failed} failed, ${a.skipped} skipped` } as NodeMessage]);
         } else {
@@ -124,7 +129,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
       const s = rollout?.state;
-      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices } : { status: 'none' } } as NodeMessage]);
+      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
     });
   }
 

@@ -90,6 +90,9 @@ describe('esp-rollout on a real Mosquitto (devices that update, refuse or stay s
     const failed = await devicesOut.until((m) => m.payload.state === 'failed');
     assert.equal(failed.topic, tampered);
     assert.match(failed.payload.reason, /refused the image: Update failed: signature verification failed/);
+    // Every device msg carries the whole rollout as table rows, queued devices included.
+    assert.deepEqual(failed.rows.map((r: Msg) => r.device), DEVICES);
+    assert.equal(failed.rows.find((r: Msg) => r.device === tampered).state, 'failed');
     // Wave 3 is (3, 4): 4 still finishes; 5 never gets the command.
     await devicesOut.until((m) => m.topic === DEVICES[4] && m.payload.state === 'passed', 10_000);
     await new Promise((r) => setTimeout(r, 1_500));

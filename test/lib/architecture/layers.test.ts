@@ -20,7 +20,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   rollout: [],
   backup: ['pki', 'fleet', 'firmware', 'mosquitto'],
   issuer: ['pki', 'fleet', 'broker', 'mosquitto', 'backup'],
-  dashboard: ['fleet', 'firmware'],
+  dashboard: ['fleet', 'firmware', 'rollout'],
   sim: ['pki', 'fleet', 'firmware', 'mosquitto', 'device'],
 };
 const BASE = new Set(['concurrency', 'fs', 'net']);
