@@ -119,7 +119,7 @@ export class Rollout {
     if (d.state === 'updating') {
       if (newError) out.push(...this.fail(id, `refused the image: ${error}`, now));
       else if (image === this.s.spec.target) out.push(...this.enter(id, 'soaking', now));
-      else if (d.rebooted) out.push(...this.fail(id, `came back on the old image ${image}`, now));
+      else if (d.rebooted) out.push(...this.fail(id, `came back on ${image}, not ${this.s.spec.target}`, now));
     } else if (d.state === 'soaking') {
       if (image !== this.s.spec.target) out.push(...this.fail(id, `went back to ${image} while soaking`, now));
       else if (newError) out.push(...this.fail(id, `reported an error while soaking: ${error}`, now));

@@ -83,7 +83,7 @@ describe('rollouts as a state machine (lib/rollout, docs/rollout.md)', () => {
     r.offline(a, 100);
     r.online(a, 200);
     r.report(a, OLD, '', 300);
-    assert.equal(r.state.devices[a]!.reason, `came back on the old image ${OLD}`);
+    assert.equal(r.state.devices[a]!.reason, `came back on ${OLD}, not ${NEW}`);
     update(r, b, 100);
     r.offline(b, 5_000);
     assert.equal(r.state.devices[b]!.reason, 'went offline while soaking');
