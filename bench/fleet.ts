@@ -17,7 +17,7 @@
  * cap's worth and --waves waves in all, each gated by a soak of --soak-s, the cap the same;
  * timed from `start` to the node's `done`, against waves × soak + ceil(rollout / cap) × alone.
  *
- *   npm run bench:fleet                    # build + full run: 10,000 devices, an outage, a 1,000-device rollout (~17 min)
+ *   npm run bench:fleet                    # build + full run: 10,000 devices, an outage, two 1,000-device rollouts (~30 min, estimated)
  *   node dist/bench/fleet.js --quick       # 200 devices, 50-device rollout: a smoke run
  *
  * Outage phase (after the steady state): Mosquitto is stopped for --outage-s seconds and started
