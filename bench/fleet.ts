@@ -11,9 +11,13 @@
  * Printed: devices connected (as the devices and as Node-RED see them) and how long it took,
  * Node-RED's RSS and CPU while connecting, in steady state and during the rollout, the time to
  * full rollout and, as the reference, its lower bound: ceil(rollout / cap) × the time one
- * device takes on its own (measured first, in the same run).
+ * device takes on its own (measured first, in the same run: the mean of five devices, one at a time).
  *
- *   npm run bench:fleet                    # build + full run: 10,000 devices, an outage, a 1,000-device rollout (~17 min)
+ * Then the same rollout size on other devices through `esp-rollout` (issue 15): a canary of one
+ * cap's worth and --waves waves in all, each gated by a soak of --soak-s, the cap the same;
+ * timed from `start` to the node's `done`, against waves × soak + ceil(rollout / cap) × alone.
+ *
+ *   npm run bench:fleet                    # build + full run: 10,000 devices, an outage, two 1,000-device rollouts (~30 min, estimated)
  *   node dist/bench/fleet.js --quick       # 200 devices, 50-device rollout: a smoke run
  *
  * Outage phase (after the steady state): Mosquitto is stopped for --outage-s seconds and started
@@ -26,7 +30,7 @@
  * Sizes: --devices N (BENCH_DEVICES), --rollout R (BENCH_ROLLOUT), --cap C (BENCH_CAP),
  * --sim-procs P (BENCH_SIM_PROCS), --boots-per-second B per process (BENCH_BOOTS), --steady-s S
  * (BENCH_STEADY_S), --image-kib K (BENCH_IMAGE_KIB), --outage-s O (BENCH_OUTAGE_S, 0 skips),
- * --keep.
+ * --waves W (BENCH_WAVES), --soak-s S (BENCH_SOAK_S), --keep.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -47,6 +51,7 @@ import { startNodeRed } from './lib/node-red-runtime';
 import { cpuBetween, processMemory, snapshot, CpuSnapshot } from './lib/proc-cpu';
 import { IpcChild } from './lib/ipc-child';
 import type { SimCommand, SimReply, SimStats } from './lib/sim-fleet-child';
+import { benchWaves, runRollout } from './lib/rollout-phase';
 
 const GOAL_DEVICES = 10_000;
 /** All devices back online within this long after the broker is back. */
@@ -60,7 +65,7 @@ const V2 = `${PRODUCT}-1.1.0`;
 
 const args = parseArgs(process.argv.slice(2));
 if (args.has('help')) {
-  process.stdout.write('usage: node dist/bench/fleet.js [--quick] [--devices N] [--rollout R] [--cap C] [--sim-procs P] [--boots-per-second B] [--steady-s S] [--image-kib K] [--outage-s O] [--timing esp8266|fast] [--keep]\n');
+  process.stdout.write('usage: node dist/bench/fleet.js [--quick] [--devices N] [--rollout R] [--cap C] [--sim-procs P] [--boots-per-second B] [--steady-s S] [--image-kib K] [--outage-s O] [--waves W] [--soak-s S] [--timing esp8266|fast] [--keep]\n');
   process.exit(0);
 }
 const quick = args.has('quick');
@@ -75,9 +80,22 @@ const N = {
   outageS: intOption(args, 'outage-s', 'BENCH_OUTAGE_S', quick ? 5 : 10),
   /** Devices with a real ESP8266's timing (downloads at 20 KB/s, 2 s handshakes, boots of ~4 s), or `fast`. */
   timing: (args.get('timing') ?? process.env.BENCH_TIMING ?? 'esp8266') as 'esp8266' | 'fast',
+  /** esp-rollout: waves in all (the canary is the first) and the soak of each gate. */
+  waves: intOption(args, 'waves', 'BENCH_WAVES', 3),
+  soakS: 0,
 };
 if (N.timing !== 'esp8266' && N.timing !== 'fast') throw new Error('--timing is esp8266 or fast');
-if (N.rollout + 1 > N.devices) throw new Error('--rollout must be smaller than --devices (one more device measures a lone update)');
+// A short soak: a tenth of a minute with a real ESP8266's timing, two seconds with `fast` (a device's update takes ~0.3 s there).
+N.soakS = intOption(args, 'soak-s', 'BENCH_SOAK_S', quick || N.timing === 'fast' ? 2 : 10);
+/**
+ * Devices that measure a lone update, one after the other; their mean is the reference. A mean,
+ * because a device's first MQTT attempt after its reboot waits a jitter of up to config.json's
+ * retrytimeout (5 s here, not scaled by `fast`; docs/wire-contract.md, Device timing), so one
+ * update takes its work plus 0–5 s, and a cap's slots pass devices at the mean rate.
+ */
+const LONE = 5;
+if (2 * N.rollout + LONE > N.devices) throw new Error(`--devices must be at least 2 × --rollout + ${LONE} (esp-command's rollout, esp-rollout's, and ${LONE} lone updates)`);
+const plan = benchWaves(N.rollout, N.cap, N.waves);
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const mb = (bytes: number | undefined): string => (bytes === undefined ? '?' : `${Math.round(bytes / 1048576)} MB`);
@@ -101,7 +119,7 @@ async function issueDevices(store: CaStore, ids: string[]): Promise<string[]> {
 
 async function main(): Promise<void> {
   const info = machineInfo();
-  log(`bench/fleet on ${info.cpus} × ${info.cpuModel}, Node ${process.version}: ${N.devices} devices, rollout ${N.rollout} with cap ${N.cap}`);
+  log(`bench/fleet on ${info.cpus} × ${info.cpuModel}, Node ${process.version}: ${N.devices} devices, rollout ${N.rollout} with cap ${N.cap} (esp-command), then ${plan.sizes.join(' + ')} with soak ${N.soakS} s (esp-rollout)`);
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'esp-fleet-bench-fleet-'));
   if (!args.has('keep')) process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
@@ -122,7 +140,7 @@ async function main(): Promise<void> {
   const trusts = [service.keyring.exportPublic((await service.keyring.current('esp8266-rsa')).id).pem];
   log(`prepared in ${round((performance.now() - t0) / 1000)} s (${N.devices} device certificates from CSRs, mosquitto ${broker.version})`);
 
-  const red = await startNodeRed({ requiredTypes: ['esp-ca', 'esp-fleet', 'esp-status', 'esp-command', 'esp-firmware-server'] });
+  const red = await startNodeRed({ requiredTypes: ['esp-ca', 'esp-fleet', 'esp-status', 'esp-command', 'esp-firmware-server', 'esp-rollout'] });
   await red.deploy([
     { id: 'tab', type: 'tab', label: 'fleet' },
     { id: 'ca', type: 'esp-ca', folder: store.dir },
@@ -130,7 +148,11 @@ async function main(): Promise<void> {
     { id: 'status', z: 'tab', x: 100, y: 100, type: 'esp-status', fleet: 'fleet', wires: [[], [], []] },
     { id: 'cmd', z: 'tab', x: 100, y: 200, type: 'esp-command', fleet: 'fleet', command: 'firmware', devices: '*', onlineOnly: true, maxInFlight: String(N.cap), outcomeTimeout: '300', wires: [[], [], []] },
     // Every simulated device connects from 127.0.0.1: the connection caps lifted above the rollout's needs.
-    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), maxConnections: '4096', maxConnectionsPerAddress: '4096', mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: String(RETRY_MS), waittimeout: String(WAIT_MS), wires: [[], []] },
+    // esp-rollout: the same cap; the update server's events wired in (download progress, 304s), as a dashboard wires them.
+    { id: 'roll', z: 'tab', x: 100, y: 400, type: 'esp-rollout', fleet: 'fleet', target: V2, devices: '', canary: String(plan.canary), waveSize: String(plan.waveSize), cap: String(N.cap), soakS: String(N.soakS), updateTimeoutS: '300', haltAt: '20%', folder: '', wires: [['roll-d'], ['roll-s']] },
+    { id: 'roll-d', z: 'tab', x: 300, y: 400, type: 'bench-count', wires: [] },
+    { id: 'roll-s', z: 'tab', x: 300, y: 450, type: 'bench-count', wires: [] },
+    { id: 'fw', z: 'tab', x: 100, y: 300, type: 'esp-firmware-server', ca: 'ca', hostname: 'localhost', port: String(fwPort), bindAddress: '127.0.0.1', downloadPath: 'fw', folder: fwDir, maxDownloads: String(N.cap * 2), maxConnections: '4096', maxConnectionsPerAddress: '4096', mqttport: String(mqttPort), statusinterval: '60000', retrytimeout: String(RETRY_MS), waittimeout: String(WAIT_MS), wires: [[], ['roll']] },
   ]);
   let fleetNode: { fleet(): Promise<FleetClient> } | null = null;
   for (let i = 0; !(fleetNode = red.getNode('fleet')); i++) {
@@ -196,20 +218,32 @@ async function main(): Promise<void> {
   // 3. Outage: the broker goes away for --outage-s and comes back on the same config.
   const outage = N.outageS > 0 ? await brokerOutage() : undefined;
 
-  // 4. Reference: one device updated on its own, then the rollout with the cap.
-  const lone = ids[ids.length - 1]!;
-  const waitImage = async (targets: string[], limitMs: number): Promise<number> => {
-    const until = performance.now() + limitMs;
-    for (;;) {
-      const done = targets.filter((id) => client.registry.get(id)?.image === V2).length;
-      if (done === targets.length || performance.now() > until) return done;
-      await sleep(100);
-    }
-  };
-  const l0 = performance.now();
-  red.getNode<{ receive(msg: object): void }>('cmd')!.receive({ payload: 'firmware', device: lone });
-  await waitImage([lone], 60_000);
-  const loneS = (performance.now() - l0) / 1000;
+  // 4. Reference: one device updated on its own (five, one after the other; the mean), then the rollout with the cap.
+  // Done when the device's status reports the new image: read from the status events, not polled.
+  const waitImage = (targets: string[], limitMs: number): Promise<number> =>
+    new Promise((resolve) => {
+      const left = new Set(targets.filter((id) => client.registry.get(id)?.image !== V2));
+      const onStatus = (id: string, update: { entry: { image?: string } }): void => {
+        if (update.entry.image === V2 && left.delete(id) && left.size === 0) finish();
+      };
+      const finish = (): void => {
+        clearTimeout(timer);
+        client.off('status', onStatus);
+        resolve(targets.length - left.size);
+      };
+      const timer = setTimeout(finish, limitMs);
+      client.on('status', onStatus);
+      if (left.size === 0) finish();
+    });
+  const lones: number[] = [];
+  for (const lone of ids.slice(-LONE)) {
+    const l0 = performance.now();
+    red.getNode<{ receive(msg: object): void }>('cmd')!.receive({ payload: 'firmware', device: lone });
+    if ((await waitImage([lone], 120_000)) !== 1) throw new Error(`the lone update of ${lone} did not arrive within 120 s`);
+    lones.push((performance.now() - l0) / 1000);
+  }
+  const loneS = lones.reduce((a, b) => a + b, 0) / lones.length;
+  log(`one device alone: ${lones.map((x) => round(x, 2)).join(' / ')} s (mean ${round(loneS, 2)} s)`);
   const rolloutIds = ids.slice(0, N.rollout);
   const r0 = snapshot(pids);
   peakRss = 0;
@@ -217,8 +251,22 @@ async function main(): Promise<void> {
   const updated = await waitImage(rolloutIds, 30 * 60_000);
   const r1 = snapshot(pids);
   const rolloutS = (r1.at - r0.at) / 1000;
-  rows.push(phase('rollout', r0, r1));
+  rows.push(phase('rollout (esp-command)', r0, r1));
   const rolloutPeak = peakRss;
+  log(`esp-command: ${updated} of ${N.rollout} on ${V2} in ${round(rolloutS)} s`);
+
+  // 5. The same size through esp-rollout, on devices still on V1: waves, gates with a soak.
+  const waveIds = ids.slice(N.rollout, 2 * N.rollout);
+  const boundWavesS = N.waves * N.soakS + Math.ceil(N.rollout / N.cap) * loneS;
+  const w0 = snapshot(pids);
+  peakRss = 0;
+  const waved = await runRollout(red, { rollout: 'roll', devicesOut: 'roll-d', statusOut: 'roll-s' }, waveIds, Math.max(10 * 60_000, 3 * boundWavesS * 1000));
+  const w1 = snapshot(pids);
+  rows.push(phase('rollout (esp-rollout)', w0, w1));
+  const wavedPeak = peakRss;
+  const wavedOnTarget = waveIds.filter((id) => client.registry.get(id)?.image === V2).length;
+  const wavedS = waved.ms / 1000;
+  log(`esp-rollout: ${waved.end ? `${waved.end.status}: ${waved.end.reason}` : '** no end **'} in ${round(wavedS)} s; gates at ${waved.gates.map((g) => round(g / 1000)).join(', ')} s`);
   clearInterval(rssTimer);
   const after = totals(await simStats());
 
@@ -243,12 +291,18 @@ async function main(): Promise<void> {
         [
           ['devices connected (devices / Node-RED online)', `${simOnline} / ${redOnline} of ${N.devices}`, `${GOAL_DEVICES} ${simOnline >= GOAL_DEVICES ? 'met' : '** not met **'}`],
           ['time to connect all', `${round(connectS)} s (boots paced at ${N.boots * N.simProcs}/s)`, ''],
-          ['one device alone: command → new image', `${round(loneS, 2)} s`, ''],
-          [`rollout of ${N.rollout}, cap ${N.cap}`, `${updated} updated in ${round(rolloutS)} s`, `${updated === N.rollout ? 'all' : '** not all **'}`],
-          ['lower bound ceil(R/cap) × alone', `${round(lowerBound)} s`, ''],
-          ['rollout efficiency (lower bound / actual)', `${round(lowerBound / rolloutS, 2)}×`, ''],
+          [`one device alone: command → new image (mean of ${LONE})`, `${round(loneS, 2)} s (${lones.map((x) => round(x, 2)).join(' / ')})`, ''],
+          [`esp-command: rollout of ${N.rollout}, cap ${N.cap}`, `${updated} updated in ${round(rolloutS)} s`, `${updated === N.rollout ? 'all' : '** not all **'}`],
+          ['  lower bound ceil(R/cap) × alone', `${round(lowerBound)} s`, ''],
+          ['  efficiency (lower bound / actual)', `${round(lowerBound / rolloutS, 2)}×`, ''],
+          ['  Node-RED peak RSS', mb(rolloutPeak), ''],
+          [`esp-rollout: ${N.rollout} in ${plan.sizes.length} waves (${plan.sizes.join(' + ')}), cap ${N.cap}, soak ${N.soakS} s`, `${waved.end ? `${waved.end.status} in ${round(wavedS)} s: ${waved.end.reason}` : `** no end within ${round(wavedS)} s **`}; ${wavedOnTarget} on ${V2}`, `${waved.end?.status === 'done' && wavedOnTarget === N.rollout ? 'all' : '** not all **'}`],
+          ['  gates passed at', waved.gates.map((g) => `${round(g / 1000)} s`).join(', '), ''],
+          ['  lower bound waves × soak + ceil(R/cap) × alone', `${round(boundWavesS)} s`, ''],
+          ['  efficiency (lower bound / actual)', `${round(boundWavesS / wavedS, 2)}×`, `>= 0.9 ${boundWavesS / wavedS >= 0.9 ? 'met' : '** not met **'}`],
+          ['  msgs out of esp-rollout (per device / waves and status; with a percent)', `${waved.deviceMsgs} / ${waved.statusMsgs} (${waved.percentMsgs})`, ''],
+          ['  Node-RED peak RSS', mb(wavedPeak), ''],
           ...outageRows,
-          ['Node-RED peak RSS during rollout', mb(rolloutPeak), ''],
           ['simulator RSS (all processes)', mb(after.rss), ''],
         ],
       ) +
@@ -258,7 +312,7 @@ async function main(): Promise<void> {
   await Promise.all(sims.map((s) => s.close({ cmd: 'close' }, 'closed')));
   await red.stop();
   await broker.stop();
-  process.exit(updated === N.rollout && (!outage || outage.t100Ms !== undefined) ? 0 : 1);
+  process.exit(updated === N.rollout && waved.end?.status === 'done' && wavedOnTarget === N.rollout && (!outage || outage.t100Ms !== undefined) ? 0 : 1);
 
   /** Stops the broker, starts it again after --outage-s, and watches the fleet come back. */
   async function brokerOutage(): Promise<{ t99Ms?: number; t100Ms?: number; lastOnline: number; peakPerSecond: number; peakAttemptsPerSecond: number; waittimeoutReboots: number; otherReboots: number; nodeRedBackMs?: number; peakRss: number }> {
