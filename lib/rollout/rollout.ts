@@ -166,6 +166,16 @@ export class Rollout {
     return [{ type: 'device', id, state: d.state, percent: d.percent }];
   }
 
+  /** When the next timeout or end of a soak falls due (ms since the epoch), or undefined when none can. */
+  nextDueAt(): number | undefined {
+    let due: number | undefined;
+    for (const d of Object.values(this.s.devices)) {
+      const at = d.state === 'updating' ? d.since + this.s.spec.updateTimeoutMs : d.state === 'soaking' ? d.since + this.s.spec.soakMs : undefined;
+      if (at !== undefined && (due === undefined || at < due)) due = at;
+    }
+    return due;
+  }
+
   /** The clock: timeouts, soaks that ended, the gate of the running wave. */
   tick(now: number): RolloutAction[] {
     return this.advance(now);

@@ -25,8 +25,8 @@ interface EspRolloutDef extends NodeDef {
   folder: string;
 }
 
-/** The clock of the rollout: timeouts, soaks and gates are looked at this often. */
-const TICK_MS = 1_000;
+/** The clock of the rollout besides its own due times (a soak's end, a timeout): a slow backstop. */
+const TICK_MS = 5_000;
 
 export = function register(RED: NodeAPI): void {
   function EspRollout(this: Node, config: EspRolloutDef): void {
@@ -36,6 +36,17 @@ export = function register(RED: NodeAPI): void {
     // One file per node: a redeploy or a restart of Node-RED resumes where the rollout was.
     const file = new RolloutFile(path.join(folderInUserDir(RED, config.folder, 'esp-fleet-rollouts'), `${node.id}.json`));
     let rollout: Rollout | undefined;
+    // One timer for the rollout's next due time, so a gate opens when the soak ends, not at the next tick.
+    let dueTimer: NodeJS.Timeout | undefined;
+    let tickNow: () => void = () => undefined;
+    const scheduleDue = (): void => {
+      if (dueTimer) clearTimeout(dueTimer);
+      dueTimer = undefined;
+      const due = rollout?.nextDueAt();
+      if (due === undefined) return;
+      dueTimer = setTimeout(() => tickNow(), Math.max(0, due - Date.now()) + 5);
+      dueTimer.unref();
+    };
 
     const badge = (c: FleetClient): void => {
       if (c.state !== 'connected') return node.status(connectionBadge(c.state));
@@ -72,6 +83,7 @@ export = function register(RED: NodeAPI): void {
       }
       file.save(rollout).catch((err) => node.error(`rollout: its state was not saved: ${errorText(err)}`));
       badge(c);
+      scheduleDue();
     };
 
     const life = lifecycle(node, async (own) => {
@@ -86,9 +98,12 @@ export = function register(RED: NodeAPI): void {
         if (rollout) carry(c, change.online ? rollout.online(change.id, Date.now()) : rollout.offline(change.id, Date.now()));
       });
       own.listen(c, 'state', () => badge(c));
-      own.every(() => {
-        if (rollout) carry(c, rollout.tick(Date.now()));
-      }, TICK_MS);
+      tickNow = () => {
+        if (rollout && !own.closing) carry(c, rollout.tick(Date.now()));
+      };
+      own.every(() => tickNow(), TICK_MS);
+      own.onClose(() => dueTimer && clearTimeout(dueTimer));
+      scheduleDue();
       badge(c);
       return c;
     });

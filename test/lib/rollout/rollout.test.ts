@@ -152,6 +152,17 @@ describe('rollouts as a state machine (lib/rollout, docs/rollout.md)', () => {
     assert.deepEqual(r.nothingOffered(c, 'x', 600), [], 'only an updating device');
   });
 
+  it('says when it next falls due: the earliest timeout or end of a soak', () => {
+    const { rollout: r } = Rollout.start(spec({ canary: 2, cap: 2, soakS: 10, updateTimeoutS: 60 }), fleet(2), 1_000);
+    const [a] = ids(2);
+    assert.equal(r.nextDueAt(), 61_000, 'both updating since 1 s: the timeout');
+    update(r, a, 5_000);
+    assert.equal(r.nextDueAt(), 5_002 + 10_000, 'a soaks from its report at 5.002 s');
+    r.tick(15_002);
+    assert.equal(r.state.devices[a]!.state, 'passed');
+    assert.equal(r.nextDueAt(), 61_000);
+  });
+
   it('progress: rises only, at most 100, while updating', () => {
     const { rollout: r } = Rollout.start(spec(), fleet(2), 0);
     const [a, b] = ids(2);
