@@ -94,6 +94,8 @@ export async function startWorkers(p: {
         continue;
       }
       if (item.slot !== undefined && item.event.type === 'download-start') open.set(`${worker}:${item.slot}`, item.event);
+      // Late progress of a download already reported aborted here (its worker exited): dropped.
+      if (item.slot !== undefined && item.event.type === 'download-progress' && !open.has(`${worker}:${item.slot}`)) continue;
       options.onEvent?.(item.event);
     }
   };
