@@ -85,12 +85,12 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     );
     slot.release();
   });
-  // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
-  // One 'drain' listener for the whole download (not a once-wrapper per slice).
   const progress = progressReporter(image.length, (bytes, percent) =>
     emit(x, { type: 'download-progress', status: 200, image: offer.name, sha256: offer.sha256, bytes, total: image.length, percent }, slot.id),
   );
   res.once('close', progress.stop);
+  // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
+  // One 'drain' listener for the whole download (not a once-wrapper per slice).
   const pump = (): void => {
     while (sent < image.length) {
       const end = Math.min(sent + sliceBytes(downloads.sending), image.length);
