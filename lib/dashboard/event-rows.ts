@@ -25,11 +25,12 @@ export interface ServerEventRow {
   path: string;
   status: number;
   image: string;
-  /** Why it was refused, or how much was sent and how fast. */
+  /** Why it was refused, or how much was sent and how fast (or how far, for a progress event). */
   detail: string;
 }
 
 export function serverEventRow(e: UpdateEvent): ServerEventRow {
-  const sent = e.bytes ? `${e.bytes} bytes${e.ms ? ` in ${e.ms} ms` : ''}` : '';
+  const sent =
+    e.type === 'download-progress' ? `${e.percent ?? 0} % (${e.bytes ?? 0} of ${e.total ?? 0} bytes)` : e.bytes ? `${e.bytes} bytes${e.ms ? ` in ${e.ms} ms` : ''}` : '';
   return { at: e.at, type: e.type, device: e.deviceId ?? '', path: e.path, status: e.status, image: e.image ?? '', detail: e.reason ?? sent };
 }

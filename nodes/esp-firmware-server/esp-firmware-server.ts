@@ -132,6 +132,11 @@ export = function register(RED: NodeAPI): void {
           if (w.event === 'exited') node.warn(`update server worker ${w.worker} (pid ${w.pid}) exited (${w.signal ?? `code ${w.code}`}); starting it again in ${w.restartInMs} ms`);
         },
         onEvent: (event: UpdateEvent) => {
+          // Up to 20 a download: out on output 2, but neither in the last-25 window nor on the badge.
+          if (event.type === 'download-progress') {
+            node.send([null, { topic: event.type, payload: event, recent: recentEvents.list() } as NodeMessage]);
+            return;
+          }
           if (event.type === 'download-start') downloads++;
           if (event.type === 'download-complete' || event.type === 'download-aborted') downloads = Math.max(0, downloads - 1);
           showListeningSoon();

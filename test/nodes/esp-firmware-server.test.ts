@@ -93,6 +93,37 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     assert.deepEqual([done.payload.deviceId, done.payload.image, done.payload.bytes], [DEV, `${P}-1.1.0`, update.body.length]);
   });
 
+  it('sends download progress out of output 2 but keeps it out of msg.recent', async () => {
+    // A product and device of its own: the folder is shared with the tests above.
+    const P3 = 'BARN_D1MINI';
+    const DEV3 = '84f3eb0000f6';
+    await helper.load(nodes, flow());
+    const store = await (helper.getNode('ca') as unknown as EspCaNode).store();
+    await store.issueDevice(DEV3);
+    await send({ topic: 'publish', payload: build(), platform: 'esp8266', product: P3, version: '1.0.0' });
+    // 1 MB: about 16 writes of 64 KiB, so progress crosses many 5 % steps.
+    const big = Buffer.concat([Buffer.from([0xe9]), randomBytes(1_000_000)]);
+    await send({ topic: 'publish', payload: big, platform: 'esp8266', product: P3, version: '1.1.0' });
+    const events: Msg[] = [];
+    helper.getNode('events').on('input', (m: Msg) => events.push(m));
+    const id = { ca: store.caCertificatePem, cert: readFileSync(path.join(store.deviceFilesDir, `${DEV3}.crt`), 'utf8'), key: readFileSync(path.join(store.deviceFilesDir, `${DEV3}.key`), 'utf8') };
+    const update = await rawRequest(port, id, esp8266UpdateRequest(`/fw/firmware.bin?curimage=${P3}-1.0.0`, { mac: '84:F3:EB:00:00:F6' }));
+    assert.equal(update.status, 200);
+    await until('download-complete', async () => events.some((e) => e.topic === 'download-complete'), 5_000);
+    const progress = events.filter((e) => e.topic === 'download-progress');
+    assert.ok(progress.length >= 10 && progress.length <= 20, `${progress.length} progress msgs`);
+    assert.deepEqual(progress.map((m) => m.payload.type), progress.map(() => 'download-progress'));
+    assert.deepEqual(progress.map((m) => m.payload.percent), [...progress.map((m) => m.payload.percent)].sort((a, b) => a - b));
+    const last = progress[progress.length - 1]!.payload;
+    assert.deepEqual([last.deviceId, last.image, last.percent, last.bytes, last.total], [DEV3, `${P3}-1.1.0`, 100, update.body.length, update.body.length]);
+    // The window: the other events only, and a progress msg carries it as it stands.
+    const done = events.find((e) => e.topic === 'download-complete')!;
+    assert.deepEqual(done.recent.slice(0, 3).map((r: Msg) => r.type), ['download-complete', 'download-start', 'check']);
+    for (const m of events) assert.ok(!m.recent.some((r: Msg) => r.type === 'download-progress'), `${m.topic} msg has progress rows`);
+    const start = events.find((e) => e.topic === 'download-start')!;
+    assert.deepEqual(progress[0]!.recent, start.recent);
+  });
+
   it('sets per-device config overrides, exports the public key, lists and assigns by msg', async () => {
     await helper.load(nodes, flow());
     const set = await send({ topic: 'config', payload: { device: '84:F3:EB:00:00:D4', overrides: { statusinterval: 5000 } } });
@@ -132,7 +163,7 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
         const r = await sent;
         const deadline = Date.now() + 5_000;
-        while (!events.slice(n).some((e) => e.topic !== 'check' && e.topic !== 'download-start')) {
+        while (!events.slice(n).some((e) => !['check', 'download-start', 'download-progress'].includes(e.topic))) {
           if (Date.now() > deadline) throw new Error(`no events: ${events.slice(n).map((e) => e.topic).join(',')}`);
           await new Promise((res) => setTimeout(res, 20));
         }
@@ -143,8 +174,10 @@ describe('esp-firmware-server node (real Node-RED runtime, real HTTPS)', functio
     };
     const first = await fromWorker(`${P2}-1.0.0`);
     assert.equal(first.status, 200);
-    assert.deepEqual(first.msgs.map((m) => m.topic), ['check', 'download-start', 'download-complete']);
-    const done = first.msgs[2]!.payload;
+    // A 50 KB image is one write: one progress msg, at 100 %.
+    assert.deepEqual(first.msgs.map((m) => m.topic), ['check', 'download-start', 'download-progress', 'download-complete']);
+    assert.deepEqual([first.msgs[2]!.payload.percent, first.msgs[2]!.payload.worker], [100, 1]);
+    const done = first.msgs[3]!.payload;
     assert.deepEqual([done.deviceId, done.image, done.authenticated], [DEV2, `${P2}-1.1.0`, true]);
     assert.match(done.sha256, /^[0-9a-f]{64}$/);
     assert.match(done.certificateSerial, /^[0-9A-F]+$/);

@@ -63,7 +63,8 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     res.destroy();
   });
   emit(x, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
-  // 'close' fires once per response, whatever ended it: the one place that counts and reports.
+  // 'close' fires once per response, whatever ended it: the one place that counts and reports
+  // (registered before the progress reporter's, so download-aborted comes first and nothing after).
   const downloads = c.downloads;
   downloads.sending++;
   res.on('close', () => {
@@ -84,12 +85,16 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     );
     slot.release();
   });
+  const progress = progressReporter(image.length, (bytes, percent) =>
+    emit(x, { type: 'download-progress', status: 200, image: offer.name, sha256: offer.sha256, bytes, total: image.length, percent }, slot.id),
+  );
+  res.once('close', progress.stop);
   // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
   // One 'drain' listener for the whole download (not a once-wrapper per slice).
   const pump = (): void => {
     while (sent < image.length) {
       const end = Math.min(sent + sliceBytes(downloads.sending), image.length);
-      const more = res.write(image.subarray(sent, end));
+      const more = res.write(image.subarray(sent, end), (err) => err || progress.flushed(end));
       sent = end;
       if (!more) return;
     }
@@ -98,6 +103,30 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
   };
   res.on('drain', pump);
   pump();
+}
+
+/**
+ * A download's progress, told as the bytes the socket has taken cross each further 5 % of the
+ * image (at most 20 events; the last is 100 when the whole image was flushed). `flushed(end)`
+ * runs in the write callbacks, which Node calls in order once the slice was handed to the
+ * kernel (stream.Writable `write(chunk, callback)`), so `end` is the count so far: one
+ * comparison per slice, no timer. `stop()` ends it (the response closed).
+ */
+export function progressReporter(total: number, report: (bytes: number, percent: number) => void): { flushed(end: number): void; stop(): void } {
+  const STEPS = 20;
+  let nextAt = total > 0 ? Math.ceil(total / STEPS) : Infinity;
+  return {
+    flushed: (end) => {
+      if (end < nextAt) return;
+      // The first step above `end` (a slice larger than 5 % crosses several: one event).
+      const step = Math.floor((end * STEPS) / total) + 1;
+      nextAt = step > STEPS ? Infinity : Math.ceil((total * step) / STEPS);
+      report(end, Math.floor((end * 100) / total));
+    },
+    stop: () => {
+      nextAt = Infinity;
+    },
+  };
 }
 
 /** 304: nothing to install (HTTP_UPDATE_NO_UPDATES on the device), and why in the event. */

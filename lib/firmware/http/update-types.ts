@@ -7,7 +7,7 @@ import type * as https from 'node:https';
 // events and the handle of a running server. The domain's questions and answers are in
 // lib/firmware/image-source.ts.
 
-export type UpdateEventType = 'check' | 'not-modified' | 'download-start' | 'download-complete' | 'download-aborted' | 'rejected' | 'file';
+export type UpdateEventType = 'check' | 'not-modified' | 'download-start' | 'download-progress' | 'download-complete' | 'download-aborted' | 'rejected' | 'file';
 
 export interface UpdateEvent {
   type: UpdateEventType;
@@ -22,6 +22,10 @@ export interface UpdateEvent {
   image?: string;
   sha256?: string;
   bytes?: number;
+  /** download-progress: the image's size (`bytes` is how much of it the socket has taken). */
+  total?: number;
+  /** download-progress: `bytes` of `total`, a whole number (100 only once all of it was flushed). */
+  percent?: number;
   ms?: number;
   reason?: string;
   remoteAddress?: string;

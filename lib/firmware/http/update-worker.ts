@@ -52,7 +52,10 @@ function start(settings: WorkerSettings, handle: Server): void {
   const listener = createUpdateRequestListener(options, {
     worker,
     revocation,
-    onEvent: (event: UpdateEvent, slot?: number) => queue(slot === undefined ? { event } : { event, slot }),
+    onEvent: (event: UpdateEvent, slot?: number) => {
+      if (event.type === 'download-progress' && slot !== undefined) return queue({ progress: slot, at: event.at, bytes: event.bytes!, percent: event.percent! });
+      queue(slot === undefined ? { event } : { event, slot });
+    },
     acquireSlot: async (): Promise<SlotAnswer> => {
       const r = (await ask({ k: 'slot' })) as SlotReply;
       if (!('slot' in r)) return r;

@@ -93,6 +93,13 @@ export async function startWorkers(p: {
         open.delete(`${worker}:${item.release}`);
         continue;
       }
+      if ('progress' in item) {
+        // Rebuilt from its download-start; late progress of a download already reported aborted
+        // here (its worker exited) finds none and is dropped.
+        const start = open.get(`${worker}:${item.progress}`);
+        if (start) options.onEvent?.({ ...start, type: 'download-progress', at: item.at, bytes: item.bytes, total: start.bytes, percent: item.percent });
+        continue;
+      }
       if (item.slot !== undefined && item.event.type === 'download-start') open.set(`${worker}:${item.slot}`, item.event);
       options.onEvent?.(item.event);
     }

@@ -23,8 +23,17 @@ export interface WorkerSettings extends ServingLimits {
 export type WorkerQuestion = { k: 'next'; request: ImageRequest } | { k: 'config'; deviceId?: string } | { k: 'slot' };
 export type SlotReply = { slot: number } | { inUse: number };
 
-/** An item of a worker's outbox: a question, an event (with the slot of its download), or a slot given back. */
-export type WorkerOutItem = { ask: number; q: WorkerQuestion } | { event: UpdateEvent; slot?: number } | { release: number };
+/**
+ * An item of a worker's outbox: a question, an event (with the slot of its download), a
+ * download's progress (its slot, bytes and percent: the rest is in its download-start, which the
+ * first process keeps, so the up to 20 of a download stay small on the channel), or a slot
+ * given back.
+ */
+export type WorkerOutItem =
+  | { ask: number; q: WorkerQuestion }
+  | { event: UpdateEvent; slot?: number }
+  | { progress: number; at: string; bytes: number; percent: number }
+  | { release: number };
 export type WorkerAnswer = { id: number; value: unknown } | { id: number; error: string };
 
 export type ToWorker =

@@ -64,6 +64,7 @@ describe('dashboard rows', () => {
     const base = { at: '2026-12-01T10:00:00.000Z', path: '/esp/firmware.bin', status: 200 } as const;
     assert.equal(serverEventRow({ ...base, type: 'download-complete', deviceId: 'd', image: 'P-2', bytes: 4096, ms: 120 }).detail, '4096 bytes in 120 ms');
     assert.equal(serverEventRow({ ...base, type: 'download-complete', bytes: 4096 }).detail, '4096 bytes');
+    assert.equal(serverEventRow({ ...base, type: 'download-progress', bytes: 2048, total: 4096, percent: 50 }).detail, '50 % (2048 of 4096 bytes)');
     assert.deepEqual(serverEventRow({ ...base, type: 'rejected', status: 403, reason: 'no client certificate' }), { at: base.at, type: 'rejected', device: '', path: base.path, status: 403, image: '', detail: 'no client certificate' });
   });
 
