@@ -1,5 +1,5 @@
 import { createPublicKey, verify, KeyObject } from 'node:crypto';
-import { readTlv, childrenOf, expectTag, content, raw, oid, DerError } from './der';
+import { readTlv, childrenOf, expectTag, content, raw, oid, DerError, Tlv } from './der';
 
 /** Signature algorithms a CSR may use; SHA-1 is refused. */
 const SIGNATURE_HASHES = new Map<string, string>([
@@ -36,13 +36,24 @@ export function readVerifiedCsr(pem: string, acceptKey?: (key: KeyObject) => voi
   const der = Buffer.from(body.replace(/\s+/g, ''), 'base64');
   let info: Buffer, algorithm: Buffer, signature: Buffer, subject: Buffer, spki: Buffer;
   try {
-    const [criTlv, algTlv, sigTlv] = childrenOf(der, expectTag(readTlv(der, 0), 0x30, 'a SEQUENCE'));
+    // Strict DER (X.690 §10): the request is the whole input, exactly three parts, no unused
+    // bits in the signature (RFC 2986 §4.2), and an algorithm with no parameters but NULL. A byte
+    // the signature does not cover can then change nothing: the same request has one encoding.
+    const outer = expectTag(readTlv(der, 0), 0x30, 'a SEQUENCE');
+    if (outer.end !== der.length) throw new DerError('bytes after the request');
+    const parts = childrenOf(der, outer);
+    if (parts.length !== 3) throw new DerError('a request has three parts');
+    const [criTlv, algTlv, sigTlv] = parts as [Tlv, Tlv, Tlv];
     const cri = childrenOf(der, expectTag(criTlv, 0x30, 'CertificationRequestInfo'));
     info = raw(der, criTlv);
     subject = raw(der, expectTag(cri[1], 0x30, 'the subject Name'));
     spki = raw(der, expectTag(cri[2], 0x30, 'the SubjectPublicKeyInfo'));
-    algorithm = raw(der, expectTag(childrenOf(der, expectTag(algTlv, 0x30, 'the signature algorithm'))[0], 0x06, 'an algorithm OID'));
-    signature = content(der, expectTag(sigTlv, 0x03, 'the signature BIT STRING')).subarray(1);
+    const alg = childrenOf(der, expectTag(algTlv, 0x30, 'the signature algorithm'));
+    if (alg.length > 2 || (alg.length === 2 && raw(der, alg[1]!).toString('hex') !== '0500')) throw new DerError('signature algorithm parameters other than NULL');
+    algorithm = raw(der, expectTag(alg[0], 0x06, 'an algorithm OID'));
+    const bits = content(der, expectTag(sigTlv, 0x03, 'the signature BIT STRING'));
+    if (bits.length < 2 || bits[0] !== 0) throw new DerError('the signature BIT STRING must have no unused bits');
+    signature = bits.subarray(1);
   } catch (err) {
     throw new Error(`cannot parse the CSR: ${(err as Error).message}`);
   }

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { buildCsr } from '../../../lib/pki/csr-builder';
 import { readVerifiedCsr } from '../../../lib/pki/csr';
+import { readTlv, childrenOf } from '../../../lib/pki/der';
 import { toPem } from '../../../lib/pki/x509';
 import { openssl } from '../../support/openssl';
 import { tempDir } from '../../support/temp-dir';
@@ -56,5 +57,25 @@ describe('PKCS#10 requests (lib/pki/csr-builder)', function () {
     assert.throws(() => buildCsr({ commonName: DEVICE, privateKey: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey }), /P-256 or RSA/);
     assert.throws(() => buildCsr({ commonName: DEVICE, privateKey: generateKeyPairSync('ed25519').privateKey }), /P-256 or RSA/);
     assert.throws(() => buildCsr({ commonName: DEVICE, privateKey: createPublicKey(keys['EC P-256']) }), /private key/);
+  });
+
+  it('one encoding per request: unused signature bits, trailing bytes and changed algorithm parameters are refused', () => {
+    // Found by the enrollment fuzzer: a flipped unused-bits byte of the signature left the signature intact.
+    for (const key of [generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey]) {
+      const der = buildCsr({ commonName: '84f3eb0000c5', privateKey: key });
+      assert.equal(readVerifiedCsr(toPem('CERTIFICATE REQUEST', der)).commonName, '84f3eb0000c5');
+      const outer = readTlv(der, 0);
+      const [, alg, sig] = childrenOf(der, outer);
+      const unused = Buffer.from(der);
+      unused[sig!.contentStart] = 1;
+      assert.throws(() => readVerifiedCsr(toPem('CERTIFICATE REQUEST', unused)), /no unused bits/);
+      assert.throws(() => readVerifiedCsr(toPem('CERTIFICATE REQUEST', Buffer.concat([der, Buffer.from([0])]))), /bytes after the request/);
+      const params = childrenOf(der, alg!);
+      if (params.length === 2) {
+        const changed = Buffer.from(der);
+        changed[params[1]!.start] = 0x04; // NULL → an empty OCTET STRING
+        assert.throws(() => readVerifiedCsr(toPem('CERTIFICATE REQUEST', changed)), /parameters other than NULL/);
+      }
+    }
   });
 });
