@@ -162,7 +162,7 @@ export class EnrollmentDesk {
       if (approvedAtOnce(this.o.policy, id)) {
         try {
           const issued = await this.issue(entry, 'simpleenroll', verified);
-          return { kind: 'issued', certificateDer: pemToDer(issued.certificatePem!), serial: issued.serial! };
+          return { kind: 'issued', ...issued };
         } catch (err) {
           // The CA's own checks (key, CN) refuse with a reason the device's owner can act on.
           if (err instanceof CaStoreError) return this.refuse(who, 'key-refused', err.message);
@@ -204,19 +204,19 @@ export class EnrollmentDesk {
   }
 
   /** The requests waiting for a person, oldest first (without their CSRs). */
-  pending(): Omit<EnrollmentRequest, 'csrPem' | 'certificatePem'>[] {
+  pending(): Omit<EnrollmentRequest, 'csrPem'>[] {
     return this.book
       .pending()
       .sort((a, b) => a.requestedAt.localeCompare(b.requestedAt))
-      .map(({ csrPem: _c, certificatePem: _p, ...rest }) => rest);
+      .map(({ csrPem: _c, ...rest }) => rest);
   }
 
   /** Approves a pending request: its certificate is issued now, the device gets it at its next poll. */
   approve(id: string): Promise<{ id: string; serial: string }> {
     return this.perId.run(id, async () => {
       const r = this.pendingRequest(id);
-      const issued = await this.issue(r, 'node');
-      return { id, serial: issued.serial! };
+      const { serial } = await this.issue(r, 'node');
+      return { id, serial };
     });
   }
 
@@ -259,11 +259,13 @@ export class EnrollmentDesk {
     return r;
   }
 
-  /** Issues the request's certificate, marks it approved, audits both; throws when the CA refuses. */
-  /** `verified`: the CSR as this request's check read it, so it is not verified twice. */
-  private async issue(r: EnrollmentRequest, via: 'simpleenroll' | 'node', verified?: VerifiedCsr): Promise<EnrollmentRequest> {
+  /**
+   * Issues the request's certificate, marks it approved, audits both; throws when the CA refuses.
+   * `verified`: the CSR as this request's check read it, so it is not verified twice.
+   */
+  private async issue(r: EnrollmentRequest, via: 'simpleenroll' | 'node', verified?: VerifiedCsr): Promise<{ serial: string; certificateDer: Buffer }> {
     const issued = await this.o.store.signCsr(verified ?? r.csrPem, { deviceId: r.id });
-    const done: EnrollmentRequest = { ...r, state: 'approved', decidedAt: this.o.store.now().toISOString(), serial: issued.record.serial, certificatePem: issued.certificatePem };
+    const done: EnrollmentRequest = { ...r, state: 'approved', decidedAt: this.o.store.now().toISOString(), serial: issued.record.serial };
     const who = { id: r.id, address: r.address, keyType: r.keyType, via };
     // Written together, so they share one flush of each log. A request approved at once never
     // waited: the book (pending and rejected requests) has nothing to keep of it.
@@ -272,7 +274,7 @@ export class EnrollmentDesk {
       this.log({ ...who, event: via === 'node' ? 'approved' : 'request', ...(via === 'node' ? {} : { decision: 'approved' as const }), serial: done.serial }),
       this.log({ ...who, event: 'issued', serial: done.serial }),
     ]);
-    return done;
+    return { serial: issued.record.serial, certificateDer: issued.certificateDer };
   }
 
   /** The DER of the id's current certificate when it certifies `key` (SHA-256 of the SPKI, hex), else undefined. */
@@ -360,6 +362,3 @@ export class EnrollmentDesk {
   }
 }
 
-function pemToDer(pem: string): Buffer {
-  return Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
-}

@@ -18,7 +18,6 @@ export interface EnrollmentRequest {
   decidedAt?: string;
   /** Of the certificate issued on approval. */
   serial?: string;
-  certificatePem?: string;
 }
 
 /** Decided requests are forgotten after this long; pending ones wait as long as it takes. */

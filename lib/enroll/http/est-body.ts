@@ -1,4 +1,3 @@
-import { toPem } from '../../pki/x509';
 
 /** The largest request body: a P-256 CSR is ~300 bytes of DER, an RSA-4096 one ~1.2 KB, base64 adds a third. */
 export const MAX_EST_BODY = 8 * 1024;
@@ -22,10 +21,6 @@ export function csrDerOf(body: unknown): Buffer | undefined {
 /** Base64 in lines of 64 characters (RFC 2045 §6.8 allows up to 76), as EST answers are sent. */
 export function base64Lines(der: Buffer): string {
   return `${der.toString('base64').replace(/(.{64})/g, '$1\r\n').replace(/\r\n$/, '')}\r\n`;
-}
-
-export function certificatePem(der: Buffer): string {
-  return toPem('CERTIFICATE', der);
 }
 
 /** `user:password` of an HTTP Basic header (RFC 7617), or undefined. */

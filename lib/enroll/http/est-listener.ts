@@ -1,6 +1,7 @@
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import express, { NextFunction, Request, Response } from 'express';
 import { guardConnections, servingLimits, ServingLimits } from '../../firmware/connection-guard';
 import { verifiedPeer } from '../../firmware/http/peer-identity';
@@ -9,7 +10,8 @@ import { revokedSerials } from '../../pki/crl-serials';
 import { certsOnly } from '../../pki/pkcs7';
 import type { EnrollAnswer, EnrollmentDesk } from '../enrollment-desk';
 import { EST_STATUS_OF } from './est-status';
-import { MAX_EST_BODY, base64Lines, basicCredential, certificatePem, csrDerOf } from './est-body';
+import { MAX_EST_BODY, base64Lines, basicCredential, csrDerOf } from './est-body';
+import { toPem } from '../../pki/x509';
 
 const EST = '/.well-known/est';
 const PKCS7 = 'application/pkcs7-mime; smime-type=certs-only';
@@ -103,7 +105,7 @@ function estApp(desk: EnrollmentDesk, caPem: string): express.Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('env', 'production');
-  const caDer = Buffer.from(caPem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+  const caDer = Buffer.from(new X509Certificate(caPem).raw);
   const body = express.raw({ type: () => true, limit: MAX_EST_BODY });
 
   app.get(`${EST}/cacerts`, (_req, res) => {
@@ -157,7 +159,7 @@ function send(req: Request, res: Response, answer: EnrollAnswer): void {
   }
   // RFC 7030's answer unless the client asks for PEM only (no Accept, or */*, gets PKCS#7).
   if (req.accepts(['application/pkcs7-mime', PEM_CHAIN]) === PEM_CHAIN) {
-    res.status(200).type(PEM_CHAIN).send(certificatePem(answer.certificateDer));
+    res.status(200).type(PEM_CHAIN).send(toPem('CERTIFICATE', answer.certificateDer));
     return;
   }
   res.status(200).set('Content-Type', PKCS7).set('Content-Transfer-Encoding', 'base64').send(base64Lines(certsOnly([answer.certificateDer])));
