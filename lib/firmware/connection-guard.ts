@@ -1,3 +1,4 @@
+import type * as https from 'node:https';
 import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server } from 'node:https';
@@ -54,6 +55,27 @@ export function servingLimits(given: Partial<ServingLimits> = {}): ServingLimits
     out[key] = v;
   }
   return out;
+}
+
+/**
+ * The parts of an https.Server's options that hold each connection to the limits: headers and
+ * body share one deadline (a request of ours has no body worth waiting for longer), Node checks
+ * those deadlines on a short interval (its default of 30 s let slow headers last ~40 s).
+ */
+export function deadlineOptions(limits: ServingLimits): Pick<https.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval'> {
+  return {
+    maxHeaderSize: 8 * 1024,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.headersTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
+}
+
+/** The bounds an https.Server takes after it is made: the idle timeout and the requests one connection may carry. */
+export function boundRequests(server: https.Server, limits: ServingLimits): void {
+  server.timeout = limits.idleTimeoutMs;
+  server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
 }
 
 /** Where a refusal is reported: the socket it concerns (TLS once established), status (0: no HTTP answer), reason. */

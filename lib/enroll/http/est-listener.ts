@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import express, { NextFunction, Request, Response } from 'express';
-import { guardConnections, servingLimits, ServingLimits } from '../../firmware/connection-guard';
+import { boundRequests, deadlineOptions, guardConnections, servingLimits, ServingLimits } from '../../firmware/connection-guard';
 import { verifiedPeer } from '../../firmware/http/peer-identity';
 import { sourceKey } from '../../net/source-address';
 import { revokedSerials } from '../../pki/crl-serials';
@@ -61,16 +61,11 @@ export async function startEstListener(o: EstListenerOptions): Promise<RunningEs
   const server = https.createServer(
     {
       ...tlsSettings(o.tls.crl),
-      maxHeaderSize: 8 * 1024,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+      ...deadlineOptions(limits),
     },
     estApp(o.desk, o.tls.ca),
   );
-  server.timeout = limits.idleTimeoutMs;
-  server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+  boundRequests(server, limits);
   const guard = guardConnections(server, limits, (socket: Socket, _status: number, reason: string) =>
     o.onEvent?.({ type: 'rejected', at: new Date().toISOString(), reason, remoteAddress: socket.remoteAddress }),
   );

@@ -2,7 +2,7 @@ import * as https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { guardConnections, servingLimits, ServingLimits } from '../connection-guard';
+import { boundRequests, deadlineOptions, guardConnections, servingLimits, ServingLimits } from '../connection-guard';
 import { revokedSerials } from '../../pki/crl-serials';
 import { peerOfSocket, verifiedPeer } from './peer-identity';
 import type { Revocation } from './revocation';
@@ -43,20 +43,13 @@ export function createUpdateHttpsServer(
   const server = https.createServer(
     {
       ...tlsSettings(options.tls.crl),
-      maxHeaderSize: 8 * 1024,
-      // A request has no body worth waiting for (GET and HEAD only): headers and body share one deadline.
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      // Node checks the two deadlines above on this interval (default 30 s, which let slow headers last ~40 s).
-      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+      ...deadlineOptions(limits),
       // The Host check is the handlers' (audited); Node's own would answer 400 silently.
       requireHostHeader: false,
     },
     listener,
   );
-  server.timeout = limits.idleTimeoutMs;
-  server.maxRequestsPerSocket = limits.maxRequestsPerConnection;
+  boundRequests(server, limits);
   const refused = (socket: Socket, status: number, reason: string): void => {
     onEvent({
       type: 'rejected',
