@@ -171,6 +171,12 @@ export class FirmwareService {
     return out;
   }
 
+  /** What the update server would offer one device running `image` now: the image's name, or why nothing. */
+  offerFor(deviceId: string, image: string): { next: string } | { none: string; code: string } {
+    const r = this.catalogue.next({ currentImage: image, deviceId, kind: 'app', groups: this.groupsOf(deviceId) });
+    return 'entry' in r ? { next: r.entry.name } : { none: r.none, code: r.code };
+  }
+
   /** The catalogue as the update server asks it: the next image, or why none. */
   imageSource(): ImageSource {
     return {

@@ -23,6 +23,8 @@ export interface DeviceRun {
   percent?: number;
   reason?: string;
   commands: number;
+  /** The image this device should end up on, when it is its own (the update server's offer for it); else the spec's target. */
+  target?: string;
 }
 
 export type RolloutStatus = 'running' | 'paused' | 'halted' | 'aborted' | 'done';
@@ -56,6 +58,8 @@ export interface DeviceNow {
   online: boolean;
   image?: string;
   error?: string;
+  /** Its own target (what the update server would offer it), in place of the spec's. */
+  target?: string;
 }
 
 /**
@@ -69,8 +73,8 @@ export class Rollout {
   private constructor(private readonly s: RolloutState) {}
 
   static start(spec: RolloutSpec, devices: readonly DeviceNow[], now: number): { rollout: Rollout; actions: RolloutAction[] } {
-    // Devices already on the target have nothing to do: they are not part of the rollout.
-    const todo = devices.filter((d) => d.image !== spec.target);
+    // Devices already on their target have nothing to do: they are not part of the rollout.
+    const todo = devices.filter((d) => d.image !== (d.target ?? spec.target));
     const waves = planWaves(
       todo.map((d) => d.id),
       spec,
@@ -80,7 +84,7 @@ export class Rollout {
     waves.forEach((ids, wave) => {
       for (const id of ids) {
         const d = byId.get(id)!;
-        runs[id] = { wave, state: 'queued', since: now, online: d.online, image: d.image, error: d.error, commands: 0 };
+        runs[id] = { wave, state: 'queued', since: now, online: d.online, image: d.image, error: d.error, commands: 0, ...(d.target !== undefined && d.target !== spec.target ? { target: d.target } : {}) };
       }
     });
     const rollout = new Rollout({ version: 1, spec, status: waves.length ? 'running' : 'done', wave: 0, waves, devices: runs, startedAt: now, updatedAt: now });
@@ -116,12 +120,13 @@ export class Rollout {
     d.online = true;
     d.image = image;
     d.error = error;
+    const target = this.targetOf(d);
     if (d.state === 'updating') {
       if (newError) out.push(...this.fail(id, `refused the image: ${error}`, now));
-      else if (image === this.s.spec.target) out.push(...this.enter(id, 'soaking', now));
-      else if (d.rebooted) out.push(...this.fail(id, `came back on ${image}, not ${this.s.spec.target}`, now));
+      else if (image === target) out.push(...this.enter(id, 'soaking', now));
+      else if (d.rebooted) out.push(...this.fail(id, `came back on ${image}, not ${target}`, now));
     } else if (d.state === 'soaking') {
-      if (image !== this.s.spec.target) out.push(...this.fail(id, `went back to ${image} while soaking`, now));
+      if (image !== target) out.push(...this.fail(id, `went back to ${image} while soaking`, now));
       else if (newError) out.push(...this.fail(id, `reported an error while soaking: ${error}`, now));
     }
     return [...out, ...this.advance(now)];
@@ -223,6 +228,11 @@ export class Rollout {
     return c;
   }
 
+  /** The image a device of this rollout should end up on. */
+  targetOf(d: Pick<DeviceRun, 'target'>): string {
+    return d.target ?? this.s.spec.target;
+  }
+
   // ---- the rules -------------------------------------------------------------------------
 
   private advance(now: number): RolloutAction[] {
@@ -231,7 +241,7 @@ export class Rollout {
     // Judging never stops (a halted or paused rollout still finishes what is in flight).
     for (const [id, d] of Object.entries(this.s.devices)) {
       if (d.state === 'updating' && now - d.since >= spec.updateTimeoutMs) {
-        out.push(...this.fail(id, d.rebooted && !d.online ? 'did not come back after the reboot' : `not on ${spec.target} within ${spec.updateTimeoutMs / 1000} s`, now));
+        out.push(...this.fail(id, d.rebooted && !d.online ? 'did not come back after the reboot' : `not on ${this.targetOf(d)} within ${spec.updateTimeoutMs / 1000} s`, now));
       } else if (d.state === 'soaking' && now - d.since >= spec.soakMs && d.online) {
         out.push(...this.enter(id, 'passed', now));
       }

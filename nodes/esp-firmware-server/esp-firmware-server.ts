@@ -18,6 +18,7 @@ import { ServerEventRow, serverEventRow } from '../../lib/dashboard/event-rows';
 import { startEstListener, RunningEstListener } from '../../lib/enroll/http/est-listener';
 import { ENROLL_ACTIONS, isEnrollAction, runEnrollAction } from '../../lib/enroll/enroll-actions';
 import type { AuditEntry } from '../../lib/enroll/enrollment-desk';
+import type { EspFirmwareServerNode } from './types';
 
 /** `rejected` msgs on output 2 one by one each second; the rest go into one `rejected-summary` msg. */
 const REJECTED_MSGS_PER_SECOND = 20;
@@ -77,6 +78,22 @@ export = function register(RED: NodeAPI): void {
 
     // The last events, newest first, ride on every event msg for a dashboard table.
     const recentEvents = new RecentRows<ServerEventRow>(RECENT_EVENTS);
+    // Nodes linked to this server (esp-rollout) hear its events without a wire.
+    const eventListeners = new Set<(event: UpdateEvent) => void>();
+    const tellListeners = (event: UpdateEvent): void => {
+      for (const listener of eventListeners) {
+        try {
+          listener(event);
+        } catch (err) {
+          node.warn(`a node listening to the update server failed: ${errorText(err)}`);
+        }
+      }
+    };
+    (node as EspFirmwareServerNode).onServerEvent = (listener) => {
+      eventListeners.add(listener);
+      return () => void eventListeners.delete(listener);
+    };
+
     // Refusals are the one event an attacker makes at will: a flood becomes a summary a second.
     const rejectedGate = new FloodGate<string>(REJECTED_MSGS_PER_SECOND, (held) => node.send([null, { topic: 'rejected-summary', payload: held, recent: recentEvents.list() } as NodeMessage]));
 
@@ -132,6 +149,7 @@ export = function register(RED: NodeAPI): void {
           if (w.event === 'exited') node.warn(`update server worker ${w.worker} (pid ${w.pid}) exited (${w.signal ?? `code ${w.code}`}); starting it again in ${w.restartInMs} ms`);
         },
         onEvent: (event: UpdateEvent) => {
+          tellListeners(event);
           // Up to 20 a download: out on output 2, but neither in the last-25 window nor on the badge.
           if (event.type === 'download-progress') {
             node.send([null, { topic: event.type, payload: event, recent: recentEvents.list() } as NodeMessage]);
@@ -192,6 +210,7 @@ export = function register(RED: NodeAPI): void {
       return service;
     }, { logStartError: 'update server cannot start' });
     const starting = life.ready;
+    (node as EspFirmwareServerNode).firmware = () => starting;
     services.set(node.id, starting);
     // The editor's upload must not reach a server that is gone (guarded: a redeploy's new node may own the id).
     life.onClose(() => {

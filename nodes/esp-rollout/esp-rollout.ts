@@ -3,7 +3,11 @@ import type { NodeAPI, Node, NodeDef, NodeMessage, NodeMessageInFlow } from 'nod
 import type { EspFleetNode } from '../esp-fleet/types';
 import { connectionBadge } from '../esp-fleet/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
-import { buildCommand, resolveTargets } from '../../lib/fleet/commands';
+import type { FirmwareService } from '../../lib/firmware/firmware-service';
+import { buildCommand } from '../../lib/fleet/commands';
+import type { EspFirmwareServerNode } from '../esp-firmware-server/types';
+import { parseSelection, selectDevices, needsGroups } from '../../lib/rollout/selection';
+import { offeredDevices, NEWEST, summarize } from '../../lib/rollout/offers';
 import { Rollout, RolloutAction, DeviceNow } from '../../lib/rollout/rollout';
 import { parseRolloutSpec } from '../../lib/rollout/rollout-spec';
 import { RolloutFile } from '../../lib/rollout/rollout-file';
@@ -14,6 +18,8 @@ import { rolloutRows } from '../../lib/dashboard/rollout-rows';
 
 interface EspRolloutDef extends NodeDef {
   fleet: string;
+  /** An esp-firmware-server node: the rollout keeps the devices it would offer the target to, and hears its events. */
+  server?: string;
   target: string;
   devices: string;
   canary: string;
@@ -36,6 +42,8 @@ export = function register(RED: NodeAPI): void {
     // One file per node: a redeploy or a restart of Node-RED resumes where the rollout was.
     const file = new RolloutFile(path.join(folderInUserDir(RED, config.folder, 'esp-fleet-rollouts'), `${node.id}.json`));
     let rollout: Rollout | undefined;
+    /** Devices the selection named that the update server would not offer the target to, for the status msg. */
+    let excludedAtStart: { device: string; reason: string }[] = [];
     // One timer for the rollout's next due time, so a gate opens when the soak ends, not at the next tick.
     let dueTimer: NodeJS.Timeout | undefined;
     let tickNow: () => void = () => undefined;
@@ -78,12 +86,28 @@ export = function register(RED: NodeAPI): void {
         } else if (a.type === 'wave') {
           node.send([null, { topic: 'wave', payload: { ...a, target: summary.target }, rollout: summary, text: `wave ${a.wave} ${a.state}: ${a.passed} passed, ${a.failed} failed, ${a.skipped} skipped` } as NodeMessage]);
         } else {
-          node.send([null, { topic: a.status, payload: { ...a, target: summary.target, counts: summary.counts }, rollout: summary, text: `rollout of ${summary.target} ${a.status}${a.reason ? `: ${a.reason}` : ''}` } as NodeMessage]);
+          node.send([null, { topic: a.status, payload: { ...a, target: summary.target, counts: summary.counts }, rollout: summary, text: `rollout of ${summary.target === NEWEST ? 'the newest images' : summary.target} ${a.status}${a.reason ? `: ${a.reason}` : ''}` } as NodeMessage]);
         }
       }
       file.save(rollout).catch((err) => node.error(`rollout: its state was not saved: ${errorText(err)}`));
       badge(c);
       scheduleDue();
+    };
+
+    /** An update-server event, by wire (msg.topic) or from the linked server. */
+    const serverEvent = (c: FleetClient, type: string, event: Record<string, unknown>): void => {
+      const id = typeof event.deviceId === 'string' ? event.deviceId : undefined;
+      if (!rollout || !id) return;
+      if (type === 'download-progress' && typeof event.percent === 'number') carry(c, rollout.progress(id, event.percent));
+      if (type === 'not-modified') carry(c, rollout.nothingOffered(id, String(event.reason ?? 'nothing newer'), Date.now()));
+    };
+
+    /** The linked update server's rules, or undefined when none is chosen. */
+    const firmwareOf = async (): Promise<FirmwareService | undefined> => {
+      if (!config.server) return undefined;
+      const serverNode = RED.nodes.getNode(config.server) as EspFirmwareServerNode | null;
+      if (!serverNode?.firmware) throw new Error('the chosen esp-firmware-server is not deployed');
+      return serverNode.firmware();
     };
 
     const life = lifecycle(node, async (own) => {
@@ -98,7 +122,20 @@ export = function register(RED: NodeAPI): void {
         if (rollout) carry(c, change.online ? rollout.online(change.id, Date.now()) : rollout.offline(change.id, Date.now()));
       });
       own.listen(c, 'state', () => badge(c));
+      // The linked update server's progress and 304s, with no wire; followed across its redeploys.
+      let heard: EspFirmwareServerNode | undefined;
+      let unhear: (() => void) | undefined;
+      const hearServer = (): void => {
+        const now = config.server ? (RED.nodes.getNode(config.server) as EspFirmwareServerNode | null) ?? undefined : undefined;
+        if (now === heard) return;
+        unhear?.();
+        heard = now;
+        unhear = now?.onServerEvent?.((event) => serverEvent(c, event.type, event as unknown as Record<string, unknown>));
+      };
+      own.onClose(() => unhear?.());
+      hearServer();
       tickNow = () => {
+        hearServer();
         if (rollout && !own.closing) carry(c, rollout.tick(Date.now()));
       };
       own.every(() => tickNow(), TICK_MS);
@@ -113,26 +150,33 @@ export = function register(RED: NodeAPI): void {
       const now = Date.now();
       const payload = (typeof msg.payload === 'object' && msg.payload !== null && !Buffer.isBuffer(msg.payload) ? msg.payload : {}) as Record<string, unknown>;
       if (input.kind === 'ignored') return;
-      if (input.kind === 'server-event') {
-        const id = typeof payload.deviceId === 'string' ? payload.deviceId : undefined;
-        if (!rollout || !id) return;
-        if (input.event === 'download-progress' && typeof payload.percent === 'number') carry(c, rollout.progress(id, payload.percent));
-        if (input.event === 'not-modified') carry(c, rollout.nothingOffered(id, String(payload.reason ?? 'nothing newer'), now));
-        return;
-      }
+      if (input.kind === 'server-event') return serverEvent(c, input.event, payload);
       switch (input.action) {
         case 'start': {
           if (rollout && ['running', 'paused', 'halted'].includes(rollout.status)) throw new Error(`a rollout of ${rollout.state.spec.target} is ${rollout.status}: abort it first`);
           const field = (k: keyof EspRolloutDef): unknown => (payload[k] !== undefined ? payload[k] : config[k]);
-          const spec = parseRolloutSpec({ target: field('target'), canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
-          const ids = resolveTargets(field('devices') || '*', c.registry);
-          const devices: DeviceNow[] = ids.map((id) => {
+          // With an update server, a blank target is "newest": each device gets what the server offers it.
+          const target = field('target');
+          const spec = parseRolloutSpec({ target: (target === undefined || target === '') && config.server ? NEWEST : target, canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
+          const selection = parseSelection(field('devices') || '*');
+          const firmware = await firmwareOf();
+          if (needsGroups(selection) && !firmware) throw new Error('group: selections need the update server (its device groups): choose it in the node');
+          if (firmware && spec.target !== NEWEST && !firmware.catalogue.get(spec.target)) throw new Error(`unknown image ${spec.target}: the update server's catalogue does not hold it (publish it first, or use "newest")`);
+          const candidates = c.registry.ids().map((id) => ({ id, image: c.registry.get(id)?.image, groups: firmware?.groupsOf(id) ?? [] }));
+          const known: DeviceNow[] = selectDevices(selection, candidates).map((id) => {
             const e = c.registry.get(id);
             return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '' };
           });
-          const started = Rollout.start(spec, devices, now);
+          const offered = offeredDevices(spec.target, known, firmware && ((id, image) => firmware.offerFor(id, image)));
+          const started = Rollout.start(spec, offered.devices, now);
           rollout = started.rollout;
-          carry(c, [{ type: 'status', status: started.rollout.status, reason: `${Object.keys(started.rollout.state.devices).length} devices in ${started.rollout.state.waves.length} waves` }, ...started.actions]);
+          const n = Object.keys(started.rollout.view.devices).length;
+          const left = offered.excluded.length ? `; ${offered.excluded.length} left out (${summarize(offered.excluded)})` : '';
+          const upToDate = offered.upToDate ? `, ${offered.upToDate} up to date` : '';
+          // Nothing to do is one line, not a start and an end.
+          if (started.rollout.status === 'done') carry(c, [{ type: 'status', status: 'done', reason: `nothing to do${upToDate}${left}` }]);
+          else carry(c, [{ type: 'status', status: started.rollout.status, reason: `${n} devices in ${started.rollout.view.waves.length} waves${upToDate}${left}` }, ...started.actions]);
+          excludedAtStart = offered.excluded;
           break;
         }
         case 'status':
@@ -144,7 +188,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
       const s = rollout?.state;
-      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
+      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices, excluded: excludedAtStart } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
     });
   }
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { deviceIds } from '../../lib/sim/fleet-simulator';
 import { buildSimImage } from '../../lib/sim/sim-image';
 import { tempDir } from '../support/temp-dir';
-import { ExampleFixture, flowsLinksToExamples, PRODUCT, V1, V2 } from '../support/example-fixture';
+import { ExampleFixture, flowsLinksToExamples, V1, V2 } from '../support/example-fixture';
 import { FlowNode, loadExample, nodeById, PACKAGE_ROOT, tap, tapOutput, tapped, untilTapped } from '../support/node-red-process';
 import { EnrollingBoard } from '../support/enroll-board';
 
@@ -81,11 +81,12 @@ describe('example flows in the Node-RED runtime', function () {
 
   it('nightly update: at "night" the newest image goes out as an esp-rollout (canary, then a wave), and its start and end reach the notification hook', async () => {
     const from = await deploy('nightly-update.json', (flows) => {
+      // The test's own eyes on the fleet: an esp-status whose table shows when the devices are online.
+      flows.push({ id: 'nightly-status', type: 'esp-status', z: 'nightly-update-tab', fleet: 'fleet-broker-conn', devices: '', imagePrefix: '', table: true, outputs: 4, x: 130, y: 400, wires: [[], [], [], []] });
       tap(flows, 'nightly-notify');
       tapOutput(flows, 'nightly-status', 3);
       tapOutput(flows, 'nightly-rollout', 1);
-      // The fixture's product, and a short soak so the test does not wait 5 minutes per wave.
-      Object.assign(nodeById(flows, 'nightly-at-night'), { payload: PRODUCT });
+      // A short soak so the test does not wait 5 minutes per wave.
       Object.assign(nodeById(flows, 'nightly-rollout'), { soakS: '1', folder: 'nightly-rollouts' });
     });
     const fleet = await fx.startDevices(fleetIds);
@@ -96,16 +97,17 @@ describe('example flows in the Node-RED runtime', function () {
     };
     await untilTapped(fx.red, 'nightly-status-tap-3', tableOn(V1), 20_000, from);
     await fx.red.inject('nightly-at-night');
-    // The start msg reached esp-rollout: it answers with the rollout it started, of the newest image, to exactly our devices.
-    const started = (await untilTapped(fx.red, 'nightly-rollout-tap-1', (m) => m.topic === 'status', 20_000, from)).payload as { target: string; status: string; waves: number; devices: Record<string, unknown> };
-    assert.deepEqual([started.target, started.status], [V2, 'running']);
+    // The start msg reached esp-rollout: it answers with the rollout it started, each device to the newest image the server offers it.
+    const started = (await untilTapped(fx.red, 'nightly-rollout-tap-1', (m) => m.topic === 'status', 20_000, from)).payload as { target: string; status: string; waves: number; devices: Record<string, { target?: string }> };
+    assert.deepEqual([started.target, started.status], ['newest', 'running']);
     assert.deepEqual(Object.keys(started.devices).sort(), [...fleetIds].sort());
+    assert.deepEqual(Object.values(started.devices).map((d) => d.target), fleetIds.map(() => V2));
     // 10 % canaries of 3 devices is one device, then one wave of the other two.
     assert.equal(started.waves, 2);
     const running = await untilTapped(fx.red, 'nightly-notify', () => true, 20_000, from);
-    assert.deepEqual([running.topic, running.payload], ['Nightly update', `rollout of ${V2} running: 3 devices in 2 waves`]);
+    assert.deepEqual([running.topic, running.payload], ['Nightly update', 'rollout of the newest images running: 3 devices in 2 waves']);
     const done = await untilTapped(fx.red, 'nightly-notify', (m) => String(m.payload).includes(' done'), 90_000, from);
-    assert.equal(done.payload, `rollout of ${V2} done: 3 updated, 0 failed, 0 offline (skipped)`);
+    assert.equal(done.payload, 'rollout of the newest images done: 3 updated, 0 failed, 0 offline (skipped)');
     assert.deepEqual(fleet.images(), { [V2]: 3 });
     const waves = tapped(fx.red, 'nightly-rollout-tap-1', from).filter((m) => m.topic === 'wave').map((m) => m.payload as { wave: number; state: string; passed: number });
     assert.deepEqual(waves.map((w) => `${w.wave} ${w.state} ${w.passed}`), ['1 started 0', '1 passed 1', '2 started 0', '2 passed 2'], 'the canary passed its gate before the wave started');
@@ -115,7 +117,7 @@ describe('example flows in the Node-RED runtime', function () {
     const again = fx.red.logs.length;
     await fx.red.inject('nightly-at-night');
     const nothing = await untilTapped(fx.red, 'nightly-notify', () => true, 20_000, again);
-    assert.match(String(nothing.payload), /^Every online device runs the newest image/);
+    assert.equal(nothing.payload, 'rollout of the newest images done: nothing to do, 3 up to date');
   });
 
   it('certificate lifecycle: issues for a new MAC, renews what expires within 30 days and sends cert, revokes every certificate of a lost device', async () => {
