@@ -1,4 +1,5 @@
 import { TopicScheme } from '../fleet/topic-scheme';
+import { backendFilters, DEFAULT_DISCOVERY_PREFIX } from '../homeassistant/topics';
 import { filterCovers, topicMatches } from './topic-filter';
 
 /**
@@ -17,13 +18,20 @@ export interface AclEntry {
 
 /**
  * Least privilege: a device may only publish its own status, will (and log) and read its own
- * commands; a backend may read every status, will and log and write every command. Unknown or
- * revoked identities get no entry, so both brokers deny them everything. Backends first, then
- * devices, each sorted and without duplicates.
+ * commands; a backend may read every status, will and log and write every command, plus the few
+ * topics of the Home Assistant link under `homeAssistantPrefix` (lib/homeassistant/topics.ts,
+ * backendFilters; `null` leaves them out). Unknown or revoked identities get no entry, so both
+ * brokers deny them everything. Backends first, then devices, each sorted and without duplicates.
  */
-export function aclEntries(deviceIds: readonly string[], backendNames: readonly string[], scheme = TopicScheme.named('secure-esp8266')): AclEntry[] {
+export function aclEntries(
+  deviceIds: readonly string[],
+  backendNames: readonly string[],
+  scheme = TopicScheme.named('secure-esp8266'),
+  homeAssistantPrefix: string | null = DEFAULT_DISCOVERY_PREFIX,
+): AclEntry[] {
+  const ha = homeAssistantPrefix === null ? { read: [], write: [] } : backendFilters(homeAssistantPrefix);
   const backends = [...new Set(backendNames)].sort().map(
-    (user): AclEntry => ({ user, kind: 'backend', read: scheme.subscriptions, write: [scheme.allCommandsFilter] }),
+    (user): AclEntry => ({ user, kind: 'backend', read: [...scheme.subscriptions, ...ha.read], write: [scheme.allCommandsFilter, ...ha.write] }),
   );
   const devices = [...new Set(deviceIds)].sort().map((user): AclEntry => {
     const log = scheme.logTopic(user);

@@ -11,6 +11,7 @@ import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { TopicScheme } from '../fleet/topic-scheme';
 import { identity } from '../pki/identity';
 import { aclEntries, Permissions } from './acl';
+import { checkDiscoveryPrefix } from '../homeassistant/topics';
 import { BrokerPolicy, DEFAULT_BROKER_POLICY, Who, refusalOf } from './policy';
 import { PacketSizeGuard } from './packet-size-guard';
 import { KeyedCounter, RefusalTally } from '../net/connection-limits';
@@ -25,6 +26,8 @@ export interface EmbeddedBrokerOptions {
   /** DNS names for the broker's server certificate; the first is its CN. Default: this host's name and localhost. */
   serverNames?: string[];
   scheme?: TopicScheme;
+  /** HA's discovery prefix for the backends' Home Assistant rights (lib/homeassistant/topics.ts); null leaves them out. Default `homeassistant`. */
+  homeAssistantPrefix?: string | null;
   /**
    * Connections past the TLS handshake at once, backends not counted (they have their own cap,
    * so a full fleet never locks its own backend out); more are closed. No cap by default.
@@ -164,6 +167,8 @@ export class EmbeddedBroker {
 
   static async start(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const options = { ...opts, scheme: opts.scheme ?? TopicScheme.named('secure-esp8266'), maxPacketBytes: opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES };
+    // A bad prefix fails here, not at the first client's authorization.
+    if (options.homeAssistantPrefix != null) checkDiscoveryPrefix(options.homeAssistantPrefix);
     const { store } = options;
     const names = serverNamesOf(options.serverNames);
     const identity = await serverIdentity(store, names);
@@ -435,7 +440,7 @@ export class EmbeddedBroker {
   /** Rights from the store as it is now: a device issued a moment ago is admitted without a restart. */
   private permissionsFor(identity: string): Permissions {
     const holds = (kind: 'device' | 'backend'): string[] => (this.options.store.currentIdentity(kind, identity) ? [identity] : []);
-    return new Permissions(identity, aclEntries(holds('device'), holds('backend'), this.options.scheme));
+    return new Permissions(identity, aclEntries(holds('device'), holds('backend'), this.options.scheme, this.options.homeAssistantPrefix));
   }
 
   private authorizePublish(client: Client | null, topic: string): Error | null {

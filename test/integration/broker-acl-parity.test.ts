@@ -26,6 +26,16 @@ const PUBLISH: { who: Who; topic: string; allowed: boolean; will?: boolean }[] =
   { who: BE, topic: `/command/${B}/firmware`, allowed: true },
   { who: BE, topic: `/status/${A}`, allowed: false },
   { who: BE, topic: `/will/${B}/will`, allowed: false },
+  // The Home Assistant link (lib/homeassistant/topics.ts): backends only.
+  { who: BE, topic: `homeassistant/update/esp-fleet/${A}/config`, allowed: true },
+  { who: BE, topic: 'homeassistant/status', allowed: true },
+  { who: BE, topic: `esp-fleet/ha/${A}/state`, allowed: true },
+  { who: BE, topic: `esp-fleet/ha/${A}/install`, allowed: true },
+  { who: BE, topic: `homeassistant/sensor/esp-fleet/${A}/config`, allowed: false },
+  { who: A, topic: `homeassistant/update/esp-fleet/${A}/config`, allowed: false },
+  { who: A, topic: `esp-fleet/ha/${A}/state`, allowed: false },
+  { who: A, topic: `esp-fleet/ha/${A}/install`, allowed: false },
+  { who: A, topic: 'homeassistant/status', allowed: false },
   { who: A, topic: `/will/${A}/will`, allowed: true, will: true },
   { who: A, topic: `/will/${B}/will`, allowed: false, will: true },
 ];
@@ -39,6 +49,10 @@ const READ: { who: Who; topic: string; writer: Who; allowed: boolean }[] = [
   { who: BE, topic: `/status/${A}`, writer: A, allowed: true },
   { who: BE, topic: `/will/${B}/will`, writer: B, allowed: true },
   { who: BE, topic: `/command/${A}/ping`, writer: BE, allowed: false },
+  { who: BE, topic: `esp-fleet/ha/${A}/install`, writer: BE, allowed: true },
+  { who: BE, topic: `homeassistant/update/esp-fleet/${A}/config`, writer: BE, allowed: true },
+  { who: A, topic: `esp-fleet/ha/${A}/install`, writer: BE, allowed: false },
+  { who: A, topic: `homeassistant/update/esp-fleet/${A}/config`, writer: BE, allowed: false },
 ];
 
 /** Wildcard subscriptions, and the legitimate traffic they might pick up. */
@@ -51,6 +65,10 @@ const WILDCARDS: { who: Who; filter: string }[] = [
   { who: BE, filter: '/status/+' },
   { who: BE, filter: '/status/#' },
   { who: BE, filter: '#' },
+  { who: BE, filter: 'homeassistant/+/+/+/config' },
+  { who: BE, filter: 'esp-fleet/ha/+/install' },
+  { who: A, filter: 'homeassistant/#' },
+  { who: A, filter: 'esp-fleet/#' },
 ];
 const TRAFFIC: { who: Who; topic: string }[] = [
   { who: A, topic: `/status/${A}` },
@@ -58,6 +76,8 @@ const TRAFFIC: { who: Who; topic: string }[] = [
   { who: A, topic: `/will/${A}/will` },
   { who: BE, topic: `/command/${A}/reboot` },
   { who: BE, topic: `/command/${B}/reboot` },
+  { who: BE, topic: `homeassistant/update/esp-fleet/${A}/config` },
+  { who: BE, topic: `esp-fleet/ha/${B}/install` },
 ];
 
 const SETTLE_MS = 400;
@@ -98,7 +118,8 @@ describe('ACL parity: the embedded broker decides as a real Mosquitto with the g
     const a = await connect(port, A);
     const b = await connect(port, B);
     const seen = [new Inbox(backend), new Inbox(a), new Inbox(b)];
-    await backend.subscribeAsync(['/status/+', '/will/+/will']);
+    // Every filter the backend may read, so a publish that gets through is seen.
+    await backend.subscribeAsync(['/status/+', '/will/+/will', 'homeassistant/+/+/+/config', 'homeassistant/status', 'esp-fleet/ha/+/state', 'esp-fleet/ha/+/install']);
     await a.subscribeAsync(`/command/${A}/#`);
     await b.subscribeAsync(`/command/${B}/#`);
     await Promise.all(
@@ -195,9 +216,15 @@ describe('ACL parity: the embedded broker decides as a real Mosquitto with the g
     // The refusals are the filters no read rule covers, and Mosquitto's filtered deliveries never leak either.
     assert.deepEqual(
       WILDCARDS.filter((_, i) => !emb[i].granted).map((w) => `${w.who} ${w.filter}`),
-      [`${A} /command/#`, `${A} /command/+/reboot`, `${A} #`, `${BE} /status/#`, `${BE} #`],
+      [`${A} /command/#`, `${A} /command/+/reboot`, `${A} #`, `${BE} /status/#`, `${BE} #`, `${A} homeassistant/#`, `${A} esp-fleet/#`],
     );
     assert.deepEqual(mosq[WILDCARDS.findIndex((w) => w.who === A && w.filter === '#')].received, [`/command/${A}/reboot`]);
-    assert.deepEqual(mosq[WILDCARDS.findIndex((w) => w.who === BE && w.filter === '#')].received, [`/status/${A}`, `/status/${B}`, `/will/${A}/will`]);
+    assert.deepEqual(mosq[WILDCARDS.findIndex((w) => w.who === BE && w.filter === '#')].received, [
+      `/status/${A}`,
+      `/status/${B}`,
+      `/will/${A}/will`,
+      `esp-fleet/ha/${B}/install`,
+      `homeassistant/update/esp-fleet/${A}/config`,
+    ]);
   });
 });

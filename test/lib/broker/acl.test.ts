@@ -78,7 +78,9 @@ describe('ACL entries: one source for Mosquitto and the embedded broker', () => 
     const entries = aclEntries([B, A, A], ['node-red', 'flows']);
     assert.deepEqual(entries.map((e) => e.user), ['flows', 'node-red', A, B]);
     const acl = renderMosquittoAcl([B, A], ['node-red']);
-    assert.match(acl, /^user node-red\ntopic read \/status\/\+\ntopic read \/will\/\+\/will\ntopic write \/command\/\+\/#$/m);
+    assert.match(acl, /^user node-red\ntopic read \/status\/\+\ntopic read \/will\/\+\/will\ntopic read homeassistant\/\+\/\+\/config\n/m);
+    assert.match(acl, /\ntopic write \/command\/\+\/#\ntopic write homeassistant\/update\/esp-fleet\/\+\/config\ntopic write homeassistant\/status\ntopic write esp-fleet\/ha\/\+\/state\ntopic write esp-fleet\/ha\/\+\/install\n/);
+    assert.doesNotMatch(renderMosquittoAcl([A], ['node-red'], undefined, null), /homeassistant|esp-fleet\/ha/);
     assert.match(acl, new RegExp(`^user ${A}\\ntopic write /status/${A}\\ntopic write /will/${A}/will\\ntopic read /command/${A}/#$`, 'm'));
   });
 
@@ -97,6 +99,21 @@ describe('ACL entries: one source for Mosquitto and the embedded broker', () => 
     assert.ok(!p.canSubscribe('/esp/#') && !p.canSubscribe('#'));
     assert.ok(p.canPublish(`/esp/${A}/restart`) && p.canPublish(`/esp/${A}/update/url`));
     assert.deepEqual([...p.kinds], ['backend']);
+  });
+
+  it('gives backends the Home Assistant link topics and devices none of them', () => {
+    const entries = aclEntries([A], ['node-red', 'home-assistant'], undefined, 'ha');
+    const backend = new Permissions('home-assistant', entries);
+    // The two filters HA subscribes to for discovery, its birth topic, our state and install topics.
+    for (const f of ['ha/+/+/config', 'ha/+/+/+/config', 'ha/status', 'esp-fleet/ha/+/state', `esp-fleet/ha/${A}/install`]) assert.ok(backend.canSubscribe(f), f);
+    for (const t of [`ha/update/esp-fleet/${A}/config`, 'ha/status', `esp-fleet/ha/${A}/state`, `esp-fleet/ha/${A}/install`]) assert.ok(backend.canPublish(t) && backend.canRead(t), t);
+    // Least privilege: no other component's configs, no other prefix, no wider filters.
+    for (const t of [`ha/sensor/esp-fleet/${A}/config`, `ha/update/other/${A}/config`, `homeassistant/update/esp-fleet/${A}/config`, 'esp-fleet/ha/x', 'ha/x']) assert.ok(!backend.canPublish(t), t);
+    for (const f of ['ha/#', 'esp-fleet/#', 'esp-fleet/ha/#', '#']) assert.ok(!backend.canSubscribe(f), f);
+    const device = new Permissions(A, entries);
+    for (const t of [`ha/update/esp-fleet/${A}/config`, 'ha/status', `esp-fleet/ha/${A}/state`, `esp-fleet/ha/${A}/install`]) assert.ok(!device.canPublish(t) && !device.canRead(t), t);
+    for (const f of ['ha/+/+/+/config', 'ha/status', `esp-fleet/ha/${A}/install`]) assert.ok(!device.canSubscribe(f), f);
+    assert.throws(() => aclEntries([A], ['node-red'], undefined, 'bad/#'), /discovery prefix/);
   });
 
   it('gives an identity without an entry nothing at all', () => {

@@ -367,7 +367,8 @@ describe('CaStore', function () {
       const setup = await writeMosquittoConfig(store, { dir: mdir, serverName: 'mqtt32.example.test', scheme: 'secure-esp32' });
       const acl = readFileSync(setup.aclFile, 'utf8');
       assert.match(acl, /^user 0d0000000032\ntopic write \/esp\/0d0000000032\/status\ntopic write \/esp\/0d0000000032\/will\ntopic write \/esp\/0d0000000032\/log\ntopic read \/esp\/0d0000000032\/#$/m);
-      assert.match(acl, /^user node-red\ntopic read \/esp\/\+\/status\ntopic read \/esp\/\+\/will\ntopic read \/esp\/\+\/log\ntopic write \/esp\/\+\/#$/m);
+      assert.match(acl, /^user node-red\ntopic read \/esp\/\+\/status\ntopic read \/esp\/\+\/will\ntopic read \/esp\/\+\/log\ntopic read homeassistant\/\+\/\+\/config\n/m);
+      assert.match(acl, /\ntopic write \/esp\/\+\/#\ntopic write homeassistant\/update\/esp-fleet\/\+\/config\n/);
       await assert.rejects(writeMosquittoConfig(store, { dir: mdir, scheme: 'zigbee' }), /unknown topic scheme "zigbee"/);
       // Later changes keep the folder's own scheme.
       await store.issueDevice('0d0000000033');
