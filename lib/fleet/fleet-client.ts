@@ -28,6 +28,9 @@ export interface RejectedMessage {
   count: number;
 }
 
+/** Topics besides the scheme's, e.g. the Home Assistant link's: the handler says whether the message was its own. */
+export type ExtraHandler = (topic: string, payload: Buffer, retain: boolean) => boolean;
+
 export interface FleetClientEvents {
   state: [ConnectionState, string | undefined];
   status: [string, StatusUpdate];
@@ -49,6 +52,7 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
   private rejectedCount = 0;
   private currentState: ConnectionState = 'closed';
   private lastError: string | undefined;
+  private readonly extra = new Map<string, ExtraHandler>();
 
   constructor(private readonly options: FleetClientOptions) {
     super();
@@ -98,6 +102,8 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
       this.backoffMs = min;
       client.options.reconnectPeriod = min;
       this.lastError = undefined;
+      const extra = [...this.extra.keys()];
+      if (extra.length) client.subscribe(extra, { qos: 1 });
       client.subscribe(this.options.scheme.subscriptions, { qos: 0 }, (err) => {
         if (err) this.setState('offline', `subscribe failed: ${err.message}`);
         else this.setState('connected');
@@ -114,7 +120,10 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     client.on('error', (err) => {
       this.lastError = err.message;
     });
-    client.on('message', (topic, payload) => this.handle(topic, payload));
+    client.on('message', (topic, payload, packet) => {
+      for (const handler of this.extra.values()) if (handler(topic, payload, packet.retain)) return;
+      this.handle(topic, payload);
+    });
     this.sweepTimer = setInterval(() => this.sweep(), this.options.sweepIntervalMs ?? 1_000);
     this.sweepTimer.unref();
   }
@@ -133,6 +142,27 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     const client = this.client;
     if (!client || !client.connected) throw new Error(`not connected to the broker (${this.currentState})`);
     await client.publishAsync(this.options.scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false });
+  }
+
+  /** A message besides the commands (e.g. the Home Assistant link's retained configs and states). */
+  async publishMessage(message: { topic: string; payload: string; retain: boolean; qos: 0 | 1 }): Promise<void> {
+    const client = this.client;
+    if (!client || !client.connected) throw new Error(`not connected to the broker (${this.currentState})`);
+    await client.publishAsync(message.topic, message.payload, { qos: message.qos, retain: message.retain });
+  }
+
+  /**
+   * Subscribes to a filter besides the scheme's, now and after every reconnect; its messages go
+   * to `handler` first. Returns the unsubscribe.
+   */
+  subscribeExtra(filter: string, handler: ExtraHandler): () => void {
+    this.extra.set(filter, handler);
+    if (this.client?.connected) this.client.subscribe(filter, { qos: 1 });
+    return () => {
+      if (this.extra.get(filter) !== handler) return;
+      this.extra.delete(filter);
+      if (this.client?.connected) this.client.unsubscribe(filter);
+    };
   }
 
   private handle(topic: string, payload: Buffer): void {

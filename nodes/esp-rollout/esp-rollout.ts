@@ -13,8 +13,9 @@ import { parseRolloutSpec } from '../../lib/rollout/rollout-spec';
 import { RolloutFile } from '../../lib/rollout/rollout-file';
 import { parseRolloutInput } from '../../lib/rollout/rollout-actions';
 import { folderInUserDir, errorText } from '../shared/settings';
-import { lifecycle } from '../shared/lifecycle';
+import { lifecycle, Send } from '../shared/lifecycle';
 import { rolloutRows } from '../../lib/dashboard/rollout-rows';
+import { linkHomeAssistant } from './home-assistant';
 
 interface EspRolloutDef extends NodeDef {
   fleet: string;
@@ -29,6 +30,10 @@ interface EspRolloutDef extends NodeDef {
   updateTimeoutS: string;
   haltAt: string;
   folder: string;
+  /** Publish a Home Assistant MQTT-discovery update entity per device (docs/home-assistant.md). */
+  homeAssistant?: boolean;
+  /** Home Assistant's discovery prefix (blank: homeassistant). */
+  haPrefix?: string;
 }
 
 /** The clock of the rollout besides its own due times (a soak's end, a timeout): a slow backstop. */
@@ -47,6 +52,8 @@ export = function register(RED: NodeAPI): void {
     // One timer for the rollout's next due time, so a gate opens when the soak ends, not at the next tick.
     let dueTimer: NodeJS.Timeout | undefined;
     let tickNow: () => void = () => undefined;
+    /** The Home Assistant link's "publish what changed", when the link is on. */
+    let haChanged: (id: string) => void = () => undefined;
     const scheduleDue = (): void => {
       if (dueTimer) clearTimeout(dueTimer);
       dueTimer = undefined;
@@ -81,6 +88,7 @@ export = function register(RED: NodeAPI): void {
           // A failed publish shows as the device's timeout; say why now.
           c.publishCommand(a.id, built).catch((err) => node.warn(`rollout: the command to ${a.id} was not sent: ${errorText(err)}`));
         } else if (a.type === 'device') {
+          haChanged(a.id);
           const d = v.devices[a.id];
           node.send([{ topic: a.id, payload: { device: a.id, state: a.state, wave: (d?.wave ?? 0) + 1, ...(a.reason ? { reason: a.reason } : {}), ...(a.percent !== undefined ? { percent: a.percent } : {}) }, rollout: summary, rows: rowsNow() } as NodeMessage, null]);
         } else if (a.type === 'wave') {
@@ -110,6 +118,46 @@ export = function register(RED: NodeAPI): void {
       return serverNode.firmware();
     };
 
+    /** Starts a rollout from a start msg's payload over the node's fields; throws (nothing starts) on bad input. */
+    const startRollout = async (c: FleetClient, payload: Record<string, unknown>): Promise<void> => {
+      const now = Date.now();
+      if (rollout && ['running', 'paused', 'halted'].includes(rollout.status)) throw new Error(`a rollout of ${rollout.state.spec.target} is ${rollout.status}: abort it first`);
+      const field = (k: keyof EspRolloutDef): unknown => (payload[k] !== undefined ? payload[k] : config[k]);
+      // With an update server, a blank target is "newest": each device gets what the server offers it.
+      const target = field('target');
+      const spec = parseRolloutSpec({ target: (target === undefined || target === '') && config.server ? NEWEST : target, canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
+      const selection = parseSelection(field('devices') || '*');
+      const firmware = await firmwareOf();
+      if (needsGroups(selection) && !firmware) throw new Error('group: selections need the update server (its device groups): choose it in the node');
+      if (firmware && spec.target !== NEWEST && !firmware.catalogue.get(spec.target)) throw new Error(`unknown image ${spec.target}: the update server's catalogue does not hold it (publish it first, or use "newest")`);
+      const candidates = c.registry.ids().map((id) => ({ id, image: c.registry.get(id)?.image, groups: firmware?.groupsOf(id) ?? [] }));
+      const known: DeviceNow[] = selectDevices(selection, candidates).map((id) => {
+        const e = c.registry.get(id);
+        return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '' };
+      });
+      const offered = offeredDevices(spec.target, known, firmware && ((id, image) => firmware.offerFor(id, image)));
+      const started = Rollout.start(spec, offered.devices, now);
+      rollout = started.rollout;
+      const n = Object.keys(started.rollout.view.devices).length;
+      const left = offered.excluded.length ? `; ${offered.excluded.length} left out (${summarize(offered.excluded)})` : '';
+      const upToDate = offered.upToDate ? `, ${offered.upToDate} up to date` : '';
+      // Nothing to do is one line, not a start and an end.
+      if (started.rollout.status === 'done') carry(c, [{ type: 'status', status: 'done', reason: `nothing to do${upToDate}${left}` }]);
+      else carry(c, [{ type: 'status', status: started.rollout.status, reason: `${n} devices in ${started.rollout.view.waves.length} waves${upToDate}${left}` }, ...started.actions]);
+      excludedAtStart = offered.excluded;
+    };
+
+    /** HA's install button: a one-device rollout with every rule of a rollout, or a refusal when one runs already. */
+    const installFromHomeAssistant = (c: FleetClient, id: string): void => {
+      if (rollout && ['running', 'paused', 'halted'].includes(rollout.status)) {
+        const why = rollout.view.devices[id] ? 'it is part of the rollout under way' : `a rollout is ${rollout.status}: abort it first`;
+        node.send([null, { topic: 'install-refused', payload: { device: id, reason: why }, text: `Home Assistant's install on ${id} refused: ${why}` } as NodeMessage]);
+        return;
+      }
+      node.send([null, { topic: 'install', payload: { device: id }, text: `Home Assistant asked to install on ${id}` } as NodeMessage]);
+      startRollout(c, { devices: id, canary: 1, haltAt: 1 }).catch((err) => node.error(`Home Assistant install on ${id}: ${errorText(err)}`, { topic: 'install', payload: { device: id } } as NodeMessage));
+    };
+
     const life = lifecycle(node, async (own) => {
       if (!fleetNode) throw new Error('no esp-fleet node is configured');
       const c = await fleetNode.fleet();
@@ -134,8 +182,28 @@ export = function register(RED: NodeAPI): void {
       };
       own.onClose(() => unhear?.());
       hearServer();
+      // The server's rules as they stand, for Home Assistant's latest versions (a redeployed server is picked up at the tick).
+      let firmwareNow: FirmwareService | undefined;
+      const followFirmware = (): void => void firmwareOf().then((f) => (firmwareNow = f), () => (firmwareNow = undefined));
+      followFirmware();
+      if (config.homeAssistant) {
+        haChanged = linkHomeAssistant(own, c, {
+          prefix: config.haPrefix,
+          latestOf: (id, image) => {
+            const offer = firmwareNow?.offerFor(id, image);
+            return offer === undefined ? null : 'next' in offer ? offer.next : image;
+          },
+          progressOf: (id) => {
+            const d = rollout?.view.devices[id];
+            return d?.state === 'updating' ? { inProgress: true, ...(d.percent !== undefined ? { percent: d.percent } : {}) } : { inProgress: false };
+          },
+          onInstall: (id) => installFromHomeAssistant(c, id),
+          warn: (text) => node.warn(text),
+        }).changed;
+      }
       tickNow = () => {
         hearServer();
+        followFirmware();
         if (rollout && !own.closing) carry(c, rollout.tick(Date.now()));
       };
       own.every(() => tickNow(), TICK_MS);
@@ -145,40 +213,25 @@ export = function register(RED: NodeAPI): void {
       return c;
     });
 
-    life.input(async (msg: NodeMessageInFlow, send, c) => {
+    // Msgs are handled one after the other: a `pause` right behind a `start` finds the rollout started
+    // (start waits for the update server's catalogue).
+    let inOrder: Promise<unknown> = Promise.resolve();
+    life.input((msg: NodeMessageInFlow, send, c) => {
+      const turn = inOrder.then(() => handle(msg, send, c));
+      inOrder = turn.catch(() => undefined);
+      return turn;
+    });
+
+    const handle = async (msg: NodeMessageInFlow, send: Send, c: FleetClient): Promise<void> => {
       const input = parseRolloutInput(msg.topic || 'start');
       const now = Date.now();
       const payload = (typeof msg.payload === 'object' && msg.payload !== null && !Buffer.isBuffer(msg.payload) ? msg.payload : {}) as Record<string, unknown>;
       if (input.kind === 'ignored') return;
       if (input.kind === 'server-event') return serverEvent(c, input.event, payload);
       switch (input.action) {
-        case 'start': {
-          if (rollout && ['running', 'paused', 'halted'].includes(rollout.status)) throw new Error(`a rollout of ${rollout.state.spec.target} is ${rollout.status}: abort it first`);
-          const field = (k: keyof EspRolloutDef): unknown => (payload[k] !== undefined ? payload[k] : config[k]);
-          // With an update server, a blank target is "newest": each device gets what the server offers it.
-          const target = field('target');
-          const spec = parseRolloutSpec({ target: (target === undefined || target === '') && config.server ? NEWEST : target, canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
-          const selection = parseSelection(field('devices') || '*');
-          const firmware = await firmwareOf();
-          if (needsGroups(selection) && !firmware) throw new Error('group: selections need the update server (its device groups): choose it in the node');
-          if (firmware && spec.target !== NEWEST && !firmware.catalogue.get(spec.target)) throw new Error(`unknown image ${spec.target}: the update server's catalogue does not hold it (publish it first, or use "newest")`);
-          const candidates = c.registry.ids().map((id) => ({ id, image: c.registry.get(id)?.image, groups: firmware?.groupsOf(id) ?? [] }));
-          const known: DeviceNow[] = selectDevices(selection, candidates).map((id) => {
-            const e = c.registry.get(id);
-            return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '' };
-          });
-          const offered = offeredDevices(spec.target, known, firmware && ((id, image) => firmware.offerFor(id, image)));
-          const started = Rollout.start(spec, offered.devices, now);
-          rollout = started.rollout;
-          const n = Object.keys(started.rollout.view.devices).length;
-          const left = offered.excluded.length ? `; ${offered.excluded.length} left out (${summarize(offered.excluded)})` : '';
-          const upToDate = offered.upToDate ? `, ${offered.upToDate} up to date` : '';
-          // Nothing to do is one line, not a start and an end.
-          if (started.rollout.status === 'done') carry(c, [{ type: 'status', status: 'done', reason: `nothing to do${upToDate}${left}` }]);
-          else carry(c, [{ type: 'status', status: started.rollout.status, reason: `${n} devices in ${started.rollout.view.waves.length} waves${upToDate}${left}` }, ...started.actions]);
-          excludedAtStart = offered.excluded;
+        case 'start':
+          await startRollout(c, payload);
           break;
-        }
         case 'status':
           break;
         default: {
@@ -189,7 +242,7 @@ export = function register(RED: NodeAPI): void {
       }
       const s = rollout?.state;
       send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices, excluded: excludedAtStart } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
-    });
+    };
   }
 
   RED.nodes.registerType('esp-rollout', EspRollout);

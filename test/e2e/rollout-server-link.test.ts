@@ -16,6 +16,7 @@ import type { EspFleetNode } from '../../nodes/esp-fleet/types';
 import type { EspFirmwareServerNode } from '../../nodes/esp-firmware-server/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
 import type { UpdateEvent } from '../../lib/firmware/update-server';
+import { connectTls } from '../support/mqtt-client';
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -39,6 +40,7 @@ describe('esp-rollout linked to the update server node', function () {
   let brokerPort: number;
   let run = 0;
   let sims: FleetSimulator[] = [];
+  let haIdentity: { ca: string; cert: string; key: string };
 
   const wait = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
     const until = Date.now() + ms;
@@ -51,6 +53,8 @@ describe('esp-rollout linked to the update server node', function () {
   before(async () => {
     store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
     for (const id of [...lamps, ...plugs]) await store.issueDevice(id);
+    const ha = await store.issueBackend({ commonName: 'homeassistant' });
+    haIdentity = { ca: ha.caCertificatePem, cert: ha.certificatePem, key: ha.privateKeyPem! };
     brokerPort = await freePort();
     const { dir } = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort });
     broker = await startMosquitto(dir);
@@ -108,9 +112,17 @@ describe('esp-rollout linked to the update server node', function () {
   const commanded = (events: UpdateEvent[]): string[] => [...new Set(events.filter((e) => e.type === 'download-start' && e.deviceId).map((e) => e.deviceId!))].sort();
 
   it('newest: each device gets its own product\'s next image, devices with nothing newer are left out, progress arrives with no wire', async () => {
-    const { devicesOut, statusOut, caught, events } = await setUp({}, async (service) => {
+    const { devicesOut, statusOut, caught, events } = await setUp({ homeAssistant: true }, async (service) => {
       await publishSimImage(service, { product: LAMP, version: '1.1.0', size: 256 * 1024 });
     });
+    // Home Assistant, with a backend certificate, reads the update entities' states.
+    const ha = await connectTls(brokerPort, haIdentity, 'ha-link', { reconnectPeriod: 0 });
+    const states: { id: string; state: Msg }[] = [];
+    ha.on('message', (topic, payload) => payload.length && states.push({ id: topic.split('/')[2]!, state: JSON.parse(payload.toString()) as Msg }));
+    await ha.subscribeAsync('esp-fleet/ha/+/state', { qos: 1 });
+    await wait('a state of every device', () => [...lamps, ...plugs].every((id) => states.some((s) => s.id === id)), 10_000);
+    for (const id of lamps) assert.deepEqual(states.filter((s) => s.id === id).at(-1)!.state.latest_version, `${LAMP}-1.1.0`, 'latest is what the server would offer');
+    for (const id of plugs) assert.deepEqual(states.filter((s) => s.id === id).at(-1)!.state.latest_version, `${PLUG}-1.0.0`, 'nothing newer: up to date');
     helper.getNode('ro').receive({ topic: 'start' });
     const started = await statusOut.until((m) => m.topic === 'running');
     assert.match(started.payload.reason, /^4 devices in 2 waves, 3 up to date$/);
@@ -124,6 +136,14 @@ describe('esp-rollout linked to the update server node', function () {
       assert.ok(percents.length >= 2, `${id}: progress msgs from the linked server (${percents.join(', ')})`);
       assert.deepEqual(percents, [...percents].sort((a, b) => a - b), `${id}: the percent only rises`);
       assert.equal(percents.at(-1), 100, id);
+    }
+    // HA saw the downloads as they went, and each lamp end up to date on the new image.
+    await wait('HA shows every lamp on 1.1.0', () => lamps.every((id) => states.filter((s) => s.id === id).at(-1)?.state.installed_version === `${LAMP}-1.1.0`), 10_000);
+    await ha.endAsync(true);
+    for (const id of lamps) {
+      const shown = states.filter((s) => s.id === id).map((s) => s.state);
+      assert.ok(shown.some((s) => s.in_progress === true && typeof s.update_percentage === 'number' && s.update_percentage > 0), `${id}: a percent while downloading`);
+      assert.deepEqual([shown.at(-1)!.latest_version, shown.at(-1)!.in_progress], [`${LAMP}-1.1.0`, false]);
     }
     const rows = devicesOut.msgs.at(-1)!.rows as Msg[];
     assert.deepEqual(rows.map((r) => [r.target, r.state]), lamps.map(() => [`${LAMP}-1.1.0`, 'passed']));

@@ -8,7 +8,6 @@ import { updateEntityState, updateStateMessage } from '../../../lib/homeassistan
 import { checkDiscoveryPrefix, HomeAssistantError } from '../../../lib/homeassistant/topics';
 import { TopicScheme } from '../../../lib/fleet/topic-scheme';
 
-// ajv comes with Node-RED's own nodes (a devDependency's dependency), not from our package.json.
 // Compiled to dist/test/lib; the schema stays in the source tree.
 const SCHEMA = JSON.parse(readFileSync(path.resolve(__dirname, '../../../../test/fixtures/ha-mqtt-update.schema.json'), 'utf8'));
 const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: true });
