@@ -63,6 +63,8 @@ export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'id' | 'files
   silentAfterMs?: number;
   /** Share of devices whose trusted key was tampered with: they refuse every update. */
   tamperedShare?: number;
+  /** Share of devices reset by the watchdog while they write an update: they come back on the old image. */
+  resetDuringUpdateShare?: number;
   /** Boots started per second (a real fleet does not power up in one millisecond). */
   bootsPerSecond?: number;
   /** Told when a device installs an image or reports a failed command. */
@@ -127,6 +129,7 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
         ...(typeof o.identity === 'function' ? { files: await o.identity(id) } : { files: { ca: o.identity.ca }, enroll: o.identity.enroll }),
         trusts: tampered ? [wrongKey] : o.trusts,
         weakSignal: chosen(i, o.weakShare, 0),
+        resetDuringUpdate: chosen(i, o.resetDuringUpdateShare, 3),
         silentAfterMs: chosen(i, o.silentShare, 1) ? (o.silentAfterMs ?? 60_000) : undefined,
       });
       device.on('flashed', (image) => o.onFlashed?.(id, image));

@@ -44,6 +44,11 @@ export interface SimulatedDeviceOptions {
   trusts: string[];
   build?: string;
   updateMode?: UpdateMode;
+  /**
+   * A fault: the watchdog resets the device while it writes an update (a long flash write that
+   * starves it), so it comes back on its old image with no error to report.
+   */
+  resetDuringUpdate?: boolean;
   /** Flash free for an update (x-ESP8266-free-space). */
   freeSpace?: number;
   /** Drops its connection now and then and reports a poor RSSI. */
@@ -643,6 +648,10 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       pace: { bytesPerSecond: t.downloadBytesPerSecond / t.scale, every: 4096, everyMs: scaled(t, t.sectorEraseMs + t.sectorWriteMs) },
       signal,
     });
+    if (res.status === 200 && this.options.resetDuringUpdate) {
+      this.log('watchdog reset while writing the update');
+      return this.reboot('watchdog');
+    }
     if (res.status === 200) {
       // Update.end(): the image is hashed and its signature checked, once.
       this.watch('verify');

@@ -59,24 +59,33 @@ describe('esp-rollout with simulated devices, real Mosquitto and the update serv
   };
 
   /** A fresh flow (own registry and rollout folder) and `count` simulated devices online on V1 in it. */
-  async function setUp(count: number, rollout: Msg, fleetOptions: { tamperedShare?: number } = {}): Promise<{ client: FleetClient; devicesOut: Collector<Msg>; statusOut: Collector<Msg>; caught: Collector<Msg>; list: string[] }> {
+  async function setUp(count: number, rollout: Msg, fleetOptions: { tamperedShare?: number; resetDuringUpdateShare?: number } = {}): Promise<{ client: FleetClient; devicesOut: Collector<Msg>; statusOut: Collector<Msg>; caught: Collector<Msg>; list: string[]; restart: () => Promise<{ devicesOut: Collector<Msg>; statusOut: Collector<Msg>; caught: Collector<Msg> }> }> {
     const folder = path.join(tmp.path, `run-${++run}`);
     const list = ids.slice(0, count);
-    await helper.load([espCa, espFleet, espRollout, catchNode], [
+    const flow = [
       { id: 'tab', type: 'tab', label: 'rollout' },
       { id: 'ca', type: 'esp-ca', folder: store.dir },
       { id: 'fleet', type: 'esp-fleet', broker: `mqtts://localhost:${port}`, tlsSource: 'esp-ca', ca: 'ca', backendName: 'node-red', scheme: 'secure-esp8266', statusInterval: '1000', registryFile: path.join(folder, 'registry.json') },
       { id: 'ro', z: 'tab', type: 'esp-rollout', fleet: 'fleet', target: V2, devices: list.join(','), updateTimeoutS: '20', folder, wires: [['d'], ['s']], ...rollout },
       { id: 'catcher', z: 'tab', type: 'catch', scope: null, uncaught: false, wires: [['caught']] },
       ...['d', 's', 'caught'].map((id) => ({ id, z: 'tab', type: 'helper' })),
-    ]);
+    ];
+    await helper.load([espCa, espFleet, espRollout, catchNode], structuredClone(flow));
     const [devicesOut, statusOut, caught] = ['d', 's', 'caught'].map((id) => new Collector<Msg>(id));
+    /** Node-RED stops and starts again with the same flow and folders (the devices go on meanwhile). */
+    const restart = async (): Promise<{ devicesOut: Collector<Msg>; statusOut: Collector<Msg>; caught: Collector<Msg> }> => {
+      await helper.unload();
+      await new Promise((r) => setTimeout(r, 1_000));
+      await helper.load([espCa, espFleet, espRollout, catchNode], structuredClone(flow));
+      const [d, st, c] = ['d', 's', 'caught'].map((id) => new Collector<Msg>(id));
+      return { devicesOut: d!, statusOut: st!, caught: c! };
+    };
     const client = await (helper.getNode('fleet') as unknown as EspFleetNode).fleet();
     await wait('esp-fleet connected', () => client.state === 'connected', 10_000);
     fleet = new FleetSimulator({ ids: list, identity: identityFromFolder(store.deviceFilesDir), bootstrap: { host: 'localhost', port: server.port, path: '/fw' }, image: V1, trusts, timing: 'fast', bootsPerSecond: 200, ...fleetOptions });
     await fleet.start();
     await wait('every device online on V1 in the registry', () => list.every((id) => client.registry.get(id)?.online && client.registry.get(id)?.image === V1), 15_000);
-    return { client, devicesOut, statusOut, caught, list };
+    return { client, devicesOut: devicesOut!, statusOut: statusOut!, caught: caught!, list, restart };
   }
 
   before(async () => {
@@ -193,5 +202,37 @@ describe('esp-rollout with simulated devices, real Mosquitto and the update serv
     const got = asked(from);
     assert.deepEqual(list.map((id) => got.get(id)), list.map(() => 1), 'every device got the command once');
     assert.equal(caught.msgs.length, 0);
+  });
+  it('a device that comes back on its old image (a watchdog reset mid-update) and one that goes offline while soaking both fail', async () => {
+    // 6 devices in one wave; the simulator resets index 3 while it writes the update (every 6th from 3).
+    const { devicesOut, statusOut, caught, list } = await setUp(6, { canary: '6', waveSize: '6', cap: '6', soakS: '4', haltAt: '100%' }, { resetDuringUpdateShare: 1 / 6 });
+    helper.getNode('ro').receive({ topic: 'start' });
+    // The first device to soak is taken off the network (its LWT tells the broker) before its soak ends.
+    const soaking = await devicesOut.until((m) => m.payload.state === 'soaking' && m.topic !== list[3], 20_000);
+    const leaver = fleet!.devices.find((d) => d.id === soaking.topic)!;
+    await leaver.stop();
+    const done = await statusOut.until((m) => m.topic === 'done', 30_000);
+    assert.match(done.payload.reason, /^4 updated, 2 failed, 0 offline \(skipped\)$/);
+    const failed = new Map(devicesOut.msgs.filter((m) => m.payload.state === 'failed').map((m) => [m.topic as string, m.payload.reason as string]));
+    assert.deepEqual([...failed.keys()].sort(), [list[3]!, leaver.id].sort());
+    assert.equal(failed.get(list[3]!), `came back on ${V1}, not ${V2}`);
+    assert.equal(failed.get(leaver.id), 'went offline while soaking');
+    assert.equal(fleet!.devices[3]!.image, V1, 'the reset device still runs the old image');
+    assert.equal(caught.msgs.length, 0);
+  });
+
+  it('Node-RED restarts in the middle of a wave: the rollout resumes and finishes, and no device gets the command twice', async () => {
+    const { devicesOut, restart, list } = await setUp(10, { canary: '2', waveSize: '8', cap: '3', soakS: '2', haltAt: '50%' });
+    const from = events.length;
+    helper.getNode('ro').receive({ topic: 'start' });
+    // Wave 2 is under way: some devices updating, others still queued.
+    await devicesOut.until((m) => m.payload.wave === 2 && m.payload.state === 'updating', 20_000);
+    const after = await restart();
+    const done = await after.statusOut.until((m) => m.topic === 'done', 40_000);
+    assert.match(done.payload.reason, /^10 updated, 0 failed, 0 offline \(skipped\)$/);
+    const got = asked(from);
+    assert.deepEqual(list.map((id) => got.get(id)), list.map(() => 1), 'every device got the command exactly once across the restart');
+    assert.deepEqual(fleet!.images(), { [V2]: 10 });
+    assert.equal(after.caught.msgs.length, 0);
   });
 });
