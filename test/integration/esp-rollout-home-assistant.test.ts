@@ -1,7 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import Ajv2020 from 'ajv/dist/2020';
 import type { MqttClient } from 'mqtt';
 import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
@@ -16,12 +14,7 @@ import espRollout = require('../../nodes/esp-rollout/esp-rollout');
 import type { EspFleetNode } from '../../nodes/esp-fleet/types';
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const SCHEMA = JSON.parse(readFileSync(path.resolve(__dirname, '../../../test/fixtures/ha-mqtt-update.schema.json'), 'utf8'));
-const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: true });
-ajv.addSchema(SCHEMA);
-const validConfig = ajv.getSchema(`${SCHEMA.$id}#/$defs/config`)!;
-const validState = ajv.getSchema(`${SCHEMA.$id}#/$defs/state`)!;
+import { validConfig, validState } from '../support/ha-schema';
 
 const DEVICES = ['84f3eb300001', '84f3eb300002'];
 const OLD = 'PORCH-1.0.0';

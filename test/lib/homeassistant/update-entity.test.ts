@@ -1,19 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import fc from 'fast-check';
-import Ajv2020 from 'ajv/dist/2020';
 import { updateEntityConfig, updateEntityRemoval, UpdateEntityConfig } from '../../../lib/homeassistant/update-entity';
 import { updateEntityState, updateStateMessage } from '../../../lib/homeassistant/update-state';
 import { checkDiscoveryPrefix, HomeAssistantError } from '../../../lib/homeassistant/topics';
 import { TopicScheme } from '../../../lib/fleet/topic-scheme';
+import { validConfig, validState } from '../../support/ha-schema';
 
-// Compiled to dist/test/lib; the schema stays in the source tree.
-const SCHEMA = JSON.parse(readFileSync(path.resolve(__dirname, '../../../../test/fixtures/ha-mqtt-update.schema.json'), 'utf8'));
-const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: true });
-ajv.addSchema(SCHEMA);
-const validConfig = ajv.getSchema(`${SCHEMA.$id}#/$defs/config`)!;
-const validState = ajv.getSchema(`${SCHEMA.$id}#/$defs/state`)!;
 const A = '84f3eb012345';
 
 function configOf(...args: Parameters<typeof updateEntityConfig>): UpdateEntityConfig {
