@@ -12,9 +12,9 @@ import espCa = require('../../nodes/esp-ca/esp-ca');
 import espFleet = require('../../nodes/esp-fleet/esp-fleet');
 import espRollout = require('../../nodes/esp-rollout/esp-rollout');
 import type { EspFleetNode } from '../../nodes/esp-fleet/types';
+import { validConfig, validState } from '../support/ha-schema';
 
 type Msg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-import { validConfig, validState } from '../support/ha-schema';
 
 const DEVICES = ['84f3eb300001', '84f3eb300002'];
 const OLD = 'PORCH-1.0.0';
