@@ -12,6 +12,11 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** Devices in the fleet; DASHBOARD_DEVICES=10 DASHBOARD_SCREENSHOT=docs/dashboard.png makes the README picture. */
 const COUNT = Number(process.env.DASHBOARD_DEVICES ?? 5);
 const ARTIFACTS = path.join(PACKAGE_ROOT, 'test-artifacts');
+/** Two more products, so a rollout of theirs offers nothing to the other devices (lib/rollout/offers.ts): one whose boards refuse every image, one with a big image. */
+const HALT_PRODUCT = 'ESP8266_SIM_HALT';
+const BIG_PRODUCT = 'ESP8266_SIM_BIG';
+/** Big enough that a download takes a few hundred ms at the simulator's fast pace, small enough for its flash. */
+const BIG_IMAGE_BYTES = 512 * 1024;
 
 /**
  * examples/fleet-dashboard.json as a user sees it: the real Node-RED runtime serves the
@@ -22,6 +27,9 @@ describe('fleet dashboard example in a browser', function () {
   this.timeout(120_000);
   const tmp = tempDir('dashboard');
   const ids = deviceIds('a4cf16', COUNT);
+  /** Boards that trust a wrong key (started by the halt test), and boards for the big image (started by the download test). */
+  const haltIds = deviceIds('b0a716', 2);
+  const bigIds = deviceIds('b16b16', 3);
   let fx: ExampleFixture;
   let browser: Browser | undefined;
   let page: Page;
@@ -30,7 +38,18 @@ describe('fleet dashboard example in a browser', function () {
 
   before(async function () {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
-    fx = await ExampleFixture.start({ root: tmp.path, deviceIds: ids, statusIntervalMs: 1000, broker: 'embedded' });
+    fx = await ExampleFixture.start({
+      root: tmp.path,
+      deviceIds: [...ids, ...haltIds, ...bigIds],
+      statusIntervalMs: 1000,
+      broker: 'embedded',
+      extraImages: [
+        { product: HALT_PRODUCT, version: '00.00.01' },
+        { product: HALT_PRODUCT, version: '00.00.02' },
+        { product: BIG_PRODUCT, version: '00.00.01' },
+        { product: BIG_PRODUCT, version: '00.00.02', size: BIG_IMAGE_BYTES },
+      ],
+    });
     const flows = fx.patch(await loadExample('fleet-dashboard.json'));
     // A soak of 2 s instead of 2 minutes, so a wave passes its gate within the test.
     Object.assign(nodeById(flows, 'fleet-rollout'), { soakS: '2' });
@@ -141,14 +160,16 @@ describe('fleet dashboard example in a browser', function () {
     await status(`rollout of ${V2} paused: paused by msg`);
     await rolloutRow(canary).filter({ hasText: 'passed' }).waitFor({ timeout: 30_000 });
     await page.waitForTimeout(2500);
-    assert.equal(await rolloutRows.count(), 1, 'only the canary started while paused');
+    // The table lists every device of the rollout (esp-rollout's msg.rows): the rest wait, queued.
+    assert.equal(await rolloutRows.filter({ hasNotText: 'queued' }).count(), 1, 'only the canary started while paused');
+    for (const id of rest) await rolloutRow(id).filter({ hasText: 'queued' }).waitFor({ timeout: 1000 });
     assert.deepEqual((await rolloutRow(canary).locator('td').allInnerTexts()).slice(0, 3).map((c) => c.trim()), [canary, '1', 'passed']);
 
     // Resumed: the second wave starts, at most the cap (2) updating at once.
     await page.getByRole('button', { name: 'Resume' }).click();
     await status(`rollout of ${V2} running`);
     await page.locator('.esp-fleet-rollout-wave', { hasText: 'wave 2 started' }).waitFor({ timeout: 20_000 });
-    for (const id of rest) await rolloutRow(id).waitFor({ timeout: 20_000 });
+    for (const id of rest) await rolloutRow(id).filter({ hasNotText: 'queued' }).waitFor({ timeout: 20_000 });
     const updating = await page.locator('.esp-fleet-rollout-devices tbody tr', { hasText: 'updating' }).count();
     assert.ok(updating <= 2, `${updating} updating at once with a cap of 2`);
 
@@ -206,5 +227,133 @@ describe('fleet dashboard example in a browser', function () {
     const refused = await boards[1].ask(fx.enrollPort, ca, line);
     assert.equal(refused.status, 403, refused.body);
     assert.equal(await waiting(rejected).count(), 0, 'the rejected board is not listed again');
+  });
+
+  /** Picks the rollout panel's target image and cap, and presses Start (as a user does). */
+  async function startRolloutFromPanel(image: string, cap: number): Promise<void> {
+    await page.locator('.esp-fleet-rollout-image .v-field').click();
+    await page.locator('.v-overlay .v-list-item', { hasText: image }).click();
+    const capInput = page.locator('.esp-fleet-rollout-cap input');
+    await capInput.fill(String(cap));
+    await capInput.press('Enter');
+    await page.getByRole('button', { name: 'Start rollout' }).click();
+  }
+  /** The rollout table's row of a device. */
+  const rolloutRowOf = (id: string) => page.locator('.esp-fleet-rollout-devices tbody tr', { hasText: id });
+  /** A test of its own: a rollout an earlier test left running, paused or halted is aborted first (a start would be refused). */
+  async function abortLiveRollout(): Promise<void> {
+    const line = page.locator('.esp-fleet-rollout-progress');
+    await line.waitFor({ timeout: 20_000 });
+    if (!/ (running|paused|halted)\b/.test(await line.innerText())) return;
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await page.locator('.esp-fleet-rollout-progress', { hasText: ' aborted' }).waitFor({ timeout: 20_000 });
+  }
+
+  it('a rollout that halts shows a notification with the reason, the status line says halted, and the failed row says why', async () => {
+    const [v1, v2] = [`${HALT_PRODUCT}-00.00.01`, `${HALT_PRODUCT}-00.00.02`];
+    await fx.startDevices(haltIds, { image: v1, tamperedShare: 1 });
+    await page.goto(`${fx.red.url}/dashboard`);
+    for (const id of haltIds) await row(id).filter({ hasText: v1 }).waitFor({ timeout: 30_000 });
+    await abortLiveRollout();
+    const halted = `rollout of ${v2} halted: 1 of 1 devices of wave 1 failed (threshold 20 %)`;
+    assert.equal(await page.getByText(halted).count(), 0, 'no halt shown before the rollout');
+
+    await startRolloutFromPanel(v2, 1);
+    try {
+      // The notification (Dashboard 2.0's ui-notification: a Vuetify snackbar; it does not apply the node's class) carries esp-rollout's msg.text.
+      const notice = page.locator('.nrdb-ui-notification', { hasText: halted });
+      await notice.waitFor({ state: 'visible', timeout: 30_000 });
+      await page.locator('.esp-fleet-rollout-progress', { hasText: halted }).waitFor({ timeout: 10_000 });
+      // The canary (the first board the fleet heard from) failed with the board's own words; the other never started.
+      const failedRow = page.locator('.esp-fleet-rollout-devices tbody tr', { hasText: 'failed' });
+      await failedRow.waitFor({ timeout: 10_000 });
+      const cells = (await failedRow.locator('td').allInnerTexts()).map((c) => c.trim());
+      const canary = cells[0];
+      assert.ok(haltIds.includes(canary), `${canary} is one of the boards that refuse`);
+      assert.deepEqual(cells.slice(1, 3), ['1', 'failed']);
+      assert.match(cells[cells.length - 1], /^refused the image: firmware: signature check failed/);
+      await page.waitForTimeout(1500);
+      const other = (await rolloutRowOf(haltIds.find((id) => id !== canary)!).locator('td').allInnerTexts()).map((c) => c.trim());
+      assert.deepEqual(other.slice(1, 3), ['2', 'queued'], `the second wave did not start: ${JSON.stringify(other)}`);
+      for (const id of haltIds) assert.ok((await row(id).innerText()).includes(v1), `${id} still runs ${v1}`);
+
+      // Closed by the user.
+      await notice.getByRole('button', { name: 'Close' }).click();
+      await notice.waitFor({ state: 'hidden', timeout: 10_000 });
+    } finally {
+      // Aborted, so a later start is possible whatever happened above.
+      await page.getByRole('button', { name: 'Abort' }).click();
+      await page.locator('.esp-fleet-rollout-progress', { hasText: `rollout of ${v2} aborted` }).waitFor({ timeout: 20_000 });
+    }
+  });
+
+  it("the rollout table's download column shows each device's percent from the update server, rising to 100", async () => {
+    const [v1, v2] = [`${BIG_PRODUCT}-00.00.01`, `${BIG_PRODUCT}-00.00.02`];
+    await fx.startDevices(bigIds, { image: v1 });
+    await page.goto(`${fx.red.url}/dashboard`);
+    for (const id of bigIds) await row(id).filter({ hasText: v1 }).waitFor({ timeout: 30_000 });
+    await abortLiveRollout();
+
+    // The canary, then the other two at once (cap 2).
+    await startRolloutFromPanel(v2, 2);
+    // What the page shows, read from the DOM until every device passed (at most 40 s): each row's
+    // device, state and the value of its bar (Vuetify's v-progress-linear: aria-valuenow). Read
+    // every 5 ms and on each change of the table (a MutationObserver), since on 127.0.0.1 the
+    // kernel's socket buffers take the whole image within ~0.1 s, so the server's progress events
+    // (bytes the socket has taken) come close together.
+    type Shown = { device: string; state: string; percent: string | null };
+    const shown = await page.evaluate(
+      async ({ devices, ms }) => {
+        const out: Shown[][] = [];
+        const read = (): Shown[] =>
+          Array.from(document.querySelectorAll('.esp-fleet-rollout-devices tbody tr')).map((r) => {
+            const cells = Array.from(r.querySelectorAll('td'));
+            const bar = r.querySelector('td[data-column-key="percent"] [role="progressbar"]');
+            return { device: (cells[0]?.textContent ?? '').trim(), state: (cells[2]?.textContent ?? '').trim(), percent: bar ? bar.getAttribute('aria-valuenow') : null };
+          });
+        const observer = new MutationObserver(() => out.push(read()));
+        observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['aria-valuenow'] });
+        try {
+          const until = Date.now() + ms;
+          while (Date.now() < until) {
+            const rows = read();
+            out.push(rows);
+            if (devices.every((d) => rows.some((r) => r.device === d && r.state === 'passed'))) break;
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        } finally {
+          observer.disconnect();
+        }
+        return out;
+      },
+      { devices: bigIds, ms: 40_000 },
+    );
+    const last = shown[shown.length - 1];
+    for (const id of bigIds) assert.ok(last.some((r) => r.device === id && r.state === 'passed'), `${id} passed within 40 s: ${JSON.stringify(last)}`);
+    const seen = new Map<string, number[]>(bigIds.map((id) => [id, []]));
+    for (const rows of shown) {
+      for (const r of rows) {
+        const values = seen.get(r.device);
+        if (!values) continue;
+        // Once past the download the bar is full.
+        if (r.state === 'soaking' || r.state === 'passed') assert.equal(r.percent, '100', `${r.device} ${r.state} shows ${r.percent}`);
+        // Queued, or updating before the first progress event: no value (an empty bar).
+        const p = r.percent === null || r.percent === '' ? NaN : Number(r.percent);
+        if (Number.isNaN(p)) {
+          assert.ok(r.state === 'queued' || r.state === 'updating', `${r.device} ${r.state} shows no value`);
+          continue;
+        }
+        if (values[values.length - 1] !== p) values.push(p);
+      }
+    }
+    const report = JSON.stringify(Object.fromEntries(seen));
+    for (const [id, values] of seen) {
+      assert.ok(values.every((p) => p >= 0 && p <= 100), `${id}: ${report}`);
+      assert.ok(values.every((p, i) => i === 0 || p >= values[i - 1]), `${id}'s percent never goes down: ${report}`);
+      assert.equal(values[values.length - 1], 100, `${id} ends at 100: ${report}`);
+    }
+    assert.ok([...seen.values()].flat().some((p) => p > 0 && p < 100), `a value between 0 and 100 was shown while downloading: ${report}`);
+    console.log(`      (values shown: ${report})`);
+    await page.locator('.esp-fleet-rollout-progress', { hasText: `rollout of ${v2} done` }).waitFor({ timeout: 20_000 });
   });
 });

@@ -30,6 +30,8 @@ export interface FixtureOptions {
    * it, as in the demo, and no Mosquitto runs.
    */
   broker?: 'mosquitto' | 'embedded';
+  /** Images published besides V1 and V2 (48 KB each), e.g. another product's, or a bigger one whose download takes a while. */
+  extraImages?: { product: string; version: string; size?: number }[];
 }
 
 export class ExampleFixture {
@@ -66,6 +68,7 @@ export class ExampleFixture {
     const service = await FirmwareService.open(path.join(userDir, 'esp-fleet-firmware'));
     const key = await service.keyring.current('esp8266-rsa');
     for (const v of ['00.00.01', '00.00.02']) await publishSimImage(service, { product: PRODUCT, version: v, size: 48 * 1024 });
+    for (const extra of o.extraImages ?? []) await publishSimImage(service, { size: 48 * 1024, ...extra });
 
     const embedded = o.broker === 'embedded';
     const broker = embedded ? undefined : await startMosquitto(setup.dir);
@@ -108,19 +111,24 @@ export class ExampleFixture {
     await this.broker.reload();
   }
 
-  /** Simulated devices running V1 that boot from this fixture's update server (files from the CA's folder unless `identity`: an enrolled board's own). */
-  async startDevices(ids: string[], extra: { silentAfterMs?: number; identity?: IdentitySource } = {}): Promise<FleetSimulator> {
+  /**
+   * Simulated devices running V1 (or `image`) that boot from this fixture's update server (files
+   * from the CA's folder unless `identity`: an enrolled board's own). `tamperedShare`: the share
+   * that trusts a wrong key, so they refuse every image the update server sends.
+   */
+  async startDevices(ids: string[], extra: { silentAfterMs?: number; identity?: IdentitySource; image?: string; tamperedShare?: number } = {}): Promise<FleetSimulator> {
     const fleet = new FleetSimulator({
       ids,
       identity: extra.identity ?? identityFromFolder(this.deviceFilesDir),
       bootstrap: { host: 'localhost', port: this.firmwarePort, path: '/fw' },
-      image: V1,
+      image: extra.image ?? V1,
       trusts: [this.trustedKeyPem],
       rebootDelayMs: 200,
       timing: 'fast',
       bootsPerSecond: 50,
       silentShare: extra.silentAfterMs !== undefined ? 1 : undefined,
       silentAfterMs: extra.silentAfterMs,
+      tamperedShare: extra.tamperedShare,
     });
     this.devices.push(fleet);
     await fleet.start();
