@@ -32,8 +32,6 @@ interface EspRolloutDef extends NodeDef {
   folder: string;
   /** Publish a Home Assistant MQTT-discovery update entity per device (docs/home-assistant.md). */
   homeAssistant?: boolean;
-  /** Home Assistant's discovery prefix (blank: homeassistant). */
-  haPrefix?: string;
 }
 
 /** The clock of the rollout besides its own due times (a soak's end, a timeout): a slow backstop. */
@@ -188,7 +186,8 @@ export = function register(RED: NodeAPI): void {
       followFirmware();
       if (config.homeAssistant) {
         haChanged = linkHomeAssistant(own, c, {
-          prefix: config.haPrefix,
+          // HA's default prefix: the one both brokers' rules grant backends (lib/broker/acl.ts).
+          prefix: undefined,
           latestOf: (id, image) => {
             const offer = firmwareNow?.offerFor(id, image);
             return offer === undefined ? null : 'next' in offer ? offer.next : image;
