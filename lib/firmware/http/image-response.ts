@@ -1,6 +1,7 @@
 import type { Exchange, HandlerContext } from './exchange';
 import { requestedKind, reportedFreeSpace, runningSketchMd5 } from './request-headers';
 import { sliceBytes } from './slices';
+import { imageEtag, requestedRange } from './byte-range';
 import { STATUS_OF, statusOfNoImage } from './status-codes';
 
 /**
@@ -25,6 +26,22 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
   // An ESP8266 already running these exact bytes has nothing to install.
   const runningMd5 = runningSketchMd5(req);
   if (runningMd5 && runningMd5 === offer.md5) return notModified(c, x, offer.name, 'already running this image');
+  // The version rules chose the image; a Range only slices it (byte-range.ts).
+  const etag = imageEtag(offer.sha256);
+  const range = requestedRange(req, offer.size, etag);
+  const describe = (): void => {
+    res.setHeader('ETag', etag);
+    res.setHeader('Accept-Ranges', 'bytes');
+  };
+  if (range.kind === 'unsatisfiable') {
+    describe();
+    // RFC 9110 section 15.5.17: the current length, for the client's next try.
+    res.setHeader('Content-Range', `bytes */${offer.size}`);
+    return refuse(x, STATUS_OF['range-not-satisfiable'], `the range asked for starts at or past the end of the ${offer.size} bytes of ${offer.name}`);
+  }
+  const first = range.kind === 'slice' ? range.first : 0;
+  const end = range.kind === 'slice' ? range.last + 1 : offer.size;
+  const length = end - first;
   // HEAD neither downloads nor takes a slot of the cap.
   const head = req.method === 'HEAD';
   const slot = head ? undefined : await c.acquireSlot();
@@ -44,10 +61,13 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     slot?.release();
     return;
   }
-  // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check.
-  res.statusCode = 200;
+  // Content-Length always (ESP8266httpUpdate refuses chunked replies) and x-MD5 for its check
+  // (of the whole image: a 206 is a part of it, RFC 9110 section 15.3.7).
+  res.statusCode = range.kind === 'slice' ? 206 : 200;
+  describe();
   res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(offer.size));
+  res.setHeader('Content-Length', String(length));
+  if (range.kind === 'slice') res.setHeader('Content-Range', `bytes ${first}-${end - 1}/${offer.size}`);
   res.setHeader('Content-Disposition', `attachment; filename="${offer.name}.bin"`);
   res.setHeader('x-MD5', offer.md5);
   if (!slot) {
@@ -55,14 +75,20 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     return;
   }
   const started = Date.now();
-  let sent = 0;
+  /** The next byte of the image to send; `sent` of this response is `next - first`. */
+  let next = first;
   // The server's idle timeout (Node's socket timeout): a device that reads nothing for that long loses its slot.
   let idle = false;
   res.once('timeout', () => {
     idle = true;
     res.destroy();
   });
-  emit(x, { type: 'download-start', status: 200, image: offer.name, sha256: offer.sha256, bytes: offer.size }, slot.id);
+  // Events of a slice: `bytes` counts this response's body, `offset` and `total` place it in the
+  // image, and `percent` is of the whole image (offset + bytes of total), so a resumed
+  // download goes on rising where the interrupted one stopped.
+  const status = res.statusCode;
+  const place = { offset: first, total: offer.size };
+  emit(x, { type: 'download-start', status, image: offer.name, sha256: offer.sha256, bytes: length, ...place }, slot.id);
   // 'close' fires once per response, whatever ended it: the one place that counts and reports
   // (registered before the progress reporter's, so download-aborted comes first and nothing after).
   const downloads = c.downloads;
@@ -74,10 +100,11 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
       x,
       {
         type: complete ? 'download-complete' : 'download-aborted',
-        status: 200,
+        status,
         image: offer.name,
         sha256: offer.sha256,
-        bytes: sent,
+        bytes: next - first,
+        ...place,
         ms: Date.now() - started,
         ...(complete ? {} : { reason: idle ? `no byte moved for ${c.idleSeconds} s: connection closed` : 'the client went away' }),
       },
@@ -85,17 +112,18 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
     );
     slot.release();
   });
-  const progress = progressReporter(image.length, (bytes, percent) =>
-    emit(x, { type: 'download-progress', status: 200, image: offer.name, sha256: offer.sha256, bytes, total: image.length, percent }, slot.id),
+  const progress = progressReporter(length, (bytes) =>
+    emit(x, { type: 'download-progress', status, image: offer.name, sha256: offer.sha256, bytes, ...place, percent: Math.floor(((first + bytes) * 100) / offer.size) }, slot.id),
   );
   res.once('close', progress.stop);
   // Slices of the shared buffer, at most one waiting per connection: constant memory per download.
   // One 'drain' listener for the whole download (not a once-wrapper per slice).
   const pump = (): void => {
-    while (sent < image.length) {
-      const end = Math.min(sent + sliceBytes(downloads.sending), image.length);
-      const more = res.write(image.subarray(sent, end), (err) => err || progress.flushed(end));
-      sent = end;
+    while (next < end) {
+      const to = Math.min(next + sliceBytes(downloads.sending), end);
+      const done = to - first;
+      const more = res.write(image.subarray(next, to), (err) => err || progress.flushed(done));
+      next = to;
       if (!more) return;
     }
     res.off('drain', pump);
@@ -107,7 +135,7 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
 
 /**
  * A download's progress, told as the bytes the socket has taken cross each further 5 % of the
- * image (at most 20 events; the last is 100 when the whole image was flushed). `flushed(end)`
+ * body (the image or its slice: at most 20 events; the last is 100 when the whole body was flushed). `flushed(end)`
  * runs in the write callbacks, which Node calls in order once the slice was handed to the
  * kernel (stream.Writable `write(chunk, callback)`), so `end` is the count so far: one
  * comparison per slice, no timer. `stop()` ends it (the response closed).

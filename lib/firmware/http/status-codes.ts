@@ -44,6 +44,8 @@ export const STATUS_OF = {
   'not-found': 404,
   /** Anything but GET and HEAD (RFC 9110 15.5.6): 405. */
   'method-not-allowed': 405,
+  /** A Range whose first byte is at or past the image's end (RFC 9110 15.5.17): 416 with `Content-Range: bytes *\/<size>`. */
+  'range-not-satisfiable': 416,
   /** A failure of this server (reading an image, config.json): 500, the text without local paths. */
   internal: 500,
   /** The download cap is reached: 503 with Retry-After (RFC 9110 15.6.4); the device retries later. */

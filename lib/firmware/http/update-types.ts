@@ -21,10 +21,19 @@ export interface UpdateEvent {
   status: number;
   image?: string;
   sha256?: string;
+  /**
+   * Download events: the bytes of this response's body (the whole image, or a Range's slice);
+   * download-progress: how much of it the socket has taken; download-complete/-aborted: sent.
+   */
   bytes?: number;
-  /** download-progress: the image's size (`bytes` is how much of it the socket has taken). */
+  /** Download events: the image's size. */
   total?: number;
-  /** download-progress: `bytes` of `total`, a whole number (100 only once all of it was flushed). */
+  /** Download events: the image's first byte in this response (0 unless a Range asked for a slice, status 206). */
+  offset?: number;
+  /**
+   * download-progress: `offset + bytes` of `total`, a whole number, of the whole image also for
+   * a slice (100 only once the image's last byte was flushed).
+   */
   percent?: number;
   ms?: number;
   reason?: string;

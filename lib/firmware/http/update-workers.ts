@@ -97,7 +97,8 @@ export async function startWorkers(p: {
         // Rebuilt from its download-start; late progress of a download already reported aborted
         // here (its worker exited) finds none and is dropped.
         const start = open.get(`${worker}:${item.progress}`);
-        if (start) options.onEvent?.({ ...start, type: 'download-progress', at: item.at, bytes: item.bytes, total: start.bytes, percent: item.percent });
+        // (`offset` and `total` too: they place a Range's slice in the image.)
+        if (start) options.onEvent?.({ ...start, type: 'download-progress', at: item.at, bytes: item.bytes, percent: item.percent });
         continue;
       }
       if (item.slot !== undefined && item.event.type === 'download-start') open.set(`${worker}:${item.slot}`, item.event);
