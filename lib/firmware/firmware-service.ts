@@ -6,6 +6,8 @@ import { SigningKeyring } from './keyring';
 import { looksSignedEsp8266, verifyImage } from './signing';
 import { checkMagic, readAppDescriptor } from './app-descriptor';
 import { ImageSource, ImageAnswer, noImage, offer } from './image-source';
+import { resolveBareVersion } from './bare-version';
+import { assertProduct } from './version';
 import type { CatalogueEntry, ImageKind, Platform, SignatureScheme } from './types';
 import { writeFileAtomic, readFileIfExists } from '../fs/atomic-file';
 import { normalizeDeviceId } from '../device-id';
@@ -57,6 +59,7 @@ export class FirmwareService {
     readonly catalogue: FirmwareCatalogue,
     private deviceOverrides: Record<string, DeviceConfig>,
     private deviceGroups: Record<string, string[]>,
+    private groupBareProducts: Record<string, string>,
   ) {}
 
   static async open(dir: string, options: { maxImageSize?: number } = {}): Promise<FirmwareService> {
@@ -64,13 +67,31 @@ export class FirmwareService {
     const catalogue = await FirmwareCatalogue.open(path.join(dir, 'catalogue'), options);
     const configs = await readFileIfExists(path.join(dir, DEVICE_CONFIG_FILE));
     const groups = await readFileIfExists(path.join(dir, DEVICE_GROUPS_FILE));
+    const bare = await readFileIfExists(path.join(dir, BARE_PRODUCTS_FILE));
     return new FirmwareService(
       dir,
       keyring,
       catalogue,
       configs ? (JSON.parse(configs) as Record<string, DeviceConfig>) : {},
       groups ? (JSON.parse(groups) as Record<string, string[]>) : {},
+      bare ? (JSON.parse(bare) as Record<string, string>) : {},
     );
+  }
+
+  /** The product each group's bare versions are of (lib/firmware/bare-version.ts). */
+  get bareProducts(): Record<string, string> {
+    return { ...this.groupBareProducts };
+  }
+
+  /** Sets (or with null/'' clears) the product of a group's bare versions. */
+  async setBareProduct(groupInput: unknown, productInput: unknown): Promise<string | undefined> {
+    if (typeof groupInput !== 'string' || !GROUP_NAME.test(groupInput)) throw new Error('bare-product needs {group, product}: group a name of lower-case letters, digits, _ or -');
+    const next = { ...this.groupBareProducts };
+    if (productInput === null || productInput === undefined || productInput === '') delete next[groupInput];
+    else next[groupInput] = assertProduct(productInput);
+    await writeFileAtomic(path.join(this.dir, BARE_PRODUCTS_FILE), JSON.stringify(next, null, 1));
+    this.groupBareProducts = next;
+    return next[groupInput];
   }
 
   /** The groups a device belongs to, most important first (for `group:<name>` assignments). */
@@ -82,7 +103,7 @@ export class FirmwareService {
   async setGroups(deviceIdInput: unknown, groupsInput: unknown): Promise<string[]> {
     const id = normalizeDeviceId(deviceIdInput);
     const list = typeof groupsInput === 'string' ? groupsInput.split(/[\s,]+/).filter(Boolean) : groupsInput;
-    if (!Array.isArray(list) || !list.every((g) => typeof g === 'string' && /^[a-z0-9][a-z0-9_-]{0,31}$/.test(g))) {
+    if (!Array.isArray(list) || !list.every((g) => typeof g === 'string' && GROUP_NAME.test(g))) {
       throw new Error('groups must be a list of names of lower-case letters, digits, _ or - (e.g. ["garage", "beta"])');
     }
     const next = { ...this.deviceGroups };
@@ -177,11 +198,21 @@ export class FirmwareService {
     return 'entry' in r ? { next: r.entry.name } : { none: r.none, code: r.code };
   }
 
-  /** The catalogue as the update server asks it: the next image, or why none. */
-  imageSource(): ImageSource {
+  /**
+   * The catalogue as the update server asks it: the next image, or why none. A bare version
+   * (`x-ESP8266-version: 0.1`) is of the product set for the device's group, else of
+   * `bareVersionProduct` (the server's; lib/firmware/bare-version.ts); without either it is a
+   * bad request that names the setting.
+   */
+  imageSource(options: { bareVersionProduct?: string } = {}): ImageSource {
+    const serverProduct = options.bareVersionProduct === undefined || options.bareVersionProduct === '' ? undefined : assertProduct(options.bareVersionProduct);
     return {
-      next: ({ currentImage, deviceId, kind, freeSpace }): ImageAnswer => {
-        const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups: this.groupsOf(deviceId) });
+      next: ({ currentImage: reported, deviceId, kind, freeSpace }): ImageAnswer => {
+        const groups = this.groupsOf(deviceId);
+        const resolved = resolveBareVersion(reported, groups, this.groupBareProducts, serverProduct);
+        if ('error' in resolved) return noImage('bad-request', resolved.error);
+        const currentImage = resolved.image;
+        const r = this.catalogue.next({ currentImage, deviceId, kind, freeSpace, groups });
         if ('entry' in r) {
           const e = r.entry;
           return offer({ name: e.name, size: e.size, sha256: e.sha256, md5: e.md5, path: this.catalogue.pathOf(e) });
@@ -210,6 +241,9 @@ export const DEVICE_CONFIG_KEYS = {
 export type DeviceConfig = Partial<Record<keyof typeof DEVICE_CONFIG_KEYS, string | number | boolean>>;
 const DEVICE_CONFIG_FILE = 'device-config.json';
 const DEVICE_GROUPS_FILE = 'device-groups.json';
+const BARE_PRODUCTS_FILE = 'bare-products.json';
+/** A device group's name (`groups` action). */
+const GROUP_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
 export function checkDeviceConfig(value: unknown): DeviceConfig {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('device config overrides must be an object');

@@ -4,7 +4,7 @@ import type { CatalogueEntry } from './types';
 import { normalizeDeviceId } from '../device-id';
 
 /** What `esp-firmware-server` does for each `msg.topic`; the node only moves msgs. */
-export const FIRMWARE_ACTIONS = ['publish', 'list', 'remove', 'assign', 'unassign', 'assignments', 'keys', 'rotate', 'public-key', 'config', 'groups', 'outdated'] as const;
+export const FIRMWARE_ACTIONS = ['publish', 'list', 'remove', 'assign', 'unassign', 'assignments', 'keys', 'rotate', 'public-key', 'config', 'groups', 'bare-product', 'outdated'] as const;
 export type FirmwareAction = (typeof FIRMWARE_ACTIONS)[number];
 
 export function parseFirmwareAction(value: unknown): FirmwareAction {
@@ -103,6 +103,10 @@ export async function runFirmwareAction(service: FirmwareService, action: Firmwa
       // Explicit, so a typo (`group:` for `groups:`) cannot silently take a device out of its groups.
       if (!('groups' in obj)) throw new Error('groups needs {device, groups: [...]} (an empty list takes the device out of all groups)');
       return { action, device: obj.device, groups: await service.setGroups(obj.device, obj.groups) };
+    case 'bare-product':
+      // The product of the group's bare versions (x-ESP8266-version without a product); product null clears it.
+      if (!('product' in obj)) throw new Error('bare-product needs {group, product} (product null: the server\'s "Product for bare versions" again)');
+      return { action, group: obj.group, product: (await service.setBareProduct(obj.group, obj.product)) ?? null };
     case 'outdated': {
       const { devices, skipped } = deviceImages(p);
       const outdated = service.outdated(devices);

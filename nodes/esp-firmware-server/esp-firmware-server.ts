@@ -33,6 +33,8 @@ interface EspFirmwareServerDef extends NodeDef {
   bindAddress: string;
   downloadPath: string;
   clientCertificates: 'required' | 'optional';
+  /** Product for bare versions (`x-ESP8266-version: 0.1`); blank: none, such a check gets 400. */
+  bareProduct?: string;
   folder: string;
   maxDownloads: string;
   /** Serving processes: `auto` (one per core), or a number (default 1: Node-RED's only). */
@@ -133,7 +135,7 @@ export = function register(RED: NodeAPI): void {
         downloadPath,
         deviceFilesDir: store.deviceFilesDir,
         deviceConfig: (id) => service.deviceConfig(defaults, id),
-        images: service.imageSource(),
+        images: service.imageSource({ bareVersionProduct: config.bareProduct?.trim() || undefined }),
         maxConcurrentDownloads: positive(config.maxDownloads, 'concurrent downloads') ?? 20,
         workers: workerCount(config.workers),
         ...limitsOf(config),
