@@ -12,6 +12,8 @@ import { startUpdateServer, RunningUpdateServer, UpdateEvent, UpdateServerOption
 import { tempDir } from '../support/temp-dir';
 import { deviceIdentity, localServerOptions } from '../support/update-server';
 import { rawRequest } from '../support/raw-https';
+import { probeMaxFragmentLength } from '../support/mfln-probe';
+import * as tls from 'node:tls';
 
 // The self-updating ESP8266 sketch that calls `ESPhttpUpdate.update(client, url, "0.1")`: a
 // bare version, no product, no client certificate, the server trusted by its CA
@@ -176,6 +178,21 @@ describe('bare-version self-OTA devices (x-ESP8266-version: 0.1, no client certi
       assert.ok(!events.some((e) => e.type === 'check'), 'no HTTP request got through');
     } finally {
       await start();
+    }
+  });
+
+  it("says yes to BearSSL's probeMaxFragmentLength(1024) as the device judges it (and the probe can say no)", async () => {
+    assert.equal(await probeMaxFragmentLength(server!.port, 1024), true);
+    assert.equal(await probeMaxFragmentLength(server!.port, 512), true);
+    // A control: a server that speaks TLS 1.3 only has no TLS 1.2 ServerHello to echo it in.
+    const id = store.identityFiles('server', 'localhost');
+    const only13 = tls.createServer({ key: readFileSync(id.privateKey), cert: readFileSync(id.certificate), minVersion: 'TLSv1.3' });
+    only13.on('tlsClientError', () => undefined);
+    await new Promise<void>((r) => only13.listen(0, '127.0.0.1', r));
+    try {
+      assert.equal(await probeMaxFragmentLength((only13.address() as { port: number }).port, 1024), false);
+    } finally {
+      await new Promise((r) => only13.close(r));
     }
   });
 
