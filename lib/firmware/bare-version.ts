@@ -31,7 +31,7 @@ export function resolveBareVersion(reported: string, groups: readonly string[], 
   if (product === undefined || product === '') {
     return {
       error:
-        `version ${reported} names no product (a bare x-ESP8266-version): set "Product for bare versions" on the update server, ` +
+        `version ${reported} names no product (a bare x-ESP8266-version or x-ESP32-version): set "Product for bare versions" on the update server, ` +
         `or a bare-version product for the device's group (action bare-product)`,
     };
   }

@@ -15,7 +15,7 @@ export async function serveImage(c: HandlerContext, x: Exchange, currentImage: s
   const kind = requestedKind(req);
   const freeSpace = reportedFreeSpace(req);
   emit(x, { type: 'check', status: 0, image: currentImage.slice(0, 100) });
-  if (!currentImage) return refuse(x, STATUS_OF['no-version'], 'curimage (or x-ESP8266-version) is required');
+  if (!currentImage) return refuse(x, STATUS_OF['no-version'], 'curimage (or x-ESP8266-version, x-ESP32-version) is required');
   const answer = await c.options.images.next({ currentImage, deviceId: client.deviceId, kind, freeSpace });
   if (answer.kind === 'none') {
     const status = statusOfNoImage(answer.reason);
