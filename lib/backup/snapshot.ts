@@ -79,7 +79,7 @@ async function readPart(role: Role, dir: string): Promise<FolderFile[]> {
 /** The index files of each role: written last, so a change there means the read may be torn. */
 const INDEX_FILES: Record<Role, string[]> = {
   ca: ['journal.jsonl', 'crl.pem'],
-  firmware: ['catalogue/catalogue.json', 'keys/keyring.json', 'device-config.json', 'device-groups.json'],
+  firmware: ['catalogue/catalogue.json', 'keys/keyring.json', 'device-config.json', 'device-groups.json', 'bare-products.json'],
   registry: [],
 };
 

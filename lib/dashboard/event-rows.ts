@@ -31,6 +31,6 @@ export interface ServerEventRow {
 
 export function serverEventRow(e: UpdateEvent): ServerEventRow {
   const sent =
-    e.type === 'download-progress' ? `${e.percent ?? 0} % (${e.bytes ?? 0} of ${e.total ?? 0} bytes)` : e.bytes ? `${e.bytes} bytes${e.ms ? ` in ${e.ms} ms` : ''}` : '';
+    e.type === 'download-progress' ? `${e.percent ?? 0} % (${(e.offset ?? 0) + (e.bytes ?? 0)} of ${e.total ?? 0} bytes)` : e.bytes ? `${e.bytes} bytes${e.ms ? ` in ${e.ms} ms` : ''}` : '';
   return { at: e.at, type: e.type, device: e.deviceId ?? '', path: e.path, status: e.status, image: e.image ?? '', detail: e.reason ?? sent };
 }

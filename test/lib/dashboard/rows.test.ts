@@ -65,6 +65,8 @@ describe('dashboard rows', () => {
     assert.equal(serverEventRow({ ...base, type: 'download-complete', deviceId: 'd', image: 'P-2', bytes: 4096, ms: 120 }).detail, '4096 bytes in 120 ms');
     assert.equal(serverEventRow({ ...base, type: 'download-complete', bytes: 4096 }).detail, '4096 bytes');
     assert.equal(serverEventRow({ ...base, type: 'download-progress', bytes: 2048, total: 4096, percent: 50 }).detail, '50 % (2048 of 4096 bytes)');
+    // A resumed download (a Range from byte 1024): how far into the whole image.
+    assert.equal(serverEventRow({ ...base, type: 'download-progress', offset: 1024, bytes: 2048, total: 4096, percent: 75 }).detail, '75 % (3072 of 4096 bytes)');
     assert.deepEqual(serverEventRow({ ...base, type: 'rejected', status: 403, reason: 'no client certificate' }), { at: base.at, type: 'rejected', device: '', path: base.path, status: 403, image: '', detail: 'no client certificate' });
   });
 
