@@ -261,7 +261,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
       this.setState('online');
       client.subscribe(SCHEME.deviceCommandFilter(this.id), { qos: 1 });
       this.publishStatus();
-      this.logLine(`mqtt: connected, running ${this.image}`);
+      void this.logLine(`mqtt: connected, running ${this.image}`);
       this.scheduleStatus(client);
     });
     let lost = false;
@@ -302,12 +302,13 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     this.client?.publish(SCHEME.statusTopic(this.id), JSON.stringify(this.status()), { qos: 0 });
   }
 
-  /** A line on `log` (QoS 0: a line while offline is lost, as on the board). */
-  private logLine(line: string): void {
+  /** A line on `log` (QoS 0: a line while offline is lost, as on the board); resolves once it is on the wire. */
+  private logLine(line: string): Promise<void> {
     this.options.log?.(`${this.id} ${line}`);
     this.emit('log', line);
     const client = this.client;
-    if (client?.connected) client.publish(SCHEME.logTopic(this.id)!, line, { qos: 0 });
+    if (!client?.connected) return Promise.resolve();
+    return new Promise((resolve) => client.publish(SCHEME.logTopic(this.id)!, line, { qos: 0 }, () => resolve()));
   }
 
   private async onCommand(command: string, payload: string): Promise<void> {
@@ -319,7 +320,8 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
       case 'log':
         return;
       case 'restart':
-        this.logLine('restart: rebooting');
+        // The line goes out before the reset (esp_restart after the publish), or the backend never sees it.
+        await this.logLine('restart: rebooting');
         return this.reboot('command');
       case 'update/run':
         return this.runUpdate('update/run');
@@ -345,16 +347,17 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     if (command === 'update/url') next.url = value;
     else if (command === 'update/use_url') next.useUrl = value === '1' ? 1 : 0;
     else next.interval = Number(value);
+    // Taken at once, so the next command builds on it; the writes land in order (NvsFile.write).
+    this.nvs = next;
     try {
       await this.nvsFile.write(next);
     } catch (err) {
       return this.fail(command, `NVS write failed: ${(err as Error).message}`);
     }
-    this.nvs = next;
     this.errormessage = '';
-    if (command === 'update/url') this.logLine(`update/url: stored ${value}${next.useUrl ? '' : ' (in use once update/use_url is 1)'}`);
-    else if (command === 'update/use_url') this.logLine(`update/use_url: stored ${value}: updates come from ${next.useUrl && next.url ? next.url : 'the default server'}${next.useUrl && !next.url ? ' (no update/url stored yet)' : ''}`);
-    else this.logLine(`update/interval: stored ${value} s; takes effect after restart`);
+    if (command === 'update/url') void this.logLine(`update/url: stored ${value}${next.useUrl ? '' : ' (in use once update/use_url is 1)'}`);
+    else if (command === 'update/use_url') void this.logLine(`update/use_url: stored ${value}: updates come from ${next.useUrl && next.url ? next.url : 'the default server'}${next.useUrl && !next.url ? ' (no update/url stored yet)' : ''}`);
+    else void this.logLine(`update/interval: stored ${value} s; takes effect after restart`);
     this.publishStatus();
   }
 
@@ -390,7 +393,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     const recorded = resumption && nvs.ota?.url === url.href ? Math.min(nvs.ota.writtenKb * 1024, this.staging.length) : 0;
     const written = this.staging.subarray(0, recorded);
     const from = resumption ? resumeOffset(written.length, flashEncryption) : 0;
-    this.logLine(`update: ${trigger === 'interval' ? 'interval elapsed, ' : ''}checking ${url.origin}${url.pathname}${from ? ` (resuming from byte ${from})` : ''}`);
+    void this.logLine(`update: ${trigger === 'interval' ? 'interval elapsed, ' : ''}checking ${url.origin}${url.pathname}${from ? ` (resuming from byte ${from})` : ''}`);
     const t = this.timing;
     await this.pause(scaled(t, t.tlsHandshakeMs), signal);
     const result = await espHttpsOta(url, written, {
@@ -418,13 +421,13 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     // Complete: the resumption record goes (the example erases it before esp_https_ota_finish).
     this.staging = Buffer.alloc(0);
     await this.saveOta({ ...this.nvs!, ota: undefined });
-    this.logLine(`update: downloaded ${result.bytes.length} bytes${result.resumedFrom ? ` (resumed at byte ${result.resumedFrom})` : ''}; verifying`);
+    void this.logLine(`update: downloaded ${result.bytes.length} bytes${result.resumedFrom ? ` (resumed at byte ${result.resumedFrom})` : ''}; verifying`);
     await this.pause(scaled(t, (result.bytes.length / 1024) * t.verifyMsPerKb), signal);
     const check = checkEsp32Image(result.bytes, { projectName: this.projectName, version: this.version, secureVersion: this.nvs!.secureVersion, trusts: this.trusts });
     if (!check.ok) return this.fail('update/run', `refused: ${check.reason}; keeps running ${this.image}`);
     const trusts = readEsp32SimTrusts(result.bytes.subarray(0, check.payloadLength));
     if (!trusts) return this.fail('update/run', `refused: ${check.name} verifies but is not a simulator image (a real ESP32 would boot it)`);
-    this.logLine(`update: ${check.name} verified (signature, project, version, secure_version ${check.secureVersion}); rebooting into it`);
+    await this.logLine(`update: ${check.name} verified (signature, project, version, secure_version ${check.secureVersion}); rebooting into it`);
     this.image = check.name;
     this.version = check.version;
     this.appSecureVersion = check.secureVersion;
@@ -451,17 +454,28 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     this.later(this.bootDelayMs(), () => void this.boot());
   }
 
-  /** The link dies without a DISCONNECT: the broker publishes the will. */
+  /**
+   * The link dies without a DISCONNECT, so the broker publishes the will. What the device wrote
+   * before the reset (its last `log` line) still leaves: the socket is ended, not destroyed, and
+   * forced shut only if it lingers.
+   */
   private dropLink(): void {
     const client = this.client;
     this.client = undefined;
-    client?.stream?.destroy();
-    client?.end(true);
+    if (!client) return;
+    const stream = client.stream;
+    const force = setTimeout(() => client.end(true), 500);
+    stream?.once('close', () => {
+      clearTimeout(force);
+      client.end(true);
+    });
+    if (stream) stream.end();
+    else client.end(true);
   }
 
   private fail(command: string, why: string): void {
     this.errormessage = `${command}: ${why}`;
-    this.logLine(this.errormessage);
+    void this.logLine(this.errormessage);
     this.emit('failed', this.errormessage);
     this.publishStatus();
   }
