@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
@@ -40,6 +40,7 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
   this.timeout(60_000);
   const tmp = tempDir('sim-esp32');
   const ids = deviceIds('24a16e', 8);
+  const cliIds = deviceIds('24a17e', 2);
   const [booter, settler, interval, updater, refuser, cutter, rollback] = ids;
   let store: CaStore;
   let broker: RunningMosquitto;
@@ -57,7 +58,7 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
   before(async () => {
     store = await CaStore.open({ dir: path.join(tmp.path, 'ca') });
     await store.issueServer({ commonName: 'localhost' });
-    for (const id of ids) await store.issueDevice(id);
+    for (const id of [...ids, ...cliIds]) await store.issueDevice(id);
     brokerPort = await freePort();
     const { dir } = await writeMosquittoConfig(store, { dir: path.join(tmp.path, 'mosquitto'), serverName: 'localhost', backendName: 'node-red', port: brokerPort, scheme: 'secure-esp32' });
     broker = await startMosquitto(dir);
@@ -112,7 +113,7 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
   const logOf = (id: string): string[] => logs.get(id) ?? [];
   /** A line matching `pattern` among the device's `log` lines, from line `since` on. */
   const waitLog = (id: string, pattern: RegExp, ms = 10_000, since = 0): Promise<void> => until(`${id} logs ${pattern}`, ms, () => logOf(id).slice(since).some((l) => pattern.test(l)));
-  const nvsFile = (id: string): Record<string, unknown> => JSON.parse(readFileSync(path.join(tmp.path, 'nvs', `${id}.json`), 'utf8')) as Record<string, unknown>;
+  const nvsFile = (id: string, dir = path.join(tmp.path, 'nvs')): Record<string, unknown> => JSON.parse(readFileSync(path.join(dir, `${id}.json`), 'utf8')) as Record<string, unknown>;
 
   it('boots over mutual TLS, reports the status under /esp/<id>/status, and its will takes it offline on restart', async () => {
     const d = await device(booter);
@@ -278,5 +279,36 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
     }
     await waitLog(cutter, new RegExp(`^update: ${next.replace(/\./g, '\\.')} verified`));
     assert.equal(nvsFile(cutter).ota, undefined, 'the resumption record is gone once the download completed');
+  });
+
+  it('esp-fleet-sim --platform esp32 runs such devices, and says what an ESP32 fleet needs', async () => {
+    const { spawn } = await import('node:child_process');
+    const cli = path.join(__dirname, '../../lib/sim/cli.js');
+    const trustFile = path.join(tmp.path, 'ecdsa.pem');
+    writeFileSync(trustFile, service.keyring.exportPublic(ecdsaId).pem);
+    const base = ['--platform', 'esp32', '--server', `https://localhost:${server.port}/fw`, '--certs', store.deviceFilesDir, '--trust', trustFile, '--image', `${PROJECT}-1.0.0`];
+    const run = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        child.on('exit', (code) => resolve({ code, stderr }));
+      });
+    assert.deepEqual(await run([...base, '--mqtt-host', 'localhost', '--mqtt-port', String(brokerPort)]), { code: 2, stderr: "esp-fleet-sim: --platform esp32 needs --nvs-dir DIR (the devices' NVS files)\n" });
+    assert.match((await run([...base, '--nvs-dir', tmp.path])).stderr, /--platform esp32 needs --mqtt-host and --mqtt-port/);
+    assert.match((await run([...base, '--platform', 'esp99'])).stderr, /--platform is esp8266 or esp32/);
+
+    const nvsDir = path.join(tmp.path, 'cli-nvs');
+    const child = spawn(process.execPath, [cli, ...base, '--mqtt-host', 'localhost', '--mqtt-port', String(brokerPort), '--nvs-dir', nvsDir, '--prefix', '24a17e', '--count', '2', '--timing', 'fast', '--duration', '25'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    try {
+      await until('both CLI devices online', 20_000, () => cliIds.every((id) => registry.get(id)?.online && registry.get(id)?.lastStatus?.espimage === `${PROJECT}-1.0.0`));
+      await send(cliIds[0], 'update/interval', 4000);
+      await waitLog(cliIds[0], /^update\/interval: stored 4000 s; takes effect after restart$/);
+      assert.equal(nvsFile(cliIds[0], nvsDir).interval, 4000);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
