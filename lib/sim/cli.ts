@@ -10,7 +10,7 @@ import type { UpdateMode, WifiNetwork } from './simulated-device';
 import { resolveTiming } from './device-timing';
 import { checkWifiCredentials } from '../fleet/wifi-credentials';
 
-const HELP = `esp-fleet-sim: simulated ESP8266 devices that follow the esp-fleet contract
+const HELP = `esp-fleet-sim: simulated ESP8266 or ESP32 devices that follow the esp-fleet contract
 
   esp-fleet-sim --server https://localhost:8443/fw --certs DIR --trust public.key --image NAME [options]
   esp-fleet-sim --server URL --enroll https://localhost:8071 --bootstrap fleet:PASSWORD --certs DIR ...
@@ -32,13 +32,25 @@ Where devices get what a real board has on its filesystem (pick one way):
   --trust FILE         public.key (PEM) the running image trusts; repeat for several
   --image NAME         the image the devices run, e.g. ESP8266_WEMOS_D1MINIPRO-00.00.01
 
+Platform:
+  --platform esp8266|esp32  esp8266 (default): config.json at boot, the secure-esp8266 topics.
+                       esp32: the secure-esp32 topics (/esp/<id>/update/url, update/use_url,
+                       update/interval, update/run, restart; status, will and log), updates as
+                       ESP-IDF's esp_https_ota fetches them (Range resumption of ESP-IDF 5.5),
+                       images checked by signature (EC P-256 signed apps or RSA-3072 secure
+                       boot v2, per --trust key), project name, version and secure_version.
+                       Needs --mqtt-host and --mqtt-port (no config.json), --nvs-dir, --certs
+                       or --enroll-ca; --image is <project_name>-<version>
+  --nvs-dir DIR        esp32: folder of the devices' NVS files (<id>.json), kept across runs
+  --secure-version N   esp32: secure_version of the running image (default 0)
+
 Fleet:
   --count N            devices (default 10)          --prefix HEX   MAC prefix (default a4cf12)
   --first N            number of the first device (default 1)
   --mode auto|staged   auto: "firmware" installs and reboots; staged: needs "flash" (default auto)
   --free-space BYTES   flash free for an update (default 1000000)
   --boots-per-second N pace of boots (default 50)
-  --mqtt-host H --mqtt-port P   override config.json's broker
+  --mqtt-host H --mqtt-port P   override config.json's broker (esp32: the broker)
 
 Timing (lib/sim/device-timing.ts; sources in bench/README.md, "Simulator timing"):
   --timing esp8266|fast   esp8266: a real ESP8266's times (default); fast: all 100x quicker
@@ -78,6 +90,9 @@ async function main(): Promise<void> {
       'bootstrap-file': { type: 'string' },
       trust: { type: 'string', multiple: true },
       image: { type: 'string' },
+      platform: { type: 'string', default: 'esp8266' },
+      'nvs-dir': { type: 'string' },
+      'secure-version': { type: 'string' },
       count: { type: 'string', default: '10' },
       prefix: { type: 'string', default: 'a4cf12' },
       first: { type: 'string', default: '1' },
@@ -125,6 +140,15 @@ async function main(): Promise<void> {
   const enrollSetup = values.enroll === undefined ? undefined : enrollOptions(values.enroll, values.bootstrap, values['bootstrap-file'], values.certs, values['enroll-ca']);
   if (!enrollSetup && (values.bootstrap !== undefined || values['bootstrap-file'] !== undefined)) throw new Error('--bootstrap and --bootstrap-file go with --enroll URL');
   if (values.timing !== 'esp8266' && values.timing !== 'fast') throw new Error('--timing is esp8266 or fast');
+  if (values.platform !== 'esp8266' && values.platform !== 'esp32') throw new Error('--platform is esp8266 or esp32');
+  const esp32 = values.platform === 'esp32';
+  if (esp32) {
+    if (enrollSetup) throw new Error('--platform esp32 takes --certs or --enroll-ca, not --enroll');
+    if (!values['nvs-dir']) throw new Error('--platform esp32 needs --nvs-dir DIR (the devices\' NVS files)');
+    if (!values['mqtt-host'] || !values['mqtt-port']) throw new Error('--platform esp32 needs --mqtt-host and --mqtt-port (an ESP32 has the broker compiled in)');
+  } else if (values['nvs-dir'] !== undefined || values['secure-version'] !== undefined) {
+    throw new Error('--nvs-dir and --secure-version go with --platform esp32');
+  }
   const timing = resolveTiming({
     base: values.timing,
     downloadBytesPerSecond: num(values['download-rate'], '--download-rate', 1),
@@ -148,6 +172,9 @@ async function main(): Promise<void> {
     image: need(values.image, '--image'),
     trusts,
     updateMode: values.mode as UpdateMode,
+    platform: esp32 ? 'esp32' : 'esp8266',
+    nvsDir: values['nvs-dir'],
+    secureVersion: num(values['secure-version'], '--secure-version'),
     freeSpace: num(values['free-space'], '--free-space', 1),
     bootsPerSecond: num(values['boots-per-second'], '--boots-per-second', 1),
     mqtt: values['mqtt-host'] || values['mqtt-port'] ? { host: values['mqtt-host'], port: num(values['mqtt-port'], '--mqtt-port', 1) } : undefined,
@@ -187,7 +214,7 @@ async function main(): Promise<void> {
   setInterval(() => console.log(summary()), num(values.report, '--report', 1)! * 1000).unref();
   // Keep the process alive while devices run, even when every device is between timers.
   setInterval(() => undefined, 1 << 30);
-  console.log(`starting ${values.count} simulated devices against ${url.origin}${url.pathname}`);
+  console.log(`starting ${values.count} simulated ${values.platform} devices against ${url.origin}${url.pathname}`);
   await fleet.start();
 }
 

@@ -17,6 +17,8 @@ export interface DeviceResponse {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
+  /** False when the body ended early: the connection was cut (with `keepPartial`), or the device stopped reading (`stopAfterHeaders`). */
+  complete: boolean;
 }
 
 export class DeviceHttpError extends Error {}
@@ -59,6 +61,17 @@ export interface DeviceGetOptions {
   onData?(received: number): void;
   /** Ends the request at once (the device was reset). */
   signal?: AbortSignal;
+  /**
+   * `1.0` (default): ESP8266HTTPClient's request, `Host` and `Connection: close` added, the reply
+   * read until the server closes. `1.1`: esp_http_client's (ESP-IDF esp_http_client.c: HTTP/1.1,
+   * no Connection header): only `headers` are sent, so they carry Host, and the reply ends at its
+   * Content-Length.
+   */
+  httpVersion?: '1.0' | '1.1';
+  /** A body cut short resolves with what arrived (`complete: false`) instead of failing: the bytes already written to flash count. */
+  keepPartial?: boolean;
+  /** Called once the status line and headers are in; true closes the connection without reading the body. */
+  stopAfterHeaders?(status: number, headers: Record<string, string>): boolean;
 }
 
 /**
@@ -73,17 +86,26 @@ export interface ReadPace {
 
 export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceTls, options: DeviceGetOptions = {}): Promise<DeviceResponse> {
   const maxBody = options.maxBody ?? 4 * 1024 * 1024;
-  const request = [`GET ${pathAndQuery} HTTP/1.0`, `Host: ${target.host}`, ...Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n');
+  const v11 = options.httpVersion === '1.1';
+  const headerLines = Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}`);
+  const request = (v11 ? [`GET ${pathAndQuery} HTTP/1.1`, ...headerLines, '', ''] : [`GET ${pathAndQuery} HTTP/1.0`, `Host: ${target.host}`, ...headerLines, 'Connection: close', '', '']).join('\r\n');
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: target.host, port: target.port, servername: isIP(target.host) ? undefined : target.host, ca: id.ca, cert: id.cert, key: id.key, maxVersion: 'TLSv1.2' });
     const chunks: Buffer[] = [];
     let received = 0;
     let settled = false;
+    let head: { status: number; headers: Record<string, string>; bodyStart: number } | undefined;
     const fail = (why: string): void => {
       if (settled) return;
       settled = true;
       socket.destroy();
       reject(new DeviceHttpError(why));
+    };
+    const done = (complete: boolean): void => {
+      if (settled || !head) return;
+      settled = true;
+      socket.destroy();
+      resolve({ status: head.status, headers: head.headers, body: Buffer.concat(chunks).subarray(head.bodyStart), complete });
     };
     const signal = options.signal;
     const onAbort = (): void => fail('aborted: the device was reset');
@@ -99,12 +121,31 @@ export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceT
     let startedAt = 0;
     let resumeTimer: NodeJS.Timeout | undefined;
     socket.once('close', () => clearTimeout(resumeTimer));
+    /** The status line and headers, once they are all in; a sized reply is checked against the device's limits. */
+    const readHead = (): void => {
+      const all = Buffer.concat(chunks);
+      const split = all.indexOf('\r\n\r\n');
+      if (split < 0) return;
+      const [statusLine, ...lines] = all.subarray(0, split).toString('latin1').split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const i = line.indexOf(':');
+        if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      head = { status: Number(statusLine.split(' ')[1]), headers, bodyStart: split + 4 };
+      if (options.stopAfterHeaders?.(head.status, headers)) return done(false);
+    };
+    const bodyLength = (): number => received - (head?.bodyStart ?? 0);
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
       received += c.length;
       options.onData?.(received);
       // Headers are small: anything past them beyond the limit is a reply the device cannot take.
       if (received > maxBody + 16 * 1024) return fail(`reply larger than ${maxBody} bytes`);
+      if (!head) readHead();
+      if (settled) return;
+      // HTTP/1.1 keeps the connection open: the reply ends at its Content-Length (RFC 9112 §6.3).
+      if (v11 && head && bodyLength() >= Number(head.headers['content-length'] ?? Infinity)) return close();
       if (!pace) return;
       if (!startedAt) startedAt = performance.now();
       const pauses = pace.every && pace.everyMs ? Math.floor(received / pace.every) * pace.everyMs : 0;
@@ -115,30 +156,29 @@ export function deviceGet(target: HttpsTarget, pathAndQuery: string, id: DeviceT
         resumeTimer = setTimeout(() => socket.resume(), wait);
       }
     });
-    socket.on('error', (err: NodeJS.ErrnoException) => fail(tlsReason(err)));
-    socket.on('close', () => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // A cut mid-body is not an error for a device that keeps what it wrote.
+      if (options.keepPartial && head) return close();
+      fail(tlsReason(err));
+    });
+    const close = (): void => {
       if (settled) return;
-      const all = Buffer.concat(chunks);
-      const split = all.indexOf('\r\n\r\n');
-      if (split < 0) return fail(`no HTTP reply (${all.length} bytes)`);
-      const [statusLine, ...lines] = all.subarray(0, split).toString('latin1').split('\r\n');
-      const headers: Record<string, string> = {};
-      for (const line of lines) {
-        const i = line.indexOf(':');
-        if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-      }
-      const status = Number(statusLine.split(' ')[1]);
-      const body = all.subarray(split + 4);
-      if (status === 200) {
+      if (!head) readHead();
+      if (settled) return;
+      if (!head) return fail(`no HTTP reply (${received} bytes)`);
+      const { status, headers } = head;
+      const body = bodyLength();
+      if (status === 200 || status === 206) {
         if (headers['transfer-encoding']) return fail('the server sent a chunked reply without Content-Length');
         const length = Number(headers['content-length']);
         if (!Number.isInteger(length)) return fail('the server did not report the size (no Content-Length)');
         if (length > maxBody) return fail(`reply of ${length} bytes does not fit ${maxBody}`);
-        if (body.length !== length) return fail(`connection lost after ${body.length} of ${length} bytes`);
+        if (body < length && options.keepPartial) return done(false);
+        if (body !== length) return fail(`connection lost after ${body} of ${length} bytes`);
       }
-      settled = true;
-      resolve({ status, headers, body });
-    });
+      done(true);
+    };
+    socket.on('close', close);
   });
 }
 

@@ -5,6 +5,10 @@ import { EventEmitter } from 'node:events';
 import type { CaStore } from '../pki/ca-store';
 import { SimulatedDevice, SimulatedDeviceOptions, DeviceFiles, DeviceState, DEVICE_STATES, RebootReason, REBOOT_REASONS } from './simulated-device';
 import type { EnrollSetup } from './device-enrollment';
+import { SimulatedEsp32 } from './esp32-device';
+
+/** A simulated board of either platform. */
+export type SimDevice = SimulatedDevice | SimulatedEsp32;
 
 /** `count` device ids from a MAC prefix of 2 to 10 hex digits: `a4cf12` → a4cf12000001, a4cf12000002, … */
 export function deviceIds(prefix: string, count: number, first = 1): string[] {
@@ -67,6 +71,16 @@ export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'id' | 'files
   resetDuringUpdateShare?: number;
   /** Boots started per second (a real fleet does not power up in one millisecond). */
   bootsPerSecond?: number;
+  /**
+   * `esp8266` (default): lib/sim/simulated-device.ts. `esp32`: lib/sim/esp32-device.ts, on the
+   * secure-esp32 topics; it needs `mqtt` host and port (it has no config.json), `nvsDir`, and an
+   * identity of files (it does not enroll).
+   */
+  platform?: 'esp8266' | 'esp32';
+  /** ESP32: the folder of the devices' NVS files. */
+  nvsDir?: string;
+  /** ESP32: secure_version of the running image. */
+  secureVersion?: number;
   /** Told when a device installs an image or reports a failed command. */
   onFlashed?(id: string, image: string): void;
   onError?(id: string, errormessage: string): void;
@@ -107,7 +121,7 @@ interface FleetEvents {
  * - `connectAttempts()`: MQTT connect attempts of all devices (for attempts per second).
  */
 export class FleetSimulator extends EventEmitter<FleetEvents> {
-  readonly devices: SimulatedDevice[] = [];
+  readonly devices: SimDevice[] = [];
   private stopped = false;
   private reboots: Record<RebootReason, number> = zeroCounts();
   private log: Transition[] = [];
@@ -123,7 +137,7 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
     for (const [i, id] of o.ids.entries()) {
       if (this.stopped) return;
       const tampered = chosen(i, o.tamperedShare, 2);
-      const device = new SimulatedDevice({
+      const device: SimDevice = o.platform === 'esp32' ? await this.esp32(id, tampered) : new SimulatedDevice({
         ...o,
         id,
         ...(typeof o.identity === 'function' ? { files: await o.identity(id) } : { files: { ca: o.identity.ca }, enroll: o.identity.enroll }),
@@ -150,6 +164,30 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
       device.start();
       if (gap >= 1) await new Promise((r) => setTimeout(r, gap));
     }
+  }
+
+  private async esp32(id: string, tampered: boolean): Promise<SimulatedEsp32> {
+    const o = this.options;
+    if (typeof o.identity !== 'function') throw new Error('simulated ESP32 devices take certificate files, not enrollment');
+    if (!o.nvsDir) throw new Error('simulated ESP32 devices need nvsDir (the folder of their NVS files)');
+    if (!o.mqtt?.host || !o.mqtt.port) throw new Error('simulated ESP32 devices need the broker host and port (mqtt)');
+    // A tampered device trusts a key nobody signs with: an EC P-256 key, the signed-app scheme's.
+    const trusts = tampered ? [generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString()] : o.trusts;
+    return new SimulatedEsp32({
+      id,
+      files: await o.identity(id),
+      bootstrap: o.bootstrap,
+      mqtt: { host: o.mqtt.host, port: o.mqtt.port },
+      image: o.image,
+      trusts,
+      nvsDir: o.nvsDir,
+      secureVersion: o.secureVersion,
+      build: o.build,
+      timing: o.timing,
+      jitterSeed: o.jitterSeed,
+      rebootDelayMs: o.rebootDelayMs,
+      log: o.log,
+    });
   }
 
   counts(): Record<DeviceState, number> & { total: number } {

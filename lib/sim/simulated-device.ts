@@ -14,6 +14,7 @@ import { readSimManifest } from './sim-image';
 import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } from './device-timing';
 import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
+import { statusReport } from './device-status';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -208,21 +209,19 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   }
 
   status(): StatusReport {
-    const now = Date.now();
     this.maxLoopMs = Math.max(this.maxLoopMs, 3 + Math.floor(Math.random() * 40));
-    const weak = this.options.weakSignal;
-    return {
-      uptimemillis: now - this.bootedAt,
-      maxmillis: this.maxLoopMs,
-      mqttmillis: this.connectedAt ? now - this.connectedAt : 0,
-      espname: `measure-${this.id}`,
-      espimage: this.image,
-      espbuild: this.build,
-      espip: (this.client?.stream as { localAddress?: string } | undefined)?.localAddress ?? '0.0.0.0',
-      rssi: (weak ? -88 : -58) - Math.floor(Math.random() * 8),
-      espfreeheap: 21000 + Math.floor(Math.random() * 4000),
+    return statusReport({
+      id: this.id,
+      image: this.image,
+      build: this.build,
+      bootedAt: this.bootedAt,
+      connectedAt: this.connectedAt,
+      maxLoopMs: this.maxLoopMs,
+      localAddress: (this.client?.stream as { localAddress?: string } | undefined)?.localAddress,
+      weakSignal: this.options.weakSignal,
+      freeHeap: 21000,
       errormessage: this.errormessage,
-    };
+    });
   }
 
   private async boot(): Promise<void> {
