@@ -17,7 +17,7 @@ describe('firmware/core (C++)', function () {
     assert.ok(summary, `no passing summary in:\n${r.stdout}`);
     assert.ok(Number(summary[1]) > 500, `only ${summary[1]} checks ran`);
     // The shared device-timing and wifi vectors (docs/wire-contract.md) ran, each with checks.
-    for (const group of ['device-timing.json (jitter)', 'device-timing.json (reconnect)', 'device-timing.json (watchdog)', 'commands.json (wifiPayloads)', 'wifi switch', 'enrollment.json', 'enrollment steps', 'base64, PEM, bootstrap', 'CSR shape', 'PKCS#7 certs-only']) {
+    for (const group of ['device-timing.json (jitter)', 'device-timing.json (reconnect)', 'device-timing.json (watchdog)', 'commands.json (wifiPayloads)', 'wifi switch', 'enrollment.json', 'enrollment steps', 'base64, PEM, bootstrap', 'CSR shape', 'PKCS#7 certs-only', 'esp32-device.json (topics)', 'esp32-device.json (payloads)', 'esp32-device.json (descriptors)', 'esp32 settings', 'esp32 candidates', 'esp32 resume']) {
       const line = new RegExp(`^${group.replace(/[()]/g, '\\$&')}\\s+(\\d+) checks$`, 'm').exec(r.stdout);
       assert.ok(line && Number(line[1]) > 10, `group ${group} missing or without checks in:\n${r.stdout}`);
     }

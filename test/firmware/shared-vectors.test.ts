@@ -8,6 +8,8 @@ import { parseStatus } from '../../lib/fleet/telemetry';
 import { checkDeviceConfig } from '../../lib/firmware/firmware-service';
 import { normalizeDownloadPath } from '../../lib/firmware/update-server';
 import { looksSignedEsp8266 } from '../../lib/firmware/signing';
+import { readAppDescriptor } from '../../lib/firmware/app-descriptor';
+import { parseImageName } from '../../lib/firmware/version';
 import { REPO_ROOT } from '../support/firmware-core';
 
 /**
@@ -69,6 +71,69 @@ describe('shared firmware vectors (test/vectors)', () => {
         assert.throws(() => buildCommand('esp8266', t.topic.split('/').pop()), /unknown command/);
       }
     });
+  });
+
+  describe('esp32-device.json', () => {
+    const esp32 = TopicScheme.named('secure-esp32');
+    const v = vectors<{
+      id: string;
+      commands: string[];
+      devices: { id: string; status: string; will: string; log: string; commandFilter: string; commands: Record<string, string> }[];
+      commandTopics: { topic: string; command: string | null; why: string }[];
+      payloads: { command: string; arg: unknown; payload: string | null; device: boolean; deviceOnly?: boolean; why: string }[];
+      appDescriptors: {
+        valid: { why: string; hex: string; image: string; descriptor: Record<string, string | number> }[];
+        invalid: { why: string; hex: string }[];
+      };
+    }>('esp32-device.json');
+
+    it('lists exactly the esp32 commands of lib/fleet/commands.ts', () => {
+      assert.deepEqual([...v.commands].sort(), Object.keys(COMMANDS.esp32).sort());
+    });
+    for (const d of v.devices) {
+      it(`the secure-esp32 topics of ${d.id}`, () => {
+        assert.equal(esp32.statusTopic(d.id), d.status);
+        assert.equal(esp32.willTopic(d.id), d.will);
+        assert.equal(esp32.logTopic(d.id), d.log);
+        assert.equal(esp32.deviceCommandFilter(d.id), d.commandFilter);
+        assert.deepEqual(Object.keys(d.commands).sort(), Object.keys(COMMANDS.esp32).sort());
+        for (const [command, topic] of Object.entries(d.commands)) assert.equal(esp32.commandTopic(d.id, command), topic);
+        assert.deepEqual(esp32.parse(d.status), { kind: 'status', id: d.id });
+        assert.deepEqual(esp32.parse(d.will), { kind: 'will', id: d.id });
+        assert.deepEqual(esp32.parse(d.log), { kind: 'log', id: d.id });
+      });
+    }
+    for (const t of v.commandTopics) {
+      it(`${JSON.stringify(t.topic)} → ${t.command ?? 'ignored'} (${t.why})`, () => {
+        const built = v.commands.filter((c) => esp32.commandTopic(v.id, c) === t.topic);
+        assert.deepEqual(built, t.command === null ? [] : [t.command]);
+      });
+    }
+    for (const p of v.payloads) {
+      it(`${p.command} ${JSON.stringify(p.arg)}: ${p.payload === null ? 'refused before publishing' : `publishes ${JSON.stringify(p.payload)}`} (${p.why})`, () => {
+        const arg = p.arg === null ? undefined : p.arg;
+        if (p.payload === null) {
+          assert.throws(() => buildCommand('esp32', p.command, arg));
+          assert.equal(p.device, false, 'what the backend refuses the device refuses too');
+        } else {
+          assert.equal(buildCommand('esp32', p.command, arg).payload, p.payload);
+          assert.equal(p.device || p.deviceOnly === true, true, 'a published payload the device refuses is marked deviceOnly');
+        }
+      });
+    }
+    for (const c of v.appDescriptors.valid) {
+      it(`reads the app descriptor: ${c.why}`, () => {
+        const desc = readAppDescriptor(Buffer.from(c.hex, 'hex'));
+        assert.ok(desc);
+        assert.deepEqual({ ...desc }, c.descriptor);
+        const parsed = parseImageName(c.image);
+        assert.ok(parsed, `${c.image} is an image name`);
+        assert.equal(parsed.version, desc.version);
+      });
+    }
+    for (const c of v.appDescriptors.invalid) {
+      it(`refuses the app descriptor: ${c.why}`, () => assert.equal(readAppDescriptor(Buffer.from(c.hex, 'hex')), undefined));
+    }
   });
 
   describe('status-payloads.json', () => {

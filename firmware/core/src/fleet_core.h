@@ -417,4 +417,155 @@ class Enrollment {
   uint32_t wait_ = 0;
 };
 
+// ---- scheme secure-esp32 (docs/wire-contract.md: MQTT topics; lib/fleet/topic-scheme.ts, commands.ts) ---------
+// The ESP32 firmware (../esp32) under the per-device prefix /esp/<id>: status, will and log from the
+// device, five commands to it. test/vectors/esp32-device.json is shared with lib/fleet.
+
+constexpr size_t kEsp32TopicSize = 40;  // longest: "/esp/<id>/update/interval" (33) + NUL
+
+enum class Esp32Command : uint8_t { None, UpdateUrl, UpdateUseUrl, UpdateInterval, UpdateRun, Restart };
+constexpr size_t kEsp32CommandCount = 5;
+const char* esp32CommandName(Esp32Command command);  // "update/url", ... ("" for None)
+
+struct Esp32Topics {
+  char status[kEsp32TopicSize];  // /esp/<id>/status
+  char will[kEsp32TopicSize];    // /esp/<id>/will (the last will "offline", the birth "online", both retained)
+  char log[kEsp32TopicSize];     // /esp/<id>/log
+  // What the device subscribes to, one topic per command in Esp32Command order (from UpdateUrl):
+  // not /esp/<id>/#, which would deliver its own status, will and log back to it.
+  char commands[kEsp32CommandCount][kEsp32TopicSize];
+};
+bool buildEsp32Topics(const char* id, Esp32Topics& out);
+// The command a topic carries for device `id`, None for anything else (another device, its own
+// status/will/log, unknown or longer commands).
+Esp32Command parseEsp32CommandTopic(const char* topic, size_t length, const char* id);
+
+constexpr uint32_t kUpdateIntervalMinS = 300;      // lib/fleet/commands.ts intervalSeconds
+constexpr uint32_t kUpdateIntervalMaxS = 9999999;
+constexpr uint32_t kUpdateIntervalDefaultS = 86400;
+constexpr size_t kEsp32UrlMax = 255;  // bytes of update/url the device keeps (NVS string)
+
+// What the ESP32 keeps in NVS across reboots (the settings the three update/ commands set).
+struct Esp32Settings {
+  char url[kEsp32UrlMax + 1];  // "" until update/url sets one
+  bool useUrl;                 // update/use_url 1: the update check goes to url, 0: the built-in server
+  uint32_t intervalS;          // update/interval, 300..9999999
+};
+void defaultEsp32Settings(Esp32Settings& out);  // no url, useUrl false, a day
+
+// update/url: what lib/fleet publishes (an https URL as WHATWG URL serializes it), narrowed to
+// what the device can use: https://<host>[:<port>]<path>[?<query>] with a DNS host of
+// [A-Za-z0-9.-] (the server certificate is checked by name), port 1..65535, path and query of
+// printable ASCII without blanks, no userinfo, no fragment, no curimage (the device adds its own),
+// at most kEsp32UrlMax bytes. `out` has kEsp32UrlMax + 1 bytes.
+bool parseUpdateUrl(const char* text, size_t length, char* out, const char** reason);
+// update/use_url: exactly "0" or "1".
+bool parseUseUrl(const char* text, size_t length, bool& out, const char** reason);
+// update/interval: decimal seconds as String(n) writes them (no sign, blank or leading zero),
+// 300..9999999.
+bool parseUpdateInterval(const char* text, size_t length, uint32_t& out, const char** reason);
+
+// What the ESP32 app does after a command (Esp32CommandRunner::run).
+enum class Esp32Action : uint8_t {
+  None,       // refused (errorMessage() says why) or nothing to do
+  Store,      // settings changed: write them to NVS (and reschedule when the interval changed)
+  RunUpdate,  // run the update routine now
+  Restart,    // esp_restart()
+};
+
+// Applies ESP32 commands to the settings and keeps `errormessage` as CommandRunner does: cleared
+// when a command starts, "<command>: <reason>" when it is refused. The settings change only when the
+// payload is accepted. update/run and restart ignore their payload (lib/fleet publishes none).
+class Esp32CommandRunner {
+ public:
+  Esp32Action run(Esp32Command command, const char* payload, size_t length, Esp32Settings& settings);
+  void setError(const char* where, const char* reason);  // "" clears
+  const char* errorMessage() const { return error_; }
+
+ private:
+  char error_[kErrorSize] = {0};
+};
+
+// The update check URL: `url` when useUrl is set and url is not empty, `builtIn` otherwise, with
+// curimage=<image> appended ('?' or '&'), so the server answers with the next image for the
+// running one or 304 (docs/wire-contract.md: Update server). False when it does not fit or
+// `image` is not an image name.
+bool esp32UpdateUrl(const Esp32Settings& settings, const char* builtIn, const char* image, char* out, size_t size);
+
+// When the periodic update check is due. Times are a 64-bit millisecond clock
+// (esp_timer_get_time() / 1000): 9999999 s is 115 days, beyond a 32-bit millis().
+class UpdateSchedule {
+ public:
+  // At boot: the first check after a random 0..kFirstCheckSpreadS (a fleet that powers up together
+  // does not ask at once), then every interval after each check ends.
+  static constexpr uint32_t kFirstCheckSpreadS = 60;
+  void start(uint64_t nowMs, uint32_t intervalS, Jitter& jitter);
+  void ran(uint64_t nowMs);                 // a check ended (whatever its outcome)
+  void setInterval(uint32_t intervalS);     // update/interval: counts from the last check
+  bool due(uint64_t nowMs) const { return nowMs >= next_; }
+  uint64_t nextMs() const { return next_; }
+
+ private:
+  uint64_t last_ = 0;
+  uint64_t next_ = 0;
+  uint32_t intervalS_ = kUpdateIntervalDefaultS;
+  bool checked_ = false;
+};
+
+// ---- ESP32 app images: esp_app_desc_t and the version rule (docs/wire-contract.md: Signed images) ----
+
+constexpr size_t kAppDescOffset = 32;  // after esp_image_header_t (24) and the first segment header (8)
+constexpr size_t kAppDescSize = 256;   // sizeof(esp_app_desc_t)
+constexpr uint32_t kAppDescMagic = 0xABCD5432;
+
+struct AppDescriptor {
+  uint32_t secureVersion;  // anti-rollback counter
+  char version[33];
+  char projectName[33];
+  char time[17];
+  char date[17];
+  char idfVersion[33];
+  uint8_t appElfSha256[32];
+};
+// The descriptor of an ESP32 app image from its first kAppDescOffset + kAppDescSize bytes, as
+// lib/firmware/app-descriptor.ts reads it: 0xE9 first, the magic at offset 32, each string up to
+// its NUL or the end of its field.
+bool readAppDescriptor(const uint8_t* image, size_t length, AppDescriptor& out, const char** reason);
+// <product>-<version>: the project name with every character outside [A-Za-z0-9_.] as '_' (how
+// esp-firmware-server names a published ESP32 image), '-', the version. False when the result is
+// not an image name (parseImageName) or does not fit.
+bool esp32ImageName(const char* projectName, const char* version, char* out, size_t size);
+
+struct AppIdentity {
+  const char* projectName;
+  const char* version;
+  uint32_t secureVersion;
+};
+// Whether the app may switch to a downloaded image (before esp_ota_set_boot_partition): the same
+// project, a higher version (never lower, never the same one again), and, with anti-rollback, a
+// secure_version not below the one burnt in eFuse (the bootloader would refuse to boot it). The
+// signature is checked by ESP-IDF itself (esp_ota_end with signed apps).
+bool checkEsp32Candidate(const AppIdentity& running, const AppIdentity& candidate, uint32_t efuseSecureVersion,
+                         bool antiRollback, const char** reason);
+
+// ---- resuming an interrupted download (esp_https_ota, ESP-IDF >= 5.5 ota_resumption) ----------
+
+constexpr size_t kEtagMax = 80;
+
+// RFC 9110 §8.8.3: a strong entity tag, "<etagc*>" with no W/ prefix; only a strong one may go in
+// If-Range (§13.1.5).
+bool isStrongEtag(const char* text, size_t length);
+
+// What the app keeps in NVS while a download is under way: from where, which image (its ETag),
+// and how many bytes reached the OTA partition.
+struct OtaProgress {
+  char url[kEsp32UrlMax + 1 + 128];  // the update check URL with curimage
+  char etag[kEtagMax + 1];
+  uint32_t bytes;
+};
+// The offset to resume from: `stored.bytes` when the download goes to the same URL and the
+// stored ETag is strong (the app sends it as If-Range, so a server with a newer image answers
+// 200 with the whole of it instead of splicing two images), else 0 (start over).
+uint32_t resumeOffset(const OtaProgress& stored, const char* url);
+
 }  // namespace fleet

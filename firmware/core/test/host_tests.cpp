@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.h"
+#include "esp32_tests.h"
 #include "fleet_core.h"
 
 using nlohmann::json;
@@ -925,6 +926,10 @@ void pkcs7Shapes() {
   CHECK(!readCertsOnlyBase64("-----BEGIN PKCS7-----", 21, buffer.data(), buffer.size(), info, &reason), "not base64");
 }
 
+void esp32Topics() { esp32TopicVectors(load("esp32-device.json")); }
+void esp32Payloads() { esp32PayloadVectors(load("esp32-device.json")); }
+void esp32Descriptors() { esp32DescriptorVectors(load("esp32-device.json")); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -942,7 +947,10 @@ int main(int argc, char** argv) {
                 {"device-timing.json (jitter)", jitterVectors}, {"device-timing.json (reconnect)", reconnectVectors},
                 {"device-timing.json (watchdog)", watchdogVectors}, {"commands.json (wifiPayloads)", wifiPayloads},
                 {"wifi switch", wifiSwitch}, {"enrollment.json", enrollmentVectors}, {"enrollment steps", enrollmentMachine},
-                {"base64, PEM, bootstrap", base64AndAuth}, {"CSR shape", csrShape}, {"PKCS#7 certs-only", pkcs7Shapes}};
+                {"base64, PEM, bootstrap", base64AndAuth}, {"CSR shape", csrShape}, {"PKCS#7 certs-only", pkcs7Shapes},
+                {"esp32-device.json (topics)", esp32Topics}, {"esp32-device.json (payloads)", esp32Payloads},
+                {"esp32-device.json (descriptors)", esp32Descriptors}, {"esp32 settings", esp32Settings},
+                {"esp32 update schedule", esp32Schedule}, {"esp32 candidates", esp32Candidates}, {"esp32 resume", esp32Resume}};
   for (const auto& g : groups) {
     const int before = check::checks, failedBefore = check::failures;
     try {
