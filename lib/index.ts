@@ -6,6 +6,7 @@ export { REVOCATION_REASONS } from './pki/ca-store';
 export { normalizeDeviceId, isDeviceId, InvalidDeviceIdError } from './device-id';
 export { fingerprint, isSignedBy, toPem } from './pki/x509';
 export { TopicScheme, BUILTIN_SCHEMES } from './fleet/topic-scheme';
+export { FleetTopics, TOPIC_CHOICES } from './fleet/fleet-topics';
 export { runIssuerAction, parseAction, ISSUER_ACTIONS } from './issuer/issuer-actions';
 export type { IssuerAction, IssuerResult, IssuerDefaults, IssuedOutput } from './issuer/issuer-actions';
 export { FirmwareService, checkDeviceConfig, DEVICE_CONFIG_KEYS } from './firmware/firmware-service';

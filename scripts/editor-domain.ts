@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { COMMANDS } from '../lib/fleet/commands';
+import { COMMANDS, NEUTRAL_COMMANDS } from '../lib/fleet/commands';
+import { TOPIC_CHOICES } from '../lib/fleet/fleet-topics';
 import { BUILTIN_SCHEMES } from '../lib/fleet/topic-scheme';
 import { DEVICE_ID_SPELLINGS } from '../lib/device-id';
 import { ISSUER_ACTIONS, REVOCATION_REASONS } from '../lib/issuer/issuer-actions';
@@ -18,7 +19,14 @@ import { ENROLL_MODES, ENROLL_PREFIX } from '../lib/enroll/enroll-policy';
 export function editorDomain(): Record<string, unknown> {
   return {
     commandSets: Object.fromEntries(Object.entries(COMMANDS).map(([set, commands]) => [set, Object.keys(commands)])),
-    schemes: { ...Object.fromEntries(Object.entries(BUILTIN_SCHEMES).map(([name, s]) => [name, { templates: { log: '', ...s.templates }, commandSet: s.commandSet }])), custom: null },
+    // Commands every platform has under its own name, resolved per device (update, restart).
+    neutralCommands: NEUTRAL_COMMANDS,
+    schemes: {
+      ...Object.fromEntries(Object.entries(BUILTIN_SCHEMES).map(([name, s]) => [name, { templates: { log: '', ...s.templates }, commandSet: s.commandSet }])),
+      // A mixed fleet: several schemes side by side, each device under its own (lib/fleet/fleet-topics.ts).
+      mixed: { schemes: [...TOPIC_CHOICES.mixed], commandSets: TOPIC_CHOICES.mixed.map((n) => BUILTIN_SCHEMES[n].commandSet) },
+      custom: null,
+    },
     deviceId: DEVICE_ID_SPELLINGS.map((r) => ({ source: r.source, flags: r.flags })),
     issuerActions: [...ISSUER_ACTIONS],
     // esp-firmware-server runs both: the catalogue's actions and enrollment's (docs/enrollment.md).

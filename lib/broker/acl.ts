@@ -1,4 +1,5 @@
 import { TopicScheme } from '../fleet/topic-scheme';
+import { FleetTopics } from '../fleet/fleet-topics';
 import { backendFilters, DEFAULT_DISCOVERY_PREFIX } from '../homeassistant/topics';
 import { filterCovers, topicMatches } from './topic-filter';
 
@@ -20,23 +21,40 @@ export interface AclEntry {
  * Least privilege: a device may only publish its own status, will (and log) and read its own
  * commands; a backend may read every status, will and log and write every command, plus the few
  * topics of the Home Assistant link under `homeAssistantPrefix` (lib/homeassistant/topics.ts,
- * backendFilters; `null` leaves them out). Unknown or revoked identities get no entry, so both
+ * backendFilters; `null` leaves them out). A mixed fleet (several schemes) gives each device its
+ * own topics of every scheme, still only under its own id, and each backend the union. Unknown or revoked identities get no entry, so both
  * brokers deny them everything. Backends first, then devices, each sorted and without duplicates.
  */
 export function aclEntries(
   deviceIds: readonly string[],
   backendNames: readonly string[],
-  scheme = TopicScheme.named('secure-esp8266'),
+  scheme: TopicScheme | FleetTopics = TopicScheme.named('secure-esp8266'),
   homeAssistantPrefix: string | null = DEFAULT_DISCOVERY_PREFIX,
 ): AclEntry[] {
+  const schemes = FleetTopics.of(scheme).schemes;
+  const unique = (list: string[]): string[] => [...new Set(list)];
   const ha = homeAssistantPrefix === null ? { read: [], write: [] } : backendFilters(homeAssistantPrefix);
   const backends = [...new Set(backendNames)].sort().map(
-    (user): AclEntry => ({ user, kind: 'backend', read: [...scheme.subscriptions, ...ha.read], write: [scheme.allCommandsFilter, ...ha.write] }),
+    (user): AclEntry => ({
+      user,
+      kind: 'backend',
+      read: unique([...schemes.flatMap((s) => s.subscriptions), ...ha.read]),
+      write: unique([...schemes.map((s) => s.allCommandsFilter), ...ha.write]),
+    }),
   );
-  const devices = [...new Set(deviceIds)].sort().map((user): AclEntry => {
-    const log = scheme.logTopic(user);
-    return { user, kind: 'device', read: [scheme.deviceCommandFilter(user)], write: [scheme.statusTopic(user), scheme.willTopic(user), ...(log ? [log] : [])] };
-  });
+  const devices = [...new Set(deviceIds)].sort().map(
+    (user): AclEntry => ({
+      user,
+      kind: 'device',
+      read: unique(schemes.map((s) => s.deviceCommandFilter(user))),
+      write: unique(
+        schemes.flatMap((s) => {
+          const log = s.logTopic(user);
+          return [s.statusTopic(user), s.willTopic(user), ...(log ? [log] : [])];
+        }),
+      ),
+    }),
+  );
   return [...backends, ...devices];
 }
 

@@ -9,6 +9,7 @@ import { CaStore, IssuedRecord } from '../pki/ca-store';
 import { assertDnsName, normalizeSerial } from '../pki/names';
 import { peerCertificateOfSession } from '../pki/peer-certificate';
 import { TopicScheme } from '../fleet/topic-scheme';
+import type { FleetTopics } from '../fleet/fleet-topics';
 import { identity } from '../pki/identity';
 import { aclEntries, Permissions } from './acl';
 import { checkDiscoveryPrefix } from '../homeassistant/topics';
@@ -25,7 +26,8 @@ export interface EmbeddedBrokerOptions {
   host?: string;
   /** DNS names for the broker's server certificate; the first is its CN. Default: this host's name and localhost. */
   serverNames?: string[];
-  scheme?: TopicScheme;
+  /** One scheme, or several side by side (a mixed fleet); default secure-esp8266. */
+  scheme?: TopicScheme | FleetTopics;
   /** HA's discovery prefix for the backends' Home Assistant rights (lib/homeassistant/topics.ts); null leaves them out. Default `homeassistant`. */
   homeAssistantPrefix?: string | null;
   /**

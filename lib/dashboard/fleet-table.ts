@@ -7,6 +7,8 @@ import type { DeviceEntry } from '../fleet/registry';
 export interface FleetTableRow {
   id: string;
   name: string;
+  /** `esp8266` or `esp32` (the scheme its topics came in on); empty before it was heard. */
+  platform: string;
   online: boolean;
   image: string;
   rssi: number | null;
@@ -38,6 +40,7 @@ export function fleetTableRow(e: DeviceEntry): FleetTableRow {
   return {
     id: e.id,
     name: e.name ?? '',
+    platform: e.platform ?? '',
     online: e.online,
     image: e.image ?? '',
     rssi: typeof e.rssi === 'number' ? e.rssi : null,

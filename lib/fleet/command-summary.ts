@@ -8,6 +8,8 @@ export interface CommandSummary {
   failed: number;
   timeout: number;
   sent: number;
+  /** Devices of a mixed fleet whose platform has no such command: never sent. */
+  refused?: number;
   elapsedMs: number;
   outcomes: CommandOutcome[];
 }
@@ -19,7 +21,7 @@ export interface CommandSummary {
  */
 export function commandSummaryText(s: CommandSummary): string {
   const counts = `${s.command} to ${s.devices} device(s): ${s.success} succeeded, ${s.failed} failed, ${s.timeout} timed out`;
-  const tracked = s.sent ? `, ${s.sent} sent (not tracked)` : '';
-  const notOk = s.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'timeout').map((o) => `${o.device}: ${o.error ?? o.outcome}`);
+  const tracked = `${s.sent ? `, ${s.sent} sent (not tracked)` : ''}${s.refused ? `, ${s.refused} refused` : ''}`;
+  const notOk = s.outcomes.filter((o) => o.outcome === 'failed' || o.outcome === 'timeout' || o.outcome === 'refused').map((o) => `${o.device}: ${o.error ?? o.outcome}`);
   return `${counts}${tracked} in ${Math.round(s.elapsedMs / 1000)} s${notOk.length ? ` — ${notOk.join('; ')}` : ''}`;
 }

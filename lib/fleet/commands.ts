@@ -40,18 +40,60 @@ export const COMMANDS: Record<CommandSet, Record<string, CommandSpec>> = {
   },
 };
 
+/**
+ * Commands that mean the same on every platform, resolved per device with its command set:
+ * `update` runs the update routine, `restart` reboots (docs/wire-contract.md, MQTT topics).
+ */
+export const NEUTRAL_COMMANDS: Record<string, Record<CommandSet, string>> = {
+  update: { esp8266: 'firmware', esp32: 'update/run' },
+  restart: { esp8266: 'reboot', esp32: 'restart' },
+};
+
 export interface BuiltCommand {
+  /** The command as it goes on the wire: the last topic level. */
   command: string;
   payload: string;
   tracking: Tracking;
+  /** The command set it was built for; publishing it to a device of another set is refused. */
+  commandSet?: CommandSet;
+}
+
+/** What one command set calls `command`: itself, or the platform's own name of a neutral command. */
+function wireName(set: CommandSet, command: string): string | undefined {
+  const neutral = Object.hasOwn(NEUTRAL_COMMANDS, command) ? NEUTRAL_COMMANDS[command][set] : undefined;
+  if (neutral) return neutral;
+  return Object.hasOwn(COMMANDS[set], command) ? command : undefined;
 }
 
 export function buildCommand(set: CommandSet, command: unknown, arg?: unknown): BuiltCommand {
-  const spec = typeof command === 'string' ? COMMANDS[set][command] : undefined;
-  if (!spec || typeof command !== 'string') {
-    throw new Error(`unknown command ${JSON.stringify(command)}: one of ${Object.keys(COMMANDS[set]).join(', ')}`);
+  const name = typeof command === 'string' ? wireName(set, command) : undefined;
+  if (name === undefined) {
+    throw new Error(`unknown command ${JSON.stringify(command)}: one of ${Object.keys(COMMANDS[set]).join(', ')} (or ${Object.keys(NEUTRAL_COMMANDS).join(', ')})`);
   }
-  return { command, payload: spec.payload(arg), tracking: spec.tracking };
+  const spec = COMMANDS[set][name];
+  return { command: name, payload: spec.payload(arg), tracking: spec.tracking, commandSet: set };
+}
+
+/** A device's share of a command: what to send, or why it is not for that device. */
+export type PlannedCommand = BuiltCommand | { command: string; refused: string };
+
+/**
+ * One command for a fleet of the command sets `sets` (a mixed fleet has both): built once per
+ * set. A command no set knows, or a bad argument, throws (nothing is sent to anyone); a command
+ * of one platform only is refused for the devices of the others.
+ */
+export function planCommand(sets: readonly CommandSet[], command: unknown, arg?: unknown): (set: CommandSet) => PlannedCommand {
+  const known = sets.filter((set) => typeof command === 'string' && wireName(set, command) !== undefined);
+  if (known.length === 0) {
+    const names = [...new Set(sets.flatMap((set) => Object.keys(COMMANDS[set])))];
+    throw new Error(`unknown command ${JSON.stringify(command)}: one of ${names.join(', ')} (or ${Object.keys(NEUTRAL_COMMANDS).join(', ')})`);
+  }
+  const built = new Map<CommandSet, PlannedCommand>(known.map((set) => [set, buildCommand(set, command, arg)]));
+  return (set) =>
+    built.get(set) ?? {
+      command: String(command),
+      refused: `${String(command)} is ${known.map((k) => `an ${k}`).join(' or ')} command, and this device is ${set} (its commands: ${Object.keys(COMMANDS[set]).join(', ')}, or ${Object.keys(NEUTRAL_COMMANDS).join(', ')})`,
+    };
 }
 
 function httpsUrl(arg: unknown): string {
@@ -100,7 +142,8 @@ export function resolveTargets(devices: unknown, registry: DeviceRegistry, optio
   return [...ids];
 }
 
-export type OutcomeKind = 'success' | 'failed' | 'timeout' | 'sent' | 'superseded';
+/** `refused`: never sent, the command is not one of the device's platform (a mixed fleet). */
+export type OutcomeKind = 'success' | 'failed' | 'timeout' | 'sent' | 'superseded' | 'refused';
 
 export interface CommandOutcome {
   device: string;
@@ -174,16 +217,23 @@ export class CommandDispatcher {
    */
   async dispatch(
     ids: string[],
-    built: BuiltCommand,
+    command: BuiltCommand | ((id: string) => PlannedCommand),
     report: { onSent?(id: string): void; onOutcome?(o: CommandOutcome): void } = {},
     options: { maxInFlight?: number } = {},
   ): Promise<CommandOutcome[]> {
-    const tracked = built.tracking !== 'none';
+    const planOf = typeof command === 'function' ? command : (): PlannedCommand => command;
     const own = options.maxInFlight !== undefined ? new Semaphore(atLeastOne(options.maxInFlight)) : undefined;
     const slots = own ?? this.slots;
     if (own) this.ownSlots.add(own);
     const all = Promise.all(
       ids.map(async (id) => {
+        const built = planOf(id);
+        if ('refused' in built) {
+          const refused: CommandOutcome = { device: id, command: built.command, outcome: 'refused', elapsedMs: 0, image: this.registry.get(id)?.image, error: built.refused };
+          report.onOutcome?.(refused);
+          return refused;
+        }
+        const tracked = built.tracking !== 'none';
         // Waiters cancelled by close() go on without a slot and find the dispatcher closed.
         const release = tracked ? await slots.acquire().catch(() => undefined) : undefined;
         let outcome: CommandOutcome;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import mqtt, { MqttClient, IClientOptions } from 'mqtt';
-import { TopicScheme } from './topic-scheme';
+import { CommandSet, TopicScheme } from './topic-scheme';
+import { FleetTopics } from './fleet-topics';
 import { parseStatus, isBirthMessage, MAX_STATUS_BYTES } from './telemetry';
 import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
 import { BuiltCommand } from './commands';
@@ -12,7 +13,8 @@ export interface FleetClientOptions {
   url: string;
   tls?: { ca?: string; cert?: string; key?: string };
   clientId?: string;
-  scheme: TopicScheme;
+  /** One scheme, or several side by side (a mixed fleet: lib/fleet/fleet-topics.ts). */
+  scheme: TopicScheme | FleetTopics;
   registry: DeviceRegistry;
   /** Called after the registry changed, so its file can be written (throttled by the caller). */
   onRegistryChange?: () => void;
@@ -53,9 +55,11 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
   private currentState: ConnectionState = 'closed';
   private lastError: string | undefined;
   private readonly extra = new Map<string, ExtraHandler>();
+  readonly topics: FleetTopics;
 
   constructor(private readonly options: FleetClientOptions) {
     super();
+    this.topics = FleetTopics.of(options.scheme);
     this.backoffMs = options.reconnectMinMs ?? 1_000;
     const url = new URL(options.url);
     if (url.protocol !== 'mqtts:' && url.protocol !== 'mqtt:') throw new Error(`broker URL must start with mqtts:// (or mqtt://), got ${options.url}`);
@@ -69,8 +73,23 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     return this.options.registry;
   }
 
+  /** The first scheme: the whole fleet's when it has one, else that of devices not heard from yet. */
   get scheme(): TopicScheme {
-    return this.options.scheme;
+    return this.topics.first;
+  }
+
+  /**
+   * The command set a command to `id` must be built with: its platform as last heard, when this
+   * fleet has a scheme of it; otherwise (never heard, or a platform this fleet does not speak)
+   * the first scheme's.
+   */
+  commandSetOf(id: string): CommandSet {
+    return this.schemeOf(id).commandSet;
+  }
+
+  /** The scheme whose topics reach `id`. */
+  schemeOf(id: string): TopicScheme {
+    return this.topics.schemeFor(this.options.registry.get(id)?.platform);
   }
 
   get secure(): boolean {
@@ -104,7 +123,7 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
       this.lastError = undefined;
       const extra = [...this.extra.keys()];
       if (extra.length) client.subscribe(extra, { qos: 1 });
-      client.subscribe(this.options.scheme.subscriptions, { qos: 0 }, (err) => {
+      client.subscribe(this.topics.subscriptions, { qos: 0 }, (err) => {
         if (err) this.setState('offline', `subscribe failed: ${err.message}`);
         else this.setState('connected');
       });
@@ -137,11 +156,19 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     if (client) await client.endAsync(true).catch(() => undefined);
   }
 
-  /** Commands are never retained: a retained `reboot` would reboot the device at every connect. */
+  /**
+   * Commands are never retained: a retained `reboot` would reboot the device at every connect.
+   * A command built for another command set than the device's is refused, never sent on a topic
+   * the device would not read (or would read as something else).
+   */
   async publishCommand(id: string, command: BuiltCommand): Promise<void> {
     const client = this.client;
     if (!client || !client.connected) throw new Error(`not connected to the broker (${this.currentState})`);
-    await client.publishAsync(this.options.scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false });
+    const scheme = this.schemeOf(id);
+    if (command.commandSet && command.commandSet !== scheme.commandSet) {
+      throw new Error(`${command.command} is an ${command.commandSet} command; ${id} is addressed as ${scheme.commandSet}`);
+    }
+    await client.publishAsync(scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false });
   }
 
   /** A message besides the commands (e.g. the Home Assistant link's retained configs and states). */
@@ -166,14 +193,15 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
   }
 
   private handle(topic: string, payload: Buffer): void {
-    const parsed = this.options.scheme.parse(topic);
+    const parsed = this.topics.parse(topic);
     if ('error' in parsed) return this.reject(topic, parsed.error, payload.length);
     const { registry } = this.options;
+    const platform = parsed.commandSet;
     switch (parsed.kind) {
       case 'status': {
         const result = parseStatus(payload);
         if (!result.ok) return this.reject(topic, result.reason, payload.length);
-        const update = registry.recordStatus(parsed.id, result.value);
+        const update = registry.recordStatus(parsed.id, result.value, Date.now(), platform);
         this.options.onRegistryChange?.();
         if (update.presence) this.emit('presence', update.presence);
         this.emit('status', parsed.id, update);
@@ -183,14 +211,14 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
       case 'will': {
         if (payload.length === 0) return; // a cleared retained message
         if (payload.length > MAX_STATUS_BYTES) return this.reject(topic, `payload of ${payload.length} bytes exceeds ${MAX_STATUS_BYTES}`, payload.length);
-        const change = registry.recordWill(parsed.id, isBirthMessage(payload));
+        const change = registry.recordWill(parsed.id, isBirthMessage(payload), Date.now(), platform);
         this.options.onRegistryChange?.();
         if (change) this.emit('presence', change);
         return;
       }
       case 'log': {
         if (payload.length > MAX_STATUS_BYTES) return this.reject(topic, `payload of ${payload.length} bytes exceeds ${MAX_STATUS_BYTES}`, payload.length);
-        const change = registry.recordActivity(parsed.id);
+        const change = registry.recordActivity(parsed.id, Date.now(), platform);
         this.options.onRegistryChange?.();
         if (change) this.emit('presence', change);
         this.emit('log', parsed.id, payload.toString('utf8'));

@@ -1,4 +1,5 @@
 import { StatusReport } from './telemetry';
+import type { CommandSet } from './topic-scheme';
 
 export type PresenceReason = 'status' | 'birth' | 'lwt' | 'timeout' | 'log';
 
@@ -23,6 +24,8 @@ export interface DeviceEntry {
   lastStatus?: StatusReport;
   /** Learned from the gaps between its reports; silence for 2.5 times this means offline. */
   statusIntervalMs: number;
+  /** The command set of the scheme its topics came in on (a mixed fleet has both); unset until heard. */
+  platform?: CommandSet;
 }
 
 export interface PresenceChange {
@@ -59,7 +62,12 @@ export class DeviceRegistry {
   constructor(options: RegistryOptions = {}, entries: DeviceEntry[] = []) {
     this.defaultStatusIntervalMs = options.defaultStatusIntervalMs ?? 60_000;
     this.timeoutFactor = options.timeoutFactor ?? 2.5;
-    for (const e of entries) this.devices.set(e.id, { ...e });
+    for (const e of entries) {
+      const entry = { ...e };
+      // A registry file is only a cache: a platform it cannot name is forgotten, and the next message tells.
+      if (entry.platform !== undefined && !isPlatform(entry.platform)) delete entry.platform;
+      this.devices.set(e.id, entry);
+    }
   }
 
   /** Grows with every change; persistence compares it to know whether to write. */
@@ -67,10 +75,11 @@ export class DeviceRegistry {
     return this.changes;
   }
 
-  recordStatus(id: string, status: StatusReport, at = Date.now()): StatusUpdate {
+  recordStatus(id: string, status: StatusReport, at = Date.now(), platform?: CommandSet): StatusUpdate {
     const when = new Date(at).toISOString();
     const previous = this.devices.get(id);
     const entry = previous ?? this.newEntry(id, when);
+    if (platform) entry.platform = platform;
     if (previous?.lastStatusAt && previous.online) this.learnInterval(entry, at - Date.parse(previous.lastStatusAt));
     const newError = status.errormessage && status.errormessage !== previous?.lastStatus?.errormessage ? status.errormessage : undefined;
     Object.assign(entry, {
@@ -93,10 +102,11 @@ export class DeviceRegistry {
   }
 
   /** The will topic: a birth message puts the device online, anything else is its LWT. */
-  recordWill(id: string, birth: boolean, at = Date.now()): PresenceChange | undefined {
+  recordWill(id: string, birth: boolean, at = Date.now(), platform?: CommandSet): PresenceChange | undefined {
     const when = new Date(at).toISOString();
     const existing = this.devices.get(id);
     const entry = existing ?? this.newEntry(id, when);
+    if (platform) entry.platform = platform;
     this.devices.set(id, entry);
     this.changes++;
     if (birth) entry.lastSeen = when;
@@ -109,9 +119,10 @@ export class DeviceRegistry {
   }
 
   /** Any other sign of life (an ESP32 log line). */
-  recordActivity(id: string, at = Date.now()): PresenceChange | undefined {
+  recordActivity(id: string, at = Date.now(), platform?: CommandSet): PresenceChange | undefined {
     const when = new Date(at).toISOString();
     const entry = this.devices.get(id) ?? this.newEntry(id, when);
+    if (platform) entry.platform = platform;
     this.devices.set(id, entry);
     entry.lastSeen = when;
     this.changes++;
@@ -174,6 +185,10 @@ export class DeviceRegistry {
     const sorted = [...gaps].sort((a, b) => a - b);
     entry.statusIntervalMs = Math.max(sorted[Math.floor(sorted.length / 2)], 1_000);
   }
+}
+
+function isPlatform(v: unknown): v is CommandSet {
+  return v === 'esp8266' || v === 'esp32';
 }
 
 /** A copy a flow may change freely: msgs must never alias the registry's own state. */

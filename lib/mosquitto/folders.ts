@@ -3,13 +3,13 @@ import * as path from 'node:path';
 import type { CaStore, CaChange, IssuedRecord, MosquittoFolderEntry } from '../pki/ca-store';
 import { identity } from '../pki/identity';
 import { assertBackendName, assertDnsName, assertIpAddress } from '../pki/names';
-import { TopicScheme, BUILTIN_SCHEMES } from '../fleet/topic-scheme';
+import { FleetTopics, TOPIC_CHOICES, TopicChoiceName } from '../fleet/fleet-topics';
 import { CoalescingTask } from '../coalescing-task';
 import { writeFileAtomic, PRIVATE_FILE_MODE } from '../fs/atomic-file';
 import { shownInput } from '../input-text';
 import { MOSQUITTO_FILE_NAMES, MosquittoListener, mosquittoFilesIn, renderMosquittoAcl, renderMosquittoConf, renderMosquittoReadme } from './mosquitto-config';
 
-type BuiltinSchemeName = keyof typeof BUILTIN_SCHEMES;
+type BuiltinSchemeName = TopicChoiceName;
 
 export interface MosquittoConfigRequest {
   /** The folder to write; default `<CA folder>/mosquitto`. */
@@ -22,7 +22,7 @@ export interface MosquittoConfigRequest {
   port?: unknown;
   /** The address to bind; all interfaces when not given. */
   bindAddress?: unknown;
-  /** The topic scheme of the ACL: secure-esp8266 (default) or secure-esp32. */
+  /** The topic scheme of the ACL: secure-esp8266 (default), secure-esp32 or mixed (both side by side). */
   scheme?: unknown;
 }
 
@@ -93,7 +93,7 @@ export class MosquittoFolders {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid port ${shownInput(opts.port)}`);
     const bindAddress = opts.bindAddress ? assertIpAddress(opts.bindAddress) : undefined;
     const scheme = (opts.scheme ?? 'secure-esp8266') as BuiltinSchemeName;
-    if (typeof scheme !== 'string' || !Object.hasOwn(BUILTIN_SCHEMES, scheme)) throw new Error(`unknown topic scheme ${shownInput(opts.scheme)}: ${Object.keys(BUILTIN_SCHEMES).join(' or ')}`);
+    if (typeof scheme !== 'string' || !Object.hasOwn(TOPIC_CHOICES, scheme)) throw new Error(`unknown topic scheme ${shownInput(opts.scheme)}: ${Object.keys(TOPIC_CHOICES).join(', ')}`);
 
     const server = await identity(store, { kind: 'server', commonName: serverName });
     const backend = await identity(store, { kind: 'backend', commonName: backendName });
@@ -134,7 +134,7 @@ export class MosquittoFolders {
     return renderMosquittoAcl(
       valid.filter((r) => r.kind === 'device').map((r) => r.commonName),
       valid.filter((r) => r.kind === 'backend').map((r) => r.commonName),
-      TopicScheme.named((scheme ?? 'secure-esp8266') as BuiltinSchemeName),
+      FleetTopics.named((scheme ?? 'secure-esp8266') as BuiltinSchemeName),
     );
   }
 

@@ -2,7 +2,7 @@ import type { NodeAPI, Node, NodeDef, NodeMessageInFlow, NodeMessage } from 'nod
 import type { EspFleetNode } from '../esp-fleet/types';
 import { connectionBadge } from '../esp-fleet/types';
 import type { FleetClient } from '../../lib/fleet/fleet-client';
-import { CommandDispatcher, CommandOutcome, buildCommand, resolveTargets } from '../../lib/fleet/commands';
+import { CommandDispatcher, CommandOutcome, planCommand, resolveTargets } from '../../lib/fleet/commands';
 import { positive } from '../shared/settings';
 import { lifecycle } from '../shared/lifecycle';
 import { RecentRows } from '../../lib/dashboard/recent-rows';
@@ -66,16 +66,18 @@ export = function register(RED: NodeAPI): void {
     life.input(async (msg: CommandMsg, send, { client: c, dispatcher: d, showProgress }, wifi) => {
       // A string payload is the command; anything else (an inject's timestamp) uses the node's.
       const command = msg.command ?? (typeof msg.payload === 'string' && msg.payload ? msg.payload : config.command);
-      const built = buildCommand(c.scheme.commandSet, command, wifi.password === undefined ? msg.argument : wifi.argument);
+      // Built once per command set of the fleet; each device gets its own set's (a mixed fleet has two).
+      const plan = planCommand(c.topics.commandSets, command, wifi.password === undefined ? msg.argument : wifi.argument);
       const targets = resolveTargets(msg.device ?? config.devices ?? '*', c.registry, { onlineOnly: config.onlineOnly });
       if (c.state !== 'connected') throw new Error(`not connected to the broker (${c.state}); nothing was sent`);
       // A rollout panel may bring its own cap for this msg; otherwise the node's setting holds.
       const cap = msg.maxInFlight === undefined ? undefined : positive(msg.maxInFlight, 'msg.maxInFlight');
       const startedAt = Date.now();
-      const outcomes = await d.dispatch(targets, built, {
+      const planFor = (id: string): ReturnType<typeof plan> => plan(c.commandSetOf(id));
+      const outcomes = await d.dispatch(targets, planFor, {
         onSent: (id) => {
           showProgress();
-          send([{ ...msg, topic: id, payload: { device: id, command: built.command, sentAt: new Date().toISOString() }, device: c.registry.get(id) } as NodeMessage, null, null]);
+          send([{ ...msg, topic: id, payload: { device: id, command: planFor(id).command, sentAt: new Date().toISOString() }, device: c.registry.get(id) } as NodeMessage, null, null]);
         },
         onOutcome: (o: CommandOutcome) => {
           done++;
@@ -84,8 +86,9 @@ export = function register(RED: NodeAPI): void {
         },
       }, { maxInFlight: cap });
       const count = (k: CommandOutcome['outcome']): number => outcomes.filter((o) => o.outcome === k).length;
-      const summary = { command: built.command, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), elapsedMs: Date.now() - startedAt, outcomes };
-      send([null, null, { ...msg, topic: built.command, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
+      const name = String(command);
+      const summary = { command: name, devices: targets.length, success: count('success'), failed: count('failed'), timeout: count('timeout'), sent: count('sent'), refused: count('refused'), elapsedMs: Date.now() - startedAt, outcomes };
+      send([null, null, { ...msg, topic: name, payload: summary, text: commandSummaryText(summary) } as NodeMessage]);
     }, {
       // A `wifi` password leaves the msg the moment it arrives: no output, Catch msg, badge or
       // log sees it; only the MQTT payload carries it (docs/wire-contract.md, MQTT topics: wifi).

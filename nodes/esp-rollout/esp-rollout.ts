@@ -82,7 +82,7 @@ export = function register(RED: NodeAPI): void {
       const rowsNow = (): ReturnType<typeof rolloutRows> => (rows ??= rolloutRows(v));
       for (const a of actions) {
         if (a.type === 'command') {
-          const built = buildCommand(c.scheme.commandSet, c.scheme.commandSet === 'esp32' ? 'update/run' : 'firmware');
+          const built = buildCommand(c.commandSetOf(a.id), 'update'); // the device's own platform: firmware or update/run
           // A failed publish shows as the device's timeout; say why now.
           c.publishCommand(a.id, built).catch((err) => node.warn(`rollout: the command to ${a.id} was not sent: ${errorText(err)}`));
         } else if (a.type === 'device') {

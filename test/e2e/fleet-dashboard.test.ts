@@ -83,13 +83,14 @@ describe('fleet dashboard example in a browser', function () {
     await page.goto(`${fx.red.url}/dashboard`);
     for (const id of ids) await row(id).filter({ hasText: V1 }).waitFor({ timeout: 30_000 });
     const cells = await row(ids[0]).locator('td').allInnerTexts();
-    // Device, its three row buttons (update, reboot, renew cert), then name, online, image, RSSI, heap.
+    // Device, its three row buttons (update, reboot, renew cert), then name, platform, online, image, RSSI, heap.
     assert.equal(cells[0], ids[0]);
     assert.deepEqual(cells.slice(1, 4).map((c) => c.trim().toLowerCase()), ['update', 'reboot', 'renew cert']);
     assert.equal(cells[4], `measure-${ids[0]}`);
-    assert.equal(cells[6], V1);
-    assert.match(cells[7], /^-\d+$/, 'RSSI in dBm');
-    assert.match(cells[8], /^\d+$/, 'free heap in bytes');
+    assert.equal(cells[5], 'esp8266', 'the platform its topics came in on');
+    assert.equal(cells[7], V1);
+    assert.match(cells[8], /^-\d+$/, 'RSSI in dBm');
+    assert.match(cells[9], /^\d+$/, 'free heap in bytes');
   });
 
   it("on a 1280-px-wide screen every row's update, reboot and renew cert buttons are on screen", async () => {

@@ -5,6 +5,8 @@ import mqtt from 'mqtt';
 import { FleetClient, RejectedMessage } from '../../lib/fleet/fleet-client';
 import { DeviceRegistry } from '../../lib/fleet/registry';
 import { TopicScheme } from '../../lib/fleet/topic-scheme';
+import { FleetTopics } from '../../lib/fleet/fleet-topics';
+import { buildCommand } from '../../lib/fleet/commands';
 import { tempDir } from '../support/temp-dir';
 import { freePort, startMosquitto, RunningMosquitto } from '../support/mosquitto';
 import { BASE_STATUS } from '../support/fake-device';
@@ -55,5 +57,46 @@ describe('FleetClient on a permissive plain-MQTT broker', function () {
     assert.deepEqual(rejected.map((r) => r.count), [1, 2, 3]);
     assert.deepEqual(registry.ids(), ['84f3eb012345']);
     assert.equal(client.secure, false);
+  });
+
+  it('mixed: both schemes at once, each device’s platform from its topics, commands on its own scheme, none of another set', async () => {
+    const registry = new DeviceRegistry();
+    const client = new FleetClient({ url: `mqtt://127.0.0.1:${port}`, scheme: FleetTopics.named('mixed'), registry });
+    const connected = new Promise<void>((resolve) => client.on('state', (s) => s === 'connected' && resolve()));
+    client.start();
+    const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
+    try {
+      await connected;
+      const seen: string[] = [];
+      watcher.on('message', (topic) => seen.push(topic));
+      await watcher.subscribeAsync(['/command/#', '/esp/+/update/#', '/esp/+/restart']);
+      const logs: string[] = [];
+      client.on('log', (id, text) => logs.push(`${id} ${text}`));
+      const [e8266, e32, silent] = ['84f3eb0000c1', '24a1600000c2', '84f3eb0000c3'];
+      await watcher.publishAsync(`/status/${e8266}`, JSON.stringify(BASE_STATUS));
+      await watcher.publishAsync(`/esp/${e32}/status`, JSON.stringify(BASE_STATUS));
+      await watcher.publishAsync(`/esp/${e32}/log`, 'booted');
+      for (const end = Date.now() + 5_000; !(registry.has(e8266) && registry.has(e32) && logs.length); ) {
+        if (Date.now() > end) throw new Error('the reports never arrived');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(registry.get(e8266)!.platform, 'esp8266');
+      assert.equal(registry.get(e32)!.platform, 'esp32');
+      assert.deepEqual(logs, [`${e32} booted`]);
+      assert.deepEqual([client.commandSetOf(e8266), client.commandSetOf(e32), client.commandSetOf(silent)], ['esp8266', 'esp32', 'esp8266']);
+      await client.publishCommand(e8266, buildCommand(client.commandSetOf(e8266), 'update'));
+      await client.publishCommand(e32, buildCommand(client.commandSetOf(e32), 'update'));
+      await client.publishCommand(e32, buildCommand(client.commandSetOf(e32), 'restart'));
+      // Not heard from yet: the first scheme's topics.
+      await client.publishCommand(silent, buildCommand(client.commandSetOf(silent), 'restart'));
+      await assert.rejects(client.publishCommand(e8266, buildCommand('esp32', 'restart')), /restart is an esp32 command; 84f3eb0000c1 is addressed as esp8266/);
+      const want = [`/command/${e8266}/firmware`, `/esp/${e32}/update/run`, `/esp/${e32}/restart`, `/command/${silent}/reboot`];
+      for (const end = Date.now() + 5_000; seen.length < want.length && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(seen, want);
+    } finally {
+      await watcher.endAsync();
+      await client.close();
+    }
   });
 });

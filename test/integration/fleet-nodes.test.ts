@@ -147,7 +147,7 @@ describe('esp-fleet, esp-status and esp-command against a real Mosquitto with mu
     const full = await table.until((m) => m.payload.length === 2 && m.payload[0].rssi === -50 && m.payload[1].rssi === -79);
     assert.ok(table.msgs.length <= 4, `redrawn ${table.msgs.length} times for 60 reports`);
     assert.deepEqual(full.payload.map((r: Msg) => r.id), [A, B], 'sorted by id; the unlisted device is no row');
-    assert.deepEqual(full.payload[1], { id: B, name: `measure-${B}`, online: true, image: full.payload[1].image, rssi: -79, freeHeap: full.payload[1].freeHeap, uptime: '1h 02m', lastSeen: full.payload[1].lastSeen, lastError: '' });
+    assert.deepEqual(full.payload[1], { id: B, name: `measure-${B}`, platform: 'esp8266', online: true, image: full.payload[1].image, rssi: -79, freeHeap: full.payload[1].freeHeap, uptime: '1h 02m', lastSeen: full.payload[1].lastSeen, lastError: '' });
     assert.equal(full.topic, 'fleet');
     assert.deepEqual(full.summary, { online: 2, offline: 0, known: 2 });
     assert.equal(full.text, '2 online · 0 offline · 2 known');

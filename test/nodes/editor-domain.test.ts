@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
 import { editorDomain } from '../../scripts/editor-domain';
-import { COMMANDS } from '../../lib/fleet/commands';
+import { COMMANDS, NEUTRAL_COMMANDS } from '../../lib/fleet/commands';
+import { TOPIC_CHOICES } from '../../lib/fleet/fleet-topics';
 import { ISSUER_ACTIONS } from '../../lib/issuer/issuer-actions';
 import { FIRMWARE_ACTIONS } from '../../lib/firmware/server-actions';
 import { normalizeDeviceId } from '../../lib/device-id';
@@ -40,6 +41,10 @@ describe('editor forms read the domain lists from lib/ (resources/domain.js)', (
     const served = JSON.parse(JSON.stringify(w.EspFleetDomain)) as Record<string, unknown>;
     assert.deepEqual(served, JSON.parse(JSON.stringify(editorDomain())));
     assert.deepEqual(served.commandSets, Object.fromEntries(Object.entries(COMMANDS).map(([k, v]) => [k, Object.keys(v)])));
+    assert.deepEqual(served.neutralCommands, NEUTRAL_COMMANDS);
+    // Every choice the runtime takes (lib/fleet/fleet-topics.ts), mixed too, and custom.
+    assert.deepEqual(Object.keys(served.schemes as object), [...Object.keys(TOPIC_CHOICES), 'custom']);
+    assert.deepEqual((served.schemes as Record<string, unknown>).mixed, { schemes: ['secure-esp8266', 'secure-esp32'], commandSets: ['esp8266', 'esp32'] });
     assert.deepEqual(served.issuerActions, [...ISSUER_ACTIONS]);
     assert.deepEqual(served.firmwareActions, [...FIRMWARE_ACTIONS, ...ENROLL_ACTIONS]);
   });

@@ -32,8 +32,8 @@ describe('dashboard rows', () => {
       entry('84f3eb0000a1'),
     ]);
     assert.deepEqual(t.rows, [
-      { id: '84f3eb0000a1', name: '', online: true, image: '', rssi: null, freeHeap: null, uptime: '', lastSeen: '2026-12-01T10:05:00.000Z', lastError: '' },
-      { id: '84f3eb0000b2', name: 'measure-b', online: false, image: 'P-1.0.0', rssi: -71, freeHeap: 30_000, uptime: '1m 01s', lastSeen: '2026-12-01T10:05:00.000Z', lastError: 'x' },
+      { id: '84f3eb0000a1', name: '', platform: '', online: true, image: '', rssi: null, freeHeap: null, uptime: '', lastSeen: '2026-12-01T10:05:00.000Z', lastError: '' },
+      { id: '84f3eb0000b2', name: 'measure-b', platform: '', online: false, image: 'P-1.0.0', rssi: -71, freeHeap: 30_000, uptime: '1m 01s', lastSeen: '2026-12-01T10:05:00.000Z', lastError: 'x' },
     ]);
     assert.deepEqual(t.summary, { online: 1, offline: 1, known: 2 });
     assert.equal(t.text, '1 online · 1 offline · 2 known');

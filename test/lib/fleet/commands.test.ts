@@ -10,7 +10,7 @@ const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `0e0000
 describe('commands', () => {
   describe('validation', () => {
     it('builds the secure-esp8266 commands and refuses others', () => {
-      assert.deepEqual(buildCommand('esp8266', 'firmware'), { command: 'firmware', payload: '', tracking: 'image' });
+      assert.deepEqual(buildCommand('esp8266', 'firmware'), { command: 'firmware', payload: '', tracking: 'image', commandSet: 'esp8266' });
       assert.equal(buildCommand('esp8266', 'reboot').tracking, 'restart');
       assert.equal(buildCommand('esp8266', 'cert').tracking, 'none');
       assert.throws(() => buildCommand('esp8266', 'selfdestruct'), /unknown command "selfdestruct": one of firmware, flash, reboot, ca, cert, key/);
