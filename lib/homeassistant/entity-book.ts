@@ -25,14 +25,15 @@ export interface EntityFacts {
 export class EntityBook {
   private readonly sent = new Map<string, string>();
 
-  constructor(private readonly options: { discoveryPrefix: string; scheme: TopicScheme; softwareVersion?: string }) {}
+  /** `schemeOf`: each device's own topic scheme (a mixed fleet has two), for its will as HA's availability. */
+  constructor(private readonly options: { discoveryPrefix: string; schemeOf: (id: string) => TopicScheme; softwareVersion?: string }) {}
 
   /** Messages for what changed since the last call (configs and states not yet published as they are). */
   changes(devices: Iterable<EntityFacts>): HaMessage[] {
     const out: HaMessage[] = [];
     for (const d of devices) {
       if (!d.image) continue;
-      const config = updateEntityConfig({ id: d.id, name: d.name, image: d.image }, { discoveryPrefix: this.options.discoveryPrefix, scheme: this.options.scheme, softwareVersion: this.options.softwareVersion });
+      const config = updateEntityConfig({ id: d.id, name: d.name, image: d.image }, { discoveryPrefix: this.options.discoveryPrefix, scheme: this.options.schemeOf(d.id), softwareVersion: this.options.softwareVersion });
       const inProgress = d.inProgress ?? d.percent !== undefined;
       const state = updateStateMessage(d.id, { installed: d.image, latest: d.latest ?? d.image, inProgress, percent: inProgress ? (d.percent ?? null) : null });
       for (const m of [config, state]) {

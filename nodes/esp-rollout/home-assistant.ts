@@ -29,7 +29,7 @@ export interface HomeAssistantLinkOptions {
  */
 export function linkHomeAssistant(own: Owner, c: FleetClient, options: HomeAssistantLinkOptions): { changed: (id: string) => void } {
   const prefix = checkDiscoveryPrefix(options.prefix?.trim() || undefined);
-  const book = new EntityBook({ discoveryPrefix: prefix, scheme: c.scheme, softwareVersion: options.softwareVersion });
+  const book = new EntityBook({ discoveryPrefix: prefix, schemeOf: (id) => c.schemeOf(id), softwareVersion: options.softwareVersion });
   // The devices to look at on the next flush; undefined: all of them.
   let dirty: Set<string> | undefined;
   function* facts(ids: Iterable<string>): Iterable<EntityFacts> {
