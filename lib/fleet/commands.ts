@@ -104,8 +104,19 @@ function httpsUrl(arg: unknown): string {
     url = undefined;
   }
   if (!url || url.protocol !== 'https:') throw new Error(`update/url needs an https:// URL, got ${JSON.stringify(arg)}`);
+  // What the ESP32 firmware refuses (firmware/core parseUpdateUrl, test/vectors/esp32-device.json) is refused here, before publishing.
+  const why = url.username || url.password ? 'no user or password: the device authenticates with its certificate'
+    : /^\[|^\d+\.\d+\.\d+\.\d+$/.test(url.hostname) ? 'a host name, not an IP address: the device checks the server certificate\'s DNS name'
+    : url.hash ? 'no #fragment'
+    : url.searchParams.has('curimage') ? 'no curimage parameter: the device adds its own'
+    : url.toString().length > MAX_UPDATE_URL ? `at most ${MAX_UPDATE_URL} characters`
+    : undefined;
+  if (why) throw new Error(`update/url: ${why}, got ${JSON.stringify(String(arg).slice(0, 80))}`);
   return url.toString();
 }
+
+/** The longest update/url the ESP32 firmware stores (its NVS string, firmware/core). */
+const MAX_UPDATE_URL = 255;
 
 function zeroOrOne(arg: unknown): string {
   const s = String(arg);

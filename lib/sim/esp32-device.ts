@@ -364,7 +364,12 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   /** The URL of this run: the stored one with use_url 1, else the default per-device endpoint. */
   private updateUrl(): URL {
     const nvs = this.nvs!;
-    if (nvs.useUrl === 1 && nvs.url) return new URL(nvs.url);
+    if (nvs.useUrl === 1 && nvs.url) {
+      // As the firmware does (firmware/core esp32UpdateUrl): its running image goes along, so the URL names the next-image endpoint.
+      const url = new URL(nvs.url);
+      url.search = `${url.search ? `${url.search}&` : '?'}curimage=${encodeURIComponent(this.image)}`;
+      return url;
+    }
     const b = this.options.bootstrap;
     return new URL(`https://${b.host}:${b.port}${b.path}/firmware.bin?curimage=${encodeURIComponent(this.image)}`);
   }

@@ -149,7 +149,7 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
     await until('the stand-in was asked', 10_000, () => standIn.seen.length >= 1);
     const first = standIn.seen[0];
     assert.equal(first.method, 'GET');
-    assert.equal(first.path, '/other/app.bin');
+    assert.equal(first.path, '/other/app.bin?curimage=SIMESP32-1.0.0', 'the stored URL with the running image the device adds');
     assert.equal(first.httpVersion, '1.1');
     // esp_http_client's defaults, then esp_https_ota's Range (ESP-IDF 5.5.5 always ranges first with ota_resumption).
     assert.deepEqual(first.rawHeaders, [['User-Agent', 'ESP32 HTTP Client/1.0'], ['Host', `localhost:${standIn.port}`], ['Range', 'bytes=0-']]);
@@ -252,14 +252,15 @@ describe('simulated ESP32 on the secure-esp32 scheme: NVS settings, esp_https_ot
     const relay = await startCuttingRelay(server.port, 1, 40 * 1024);
     closers.push(relay.close);
     const d = await device(cutter);
-    const url = `https://localhost:${relay.port}/fw/firmware.bin?curimage=${PROJECT}-1.0.0`;
+    // The device adds ?curimage=<running image>: the URL names the update server's next-image endpoint.
+    const url = `https://localhost:${relay.port}/fw/firmware.bin`;
     await send(cutter, 'update/url', url);
     await send(cutter, 'update/use_url', 1);
     await send(cutter, 'update/run');
     await waitLog(cutter, /^update\/run: connection lost after \d+ of \d+ bytes; the next run resumes from byte \d+$/, 15_000);
     const written = (nvsFile(cutter).ota as { url: string; writtenKb: number }).writtenKb;
     assert.ok(written >= 1 && written < 40, `${written} KB recorded in NVS`);
-    assert.equal((nvsFile(cutter).ota as { url: string }).url, url);
+    assert.equal((nvsFile(cutter).ota as { url: string }).url, `${url}?curimage=${PROJECT}-1.0.0`, 'the resumption record names the URL as requested');
     const before = d.otaRequests.length;
     await send(cutter, 'update/run');
     await waitLog(cutter, new RegExp(`^update: checking https://localhost:${relay.port}/fw/firmware\\.bin \\(resuming from byte ${written * 1024}\\)$`));

@@ -24,7 +24,8 @@ export async function startImageStandIn(store: CaStore, files: Map<string, Buffe
     const raw: [string, string][] = [];
     for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
     seen.push({ method: req.method ?? '', path: req.url ?? '', httpVersion: req.httpVersion, rawHeaders: raw });
-    const body = files.get(req.url ?? '');
+    // Served by path: the device adds ?curimage= to every URL.
+    const body = files.get(new URL(req.url ?? '/', 'https://stand-in').pathname);
     if (!body) return void res.writeHead(404, { 'Content-Length': 0 }).end();
     const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
     if (options.ranges && range) {
