@@ -15,6 +15,7 @@ import { checkEsp32Image } from './esp32-image-check';
 import { readEsp32SimTrusts } from './esp32-sim-image';
 import { espHttpsOta, OtaRequestLog, resumeOffset } from './esp32-ota-download';
 import type { DeviceFiles, DeviceState, RebootReason } from './simulated-device';
+import { DeviceTimers } from './device-timers';
 
 export interface SimulatedEsp32Options {
   id: string;
@@ -99,7 +100,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   private client: MqttClient | undefined;
   private policy: ReconnectPolicy | undefined;
   private bootAbort = new AbortController();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new DeviceTimers();
   private attemptTimer: NodeJS.Timeout | undefined;
   private busy = false;
   private bootedAt = 0;
@@ -486,26 +487,10 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   }
 
   private pause(ms: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(new Error('aborted'));
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      this.timers.add(t);
-      const onAbort = (): void => {
-        clearTimeout(t);
-        this.timers.delete(t);
-        reject(new Error('aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.timers.pause(ms, signal);
   }
 
   private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     clearTimeout(this.attemptTimer);
     this.attemptTimer = undefined;
@@ -518,10 +503,6 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   }
 
   private later(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, ms);
-    this.timers.add(t);
+    this.timers.later(ms, fn);
   }
 }

@@ -15,6 +15,7 @@ import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } fr
 import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
 import { statusReport } from './device-status';
+import { DeviceTimers } from './device-timers';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -130,7 +131,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   private startedAt = Date.now();
   private connectedAt = 0;
   private maxLoopMs = 0;
-  private timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new DeviceTimers();
   private busy = false;
   readonly timing: DeviceTiming;
   /** The Wi-Fi network it is on now (changes after a `wifi` command that joined). */
@@ -506,22 +507,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
 
   /** Waits `ms` (the device is working); rejects when the boot is aborted. */
   private pause(ms: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(new Error('aborted'));
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      this.timers.add(t);
-      const onAbort = (): void => {
-        clearTimeout(t);
-        this.timers.delete(t);
-        reject(new Error('aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.timers.pause(ms, signal);
   }
 
   private scheduleStatus(client: MqttClient): void {
@@ -741,7 +727,6 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   }
 
   private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     clearTimeout(this.attemptTimer);
     this.attemptTimer = undefined;
@@ -771,11 +756,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   }
 
   private later(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, ms);
-    this.timers.add(t);
+    this.timers.later(ms, fn);
   }
 
   private log(line: string): void {
