@@ -16,6 +16,7 @@ import { readEsp32SimTrusts } from './esp32-sim-image';
 import { espHttpsOta, OtaRequestLog, resumeOffset } from './esp32-ota-download';
 import type { DeviceFiles, DeviceState, RebootReason } from './simulated-device';
 import { DeviceTimers } from './device-timers';
+import { deviceMqttOptions } from './device-mqtt';
 
 export interface SimulatedEsp32Options {
   id: string;
@@ -237,21 +238,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   /** One attempt (esp-mqtt with the device certificate); the reconnect rule decides the next. */
   private connect(policy: ReconnectPolicy): void {
     const { host, port } = this.options.mqtt;
-    const client = mqtt.connect({
-      protocol: 'mqtts',
-      host,
-      port,
-      servername: host,
-      clientId: this.id,
-      ca: this.files.ca,
-      cert: this.files.cert,
-      key: this.files.key,
-      rejectUnauthorized: true,
-      keepalive: 60,
-      reconnectPeriod: 0,
-      connectTimeout: this.timing.mqttConnectTimeoutMs,
-      will: { topic: SCHEME.willTopic(this.id), payload: Buffer.from('offline'), qos: 1, retain: false },
-    });
+    const client = mqtt.connect(deviceMqttOptions({ host, port, id: this.id, files: this.files, timing: this.timing, willTopic: SCHEME.willTopic(this.id) }));
     this.client = client;
     let reached = false;
     client.stream?.once?.('secureConnect', () => (reached = true));

@@ -16,6 +16,7 @@ import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
 import { statusReport } from './device-status';
 import { DeviceTimers } from './device-timers';
+import { deviceMqttOptions } from './device-mqtt';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -424,22 +425,8 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
   /** One attempt, no retries of its own (reconnectPeriod 0): the policy decides the next. */
   private connect(policy: ReconnectPolicy): void {
     const host = this.options.mqtt?.host ?? String(this.config.mqttserver);
-    const client = mqtt.connect({
-      protocol: 'mqtts',
-      host,
-      port: this.options.mqtt?.port ?? Number(this.config.mqttport),
-      servername: host,
-      clientId: this.id,
-      ca: this.files.ca,
-      cert: this.files.cert,
-      key: this.files.key,
-      rejectUnauthorized: true,
-      keepalive: 60,
-      reconnectPeriod: 0,
-      // A limit, not work the device does: never scaled, so `fast` does not fail slow handshakes on a busy machine.
-      connectTimeout: this.timing.mqttConnectTimeoutMs,
-      will: { topic: `/will/${this.id}/will`, payload: Buffer.from('offline'), qos: 1, retain: false },
-    });
+    const port = this.options.mqtt?.port ?? Number(this.config.mqttport);
+    const client = mqtt.connect(deviceMqttOptions({ host, port, id: this.id, files: this.files, timing: this.timing, willTopic: `/will/${this.id}/will` }));
     this.client = client;
     // The broker accepted TCP: a failure after this is a busy broker, not a lost network.
     let reached = false;
