@@ -23,7 +23,7 @@ export interface SimulatedEsp32Options {
   /** ca.crt, <id>.crt and <id>.key, as the ESP8266 simulator gets them (lib/sim/fleet-simulator.ts identity sources). */
   files: DeviceFiles;
   /**
-   * The update server compiled in (seed 003's CONFIG_EXAMPLE_FIRMWARE_UPGRADE_URL): with
+   * The update server compiled in (the firmware's default upgrade URL, firmware/esp32/README.md): with
    * `update/use_url` 0 the device GETs `<path>/firmware.bin?curimage=<image>` there, the ESP8266's
    * per-device next-image route, until the server has one of its own for ESP32 clients.
    */
@@ -41,7 +41,7 @@ export interface SimulatedEsp32Options {
   build?: string;
   /** ESP-IDF ≥ 5.5's `ota_resumption` (a download resumes with Range); default true. */
   otaResumption?: boolean;
-  /** Flash encryption (seed 003 enables it): a resumed offset is rounded down to 16 bytes. Default true. */
+  /** Flash encryption (firmware/esp32's sdkconfig.secure enables it): a resumed offset is rounded down to 16 bytes. Default true. */
   flashEncryption?: boolean;
   statusIntervalMs?: number;
   /** The reconnect rule's retry and wait times (lib/device/reconnect-policy.ts); default 3 s and 20 s. */
@@ -198,7 +198,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     this.policy = new ReconnectPolicy(this.options.retryMs ?? RETRY_DEFAULT_MS, this.options.waitMs ?? WAIT_DEFAULT_MS, this.jitter);
     this.policy.start(this.millis());
     this.scheduleAttempt();
-    // The interval read at boot: a new one takes effect after a restart (seed 003's rule).
+    // The interval read at boot: a new one takes effect after a restart (docs/wire-contract.md, secure-esp32).
     this.scheduleUpdates(nvs.interval, abort);
   }
 
