@@ -114,7 +114,8 @@ describe('end to end: simulated devices enroll (EST, manual approval) and come o
     assert.equal(desk.pending()[0].keyType, 'ec');
     // Still waiting a while later: it polls (repeated requests) and never connects.
     await until('a repeated poll', () => audit.some((e) => e.id === approved && e.event === 'request' && e.repeat === true));
-    assert.equal(a.state, 'pending');
+    // Each poll is a request in flight (enrolling) that ends in 202 (pending again); never online.
+    await until('pending again after the poll', () => a.state === 'pending');
     assert.equal(backend.registry.get(approved), undefined);
 
     await approve(approved);
