@@ -17,6 +17,9 @@ const HALT_PRODUCT = 'ESP8266_SIM_HALT';
 const BIG_PRODUCT = 'ESP8266_SIM_BIG';
 /** Big enough that a download takes a few hundred ms at the simulator's fast pace, small enough for its flash. */
 const BIG_IMAGE_BYTES = 512 * 1024;
+/** The ESP32 app beside them (a project name of its own, esp_app_desc_t's), in two signed versions. */
+const ESP32_PROJECT = 'SIMESP32DASH';
+const [E32_V1, E32_V2] = [`${ESP32_PROJECT}-1.0.0`, `${ESP32_PROJECT}-1.0.1`];
 
 /**
  * examples/fleet-dashboard.json as a user sees it: the real Node-RED runtime serves the
@@ -30,6 +33,8 @@ describe('fleet dashboard example in a browser', function () {
   /** Boards that trust a wrong key (started by the halt test), and boards for the big image (started by the download test). */
   const haltIds = deviceIds('b0a716', 2);
   const bigIds = deviceIds('b16b16', 3);
+  /** A simulated ESP32 (started by its own test). */
+  const [esp32Id] = deviceIds('24a1da', 1);
   let fx: ExampleFixture;
   let browser: Browser | undefined;
   let page: Page;
@@ -40,7 +45,7 @@ describe('fleet dashboard example in a browser', function () {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (the CI script does)`);
     fx = await ExampleFixture.start({
       root: tmp.path,
-      deviceIds: [...ids, ...haltIds, ...bigIds],
+      deviceIds: [...ids, ...haltIds, ...bigIds, esp32Id],
       statusIntervalMs: 1000,
       broker: 'embedded',
       extraImages: [
@@ -49,6 +54,7 @@ describe('fleet dashboard example in a browser', function () {
         { product: BIG_PRODUCT, version: '00.00.01' },
         { product: BIG_PRODUCT, version: '00.00.02', size: BIG_IMAGE_BYTES },
       ],
+      esp32Images: { projectName: ESP32_PROJECT, versions: ['1.0.0', '1.0.1'] },
     });
     const flows = fx.patch(await loadExample('fleet-dashboard.json'));
     // A soak of 2 s instead of 2 minutes, so a wave passes its gate within the test.
@@ -356,5 +362,36 @@ describe('fleet dashboard example in a browser', function () {
     assert.ok([...seen.values()].flat().some((p) => p > 0 && p < 100), `a value between 0 and 100 was shown while downloading: ${report}`);
     console.log(`      (values shown: ${report})`);
     await page.locator('.esp-fleet-rollout-progress', { hasText: `rollout of ${v2} done` }).waitFor({ timeout: 20_000 });
+  });
+
+  it('an ESP32 beside the ESP8266s: its row says esp32, and its update button installs the next signed ESP32 image', async () => {
+    const [board] = await fx.startEsp32([esp32Id], E32_V1);
+    await page.goto(`${fx.red.url}/dashboard`);
+    await row(esp32Id).filter({ hasText: E32_V1 }).waitFor({ timeout: 20_000 });
+    const cells = await row(esp32Id).locator('td').allInnerTexts();
+    assert.equal(cells[0], esp32Id);
+    assert.equal(cells[5], 'esp32', 'the platform its topics came in on (secure-esp32)');
+    assert.equal(cells[7], E32_V1);
+    // The ESP8266 rows beside it keep theirs; what they run now is kept to compare after the click.
+    const before = new Map<string, string>();
+    for (const id of ids) {
+      const c = await row(id).locator('td').allInnerTexts();
+      assert.equal(c[5], 'esp8266', `${id}'s platform`);
+      before.set(id, c[7]);
+    }
+
+    const requests = board.otaRequests.length;
+    await row(esp32Id).locator('td[data-column-key="update"] button').click();
+    // esp-command sent the ESP32's own command for `update`, and judged it by the image its status names.
+    await page.locator('.esp-fleet-outcomes tr', { hasText: esp32Id }).filter({ hasText: 'update/run' }).filter({ hasText: 'success' }).filter({ hasText: E32_V2 }).waitFor({ timeout: 30_000 });
+    await row(esp32Id).filter({ hasText: E32_V2 }).waitFor({ timeout: 10_000 });
+    assert.equal((await row(esp32Id).locator('td').allInnerTexts())[7], E32_V2);
+    // The device itself runs the next image: one GET of the update server's next-image route, as
+    // esp_https_ota with resumption sends it from scratch (Range from 0, answered 206), then verified.
+    assert.equal(board.image, E32_V2);
+    const fetched = board.otaRequests.slice(requests);
+    assert.deepEqual(fetched.map((r) => [r.path, r.headers.Range, r.status]), [[`/fw/firmware.bin?curimage=${encodeURIComponent(E32_V1)}`, 'bytes=0-', 206]]);
+    // Only the ESP32 changed.
+    for (const id of ids) assert.equal((await row(id).locator('td').allInnerTexts())[7], before.get(id), `${id} still runs ${before.get(id)}`);
   });
 });

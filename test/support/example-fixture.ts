@@ -8,8 +8,9 @@ import { CaStore } from '../../lib/pki/ca-store';
 import { writeMosquittoConfig } from '../../lib/mosquitto/folders';
 import { mosquittoFilesIn } from '../../lib/mosquitto/mosquitto-config';
 import { FirmwareService } from '../../lib/firmware/firmware-service';
-import { publishSimImage } from '../../lib/sim/publish';
+import { publishEsp32SimImage, publishSimImage } from '../../lib/sim/publish';
 import { FleetSimulator, identityFromFolder, IdentitySource } from '../../lib/sim/fleet-simulator';
+import { SimulatedEsp32 } from '../../lib/sim/esp32-device';
 import { freePort, startMosquitto, RunningMosquitto } from './mosquitto';
 import { NodeRedProcess, FlowNode, nodeById } from './node-red-process';
 
@@ -32,10 +33,17 @@ export interface FixtureOptions {
   broker?: 'mosquitto' | 'embedded';
   /** Images published besides V1 and V2 (48 KB each), e.g. another product's, or a bigger one whose download takes a while. */
   extraImages?: { product: string; version: string; size?: number }[];
+  /**
+   * ESP32 apps `<projectName>-<version>` (48 KB each) published at start, signed in the signed-app
+   * scheme with the keyring's esp32-ecdsa-v1 key (the catalogue is opened before Node-RED starts,
+   * so they cannot come later). Needed for `startEsp32`.
+   */
+  esp32Images?: { projectName: string; versions: string[] };
 }
 
 export class ExampleFixture {
   readonly devices: FleetSimulator[] = [];
+  readonly esp32s: SimulatedEsp32[] = [];
 
   private constructor(
     readonly userDir: string,
@@ -51,6 +59,10 @@ export class ExampleFixture {
     /** The update server's enrollment (EST) port, for examples that set one. */
     readonly enrollPort: number,
     private readonly mosquittoDir: string,
+    /** The esp32-ecdsa-v1 public key the ESP32 images are signed with (when `esp32Images` was given). */
+    private readonly esp32TrustedKeyPem: string | undefined,
+    /** Where simulated ESP32s keep their NVS files. */
+    private readonly nvsDir: string,
   ) {}
 
   static async start(o: FixtureOptions): Promise<ExampleFixture> {
@@ -69,6 +81,12 @@ export class ExampleFixture {
     const key = await service.keyring.current('esp8266-rsa');
     for (const v of ['00.00.01', '00.00.02']) await publishSimImage(service, { product: PRODUCT, version: v, size: 48 * 1024 });
     for (const extra of o.extraImages ?? []) await publishSimImage(service, { size: 48 * 1024, ...extra });
+    let esp32KeyPem: string | undefined;
+    if (o.esp32Images) {
+      const ecdsa = (await service.keyring.current('esp32-ecdsa-v1')).id;
+      esp32KeyPem = service.keyring.exportPublic(ecdsa).pem;
+      for (const version of o.esp32Images.versions) await publishEsp32SimImage(service, { projectName: o.esp32Images.projectName, version, trusts: [ecdsa], size: 48 * 1024 });
+    }
 
     const embedded = o.broker === 'embedded';
     const broker = embedded ? undefined : await startMosquitto(setup.dir);
@@ -80,7 +98,7 @@ export class ExampleFixture {
       throw err;
     }
     const embeddedPort = embedded ? brokerPort : await freePort();
-    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000, embeddedPort, await freePort(), setup.dir);
+    return new ExampleFixture(userDir, deviceFilesDir, brokerPort, await freePort(), key.publicKeyPem, broker, red, o.statusIntervalMs ?? 1000, embeddedPort, await freePort(), setup.dir, esp32KeyPem, path.join(o.root, 'esp32-nvs'));
   }
 
   /** Points an example at this fixture: broker URL, update server and enrollment ports (on 127.0.0.1), the status interval. */
@@ -135,8 +153,41 @@ export class ExampleFixture {
     return fleet;
   }
 
+  /**
+   * Simulated ESP32s (lib/sim/esp32-device.ts) running `image`, with certificates from the CA's
+   * folder, trusting the ESP32 images' key. An ESP32 has no config.json: the broker it connects to
+   * is the flow's esp-broker (`broker: 'embedded'`, whose `mixed` scheme carries both platforms'
+   * topics; this fixture's Mosquitto config has the ESP8266 scheme's ACL), its update server this
+   * fixture's. Their status comes every `statusIntervalMs`, as the ESP8266s' does, so the fleet's
+   * registry keeps them online.
+   */
+  async startEsp32(ids: string[], image: string): Promise<SimulatedEsp32[]> {
+    if (!this.esp32TrustedKeyPem) throw new Error('startEsp32 needs esp32Images at ExampleFixture.start');
+    if (this.broker) throw new Error("startEsp32 needs broker: 'embedded' (the fixture's Mosquitto ACL has no ESP32 topics)");
+    const identity = identityFromFolder(this.deviceFilesDir);
+    const boards: SimulatedEsp32[] = [];
+    for (const id of ids) {
+      const board = new SimulatedEsp32({
+        id,
+        files: await identity(id),
+        bootstrap: { host: 'localhost', port: this.firmwarePort, path: '/fw' },
+        mqtt: { host: 'localhost', port: this.brokerPort },
+        image,
+        trusts: [this.esp32TrustedKeyPem],
+        nvsDir: this.nvsDir,
+        timing: 'fast',
+        rebootDelayMs: 200,
+        statusIntervalMs: this.statusIntervalMs,
+      });
+      this.esp32s.push(board);
+      boards.push(board);
+      board.start();
+    }
+    return boards;
+  }
+
   async stop(): Promise<void> {
-    await Promise.all(this.devices.map((d) => d.stop()));
+    await Promise.all([...this.devices, ...this.esp32s].map((d) => d.stop()));
     await this.red?.stop();
     await this.broker?.stop();
   }
