@@ -81,6 +81,8 @@ export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'id' | 'files
   nvsDir?: string;
   /** ESP32: secure_version of the running image. */
   secureVersion?: number;
+  /** ESP32 only: its status interval in ms (an ESP8266 takes `statusinterval` from config.json). */
+  statusIntervalMs?: number;
   /** Told when a device installs an image or reports a failed command. */
   onFlashed?(id: string, image: string): void;
   onError?(id: string, errormessage: string): void;
@@ -182,6 +184,7 @@ export class FleetSimulator extends EventEmitter<FleetEvents> {
       trusts,
       nvsDir: o.nvsDir,
       secureVersion: o.secureVersion,
+      statusIntervalMs: o.statusIntervalMs,
       build: o.build,
       timing: o.timing,
       jitterSeed: o.jitterSeed,
