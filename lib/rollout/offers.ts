@@ -1,4 +1,5 @@
 import type { DeviceNow } from './rollout';
+import { needsGroups, parseSelection, selectDevices } from './selection';
 
 /** The spec's target that means "whatever the update server offers each device" (image names always carry a `-`). */
 export const NEWEST = 'newest';
@@ -56,4 +57,33 @@ export function summarize(excluded: readonly Excluded[], most = 3): string {
   const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, most);
   const rest = counts.size - top.length;
   return top.map(([reason, n]) => `${n} ${reason.slice(0, 160)}`).join('; ') + (rest > 0 ? `; and ${rest} other reasons` : '');
+}
+
+/** A device as the fleet knows it, with the update server's groups for it (none without a server). */
+export interface FleetDevice extends DeviceNow {
+  groups: readonly string[];
+}
+
+/** The update server as a rollout asks it: whether it holds an image, and what it would offer a device. */
+export interface OfferingServer {
+  hasImage(name: string): boolean;
+  offerFor(id: string, image: string): Offer;
+}
+
+/**
+ * The devices a rollout of `target` takes (docs/rollout.md): the selection's terms matched
+ * against the fleet, then only those the server would offer the target to. Every refusal
+ * (a bad term, groups without a server, an image the catalogue does not hold, a target nobody
+ * would be offered) is an error, and nothing starts.
+ */
+export function chooseDevices(target: string, devicesInput: unknown, fleet: readonly FleetDevice[], server?: OfferingServer): { devices: DeviceNow[]; excluded: Excluded[]; upToDate: number } {
+  const selection = parseSelection(devicesInput);
+  if (needsGroups(selection) && !server) throw new Error('group: selections need the update server (its device groups): choose it in the node');
+  if (server && target !== NEWEST && !server.hasImage(target)) throw new Error(`unknown image ${target}: the update server's catalogue does not hold it (publish it first, or use "newest")`);
+  const byId = new Map(fleet.map((d) => [d.id, d]));
+  const chosen = selectDevices(selection, fleet).map((id): DeviceNow => {
+    const d = byId.get(id);
+    return d ? { id, online: d.online, image: d.image, error: d.error } : { id, online: false, error: '' };
+  });
+  return offeredDevices(target, chosen, server && ((id, image) => server.offerFor(id, image)));
 }

@@ -6,9 +6,8 @@ import type { FleetClient } from '../../lib/fleet/fleet-client';
 import type { FirmwareService } from '../../lib/firmware/firmware-service';
 import { buildCommand } from '../../lib/fleet/commands';
 import type { EspFirmwareServerNode } from '../esp-firmware-server/types';
-import { parseSelection, selectDevices, needsGroups } from '../../lib/rollout/selection';
-import { offeredDevices, NEWEST, summarize } from '../../lib/rollout/offers';
-import { Rollout, RolloutAction, DeviceNow } from '../../lib/rollout/rollout';
+import { chooseDevices, NEWEST, summarize } from '../../lib/rollout/offers';
+import { Rollout, RolloutAction } from '../../lib/rollout/rollout';
 import { parseRolloutSpec } from '../../lib/rollout/rollout-spec';
 import { RolloutFile } from '../../lib/rollout/rollout-file';
 import { parseRolloutInput } from '../../lib/rollout/rollout-actions';
@@ -124,16 +123,13 @@ export = function register(RED: NodeAPI): void {
       // With an update server, a blank target is "newest": each device gets what the server offers it.
       const target = field('target');
       const spec = parseRolloutSpec({ target: (target === undefined || target === '') && config.server ? NEWEST : target, canary: field('canary'), waveSize: field('waveSize'), cap: field('cap'), soakS: field('soakS'), updateTimeoutS: field('updateTimeoutS'), haltAt: field('haltAt') });
-      const selection = parseSelection(field('devices') || '*');
       const firmware = await firmwareOf();
-      if (needsGroups(selection) && !firmware) throw new Error('group: selections need the update server (its device groups): choose it in the node');
-      if (firmware && spec.target !== NEWEST && !firmware.catalogue.get(spec.target)) throw new Error(`unknown image ${spec.target}: the update server's catalogue does not hold it (publish it first, or use "newest")`);
-      const candidates = c.registry.ids().map((id) => ({ id, image: c.registry.get(id)?.image, groups: firmware?.groupsOf(id) ?? [] }));
-      const known: DeviceNow[] = selectDevices(selection, candidates).map((id) => {
+      const fleet = c.registry.ids().map((id) => {
         const e = c.registry.get(id);
-        return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '' };
+        return { id, online: e?.online === true, image: e?.image, error: e?.lastStatus?.errormessage ?? '', groups: firmware?.groupsOf(id) ?? [] };
       });
-      const offered = offeredDevices(spec.target, known, firmware && ((id, image) => firmware.offerFor(id, image)));
+      const server = firmware && { hasImage: (name: string) => firmware.catalogue.get(name) !== undefined, offerFor: (id: string, image: string) => firmware.offerFor(id, image) };
+      const offered = chooseDevices(spec.target, field('devices') || '*', fleet, server);
       const started = Rollout.start(spec, offered.devices, now);
       rollout = started.rollout;
       const n = Object.keys(started.rollout.view.devices).length;

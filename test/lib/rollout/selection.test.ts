@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { parseSelection, selectDevices, Candidate } from '../../../lib/rollout/selection';
-import { offeredDevices, NEWEST, Offer, summarize } from '../../../lib/rollout/offers';
+import { offeredDevices, chooseDevices, NEWEST, Offer, summarize, FleetDevice } from '../../../lib/rollout/offers';
 import { Rollout, DeviceNow } from '../../../lib/rollout/rollout';
 import { parseRolloutSpec } from '../../../lib/rollout/rollout-spec';
 
@@ -107,5 +107,15 @@ describe('rollout selections and what the update server would offer (lib/rollout
     assert.equal(r.view.devices[C]!.reason, 'came back on LAMP-1.2.0, not PLUG-1.1.0');
     // Saved and read back, each keeps its own target.
     assert.equal(Rollout.resume(JSON.parse(JSON.stringify(r.state))).targetOf(r.view.devices[C]!), 'PLUG-1.1.0');
+  });
+  it('chooseDevices: the selection against the fleet, then the offers; groups need a server, an unknown target is an error', () => {
+    const known: FleetDevice[] = fleet.map((c) => ({ id: c.id, online: true, image: c.image, error: '', groups: c.groups }));
+    const server = { hasImage: (name: string) => name === 'LAMP-1.2.0', offerFor: (id: string): Offer => offers[id] ?? { none: 'unknown', code: 'bad-request' } };
+    const r = chooseDevices('LAMP-1.2.0', 'group:porch', known, server);
+    assert.deepEqual([r.devices.map((d) => d.id), r.excluded.map((e) => e.device)], [[A], [C]]);
+    assert.throws(() => chooseDevices('LAMP-1.2.0', 'group:porch', known), /group: selections need the update server/);
+    assert.throws(() => chooseDevices('LAMP-9.0.0', '*', known, server), /unknown image LAMP-9\.0\.0/);
+    // An id the fleet has not heard from: offline, no image, left out with the reason when a server decides.
+    assert.deepEqual(chooseDevices(NEWEST, 'a4cf12000009', known, server).excluded, [{ device: 'a4cf12000009', reason: 'has not reported its image yet' }]);
   });
 });
