@@ -6,6 +6,16 @@ import { parseStatus, isBirthMessage, MAX_STATUS_BYTES } from './telemetry';
 import { DeviceRegistry, PresenceChange, StatusUpdate } from './registry';
 import { BuiltCommand } from './commands';
 
+/** How long close() waits for in-flight QoS 1 publishes to be acknowledged. */
+const CLOSE_FLUSH_MS = 2_000;
+
+/** Resolves when every promise settled, or after `ms`, whichever is first. */
+function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([Promise.allSettled(promises).then(() => undefined), deadline]).finally(() => clearTimeout(timer));
+}
+
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'closed';
 
 export interface FleetClientOptions {
@@ -50,6 +60,10 @@ export interface FleetClientEvents {
 export class FleetClient extends EventEmitter<FleetClientEvents> {
   private client: MqttClient | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** When the current subscription began (ms since the epoch): silence before it was not heard. */
+  private listeningSince = 0;
+  /** QoS 1 publishes not yet acknowledged by the broker. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private backoffMs: number;
   private rejectedCount = 0;
   private currentState: ConnectionState = 'closed';
@@ -125,7 +139,10 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
       if (extra.length) client.subscribe(extra, { qos: 1 });
       client.subscribe(this.topics.subscriptions, { qos: 0 }, (err) => {
         if (err) this.setState('offline', `subscribe failed: ${err.message}`);
-        else this.setState('connected');
+        else {
+          this.listeningSince = Date.now();
+          this.setState('connected');
+        }
       });
     });
     client.on('reconnect', () => this.setState('reconnecting', this.lastError));
@@ -153,7 +170,11 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     const client = this.client;
     this.client = undefined;
     this.setState('closed');
-    if (client) await client.endAsync(true).catch(() => undefined);
+    if (!client) return;
+    // A redeploy right after a command must not drop it: QoS 1 publishes still in flight get
+    // their PUBACK (the broker has them) before the socket closes, within a short deadline.
+    if (client.connected && this.inFlight.size) await settledWithin([...this.inFlight], CLOSE_FLUSH_MS);
+    await client.endAsync(true).catch(() => undefined);
   }
 
   /**
@@ -168,14 +189,24 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
     if (command.commandSet && command.commandSet !== scheme.commandSet) {
       throw new Error(`${command.command} is an ${command.commandSet} command; ${id} is addressed as ${scheme.commandSet}`);
     }
-    await client.publishAsync(scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false });
+    await this.track(client.publishAsync(scheme.commandTopic(id, command.command), command.payload, { qos: 1, retain: false }));
+  }
+
+  /** Keeps a publish in `inFlight` until the broker acknowledged it (or it failed), for close(). */
+  private async track(publish: Promise<unknown>): Promise<void> {
+    this.inFlight.add(publish);
+    try {
+      await publish;
+    } finally {
+      this.inFlight.delete(publish);
+    }
   }
 
   /** A message besides the commands (e.g. the Home Assistant link's retained configs and states). */
   async publishMessage(message: { topic: string; payload: string; retain: boolean; qos: 0 | 1 }): Promise<void> {
     const client = this.client;
     if (!client || !client.connected) throw new Error(`not connected to the broker (${this.currentState})`);
-    await client.publishAsync(message.topic, message.payload, { qos: message.qos, retain: message.retain });
+    await this.track(client.publishAsync(message.topic, message.payload, { qos: message.qos, retain: message.retain }));
   }
 
   /**
@@ -233,7 +264,9 @@ export class FleetClient extends EventEmitter<FleetClientEvents> {
   }
 
   private sweep(): void {
-    const changes = this.options.registry.sweep();
+    // Deaf, not silent: while not subscribed nobody can be judged offline for saying nothing.
+    if (this.currentState !== 'connected') return;
+    const changes = this.options.registry.sweep(Date.now(), this.listeningSince);
     if (changes.length) this.options.onRegistryChange?.();
     for (const change of changes) this.emit('presence', change);
   }

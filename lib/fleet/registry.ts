@@ -129,12 +129,17 @@ export class DeviceRegistry {
     return entry.online ? undefined : this.setPresence(entry, true, 'log', when);
   }
 
-  /** Devices silent for longer than timeoutFactor times their interval go offline. */
-  sweep(now = Date.now()): PresenceChange[] {
+  /**
+   * Devices silent for longer than timeoutFactor times their interval go offline. Silence counts
+   * only from `listeningSince` (when the backend's subscription last began): a device is not
+   * silent while Node-RED was restarting or away from the broker, it was simply not heard.
+   */
+  sweep(now = Date.now(), listeningSince = 0): PresenceChange[] {
     const changes: PresenceChange[] = [];
     const when = new Date(now).toISOString();
     for (const entry of this.devices.values()) {
-      if (entry.online && now - Date.parse(entry.lastSeen) > this.timeoutFactor * entry.statusIntervalMs) {
+      const heardFrom = Math.max(Date.parse(entry.lastSeen), listeningSince);
+      if (entry.online && now - heardFrom > this.timeoutFactor * entry.statusIntervalMs) {
         changes.push(this.setPresence(entry, false, 'timeout', when));
         this.changes++;
       }

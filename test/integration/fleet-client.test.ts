@@ -59,6 +59,53 @@ describe('FleetClient on a permissive plain-MQTT broker', function () {
     assert.equal(client.secure, false);
   });
 
+  it('after a restart, a device read back from the registry file gets 2.5 intervals from the new subscription before it counts as silent', async () => {
+    const id = '84f3eb0000d1';
+    const tenMinutesAgo = new Date(Date.now() - 600_000).toISOString();
+    const saved = new DeviceRegistry({}, [{ id, online: true, presenceReason: 'status', presenceChangedAt: tenMinutesAgo, firstSeen: tenMinutesAgo, lastSeen: tenMinutesAgo, statusIntervalMs: 400 }]);
+    const client = new FleetClient({ url: `mqtt://127.0.0.1:${port}`, scheme: TopicScheme.named('secure-esp8266'), registry: saved, sweepIntervalMs: 50 });
+    const offline: number[] = [];
+    let connectedAt = 0;
+    client.on('presence', (p) => p.id === id && !p.online && offline.push(Date.now()));
+    const connected = new Promise<void>((resolve) => client.on('state', (st) => st === 'connected' && ((connectedAt = Date.now()), resolve())));
+    client.start();
+    try {
+      await connected;
+      await new Promise((r) => setTimeout(r, 600));
+      assert.deepEqual(offline, [], 'not offline for the ten minutes nobody listened');
+      for (const end = Date.now() + 3_000; offline.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(offline.length, 1, 'offline once it stayed silent while we listened');
+      assert.ok(offline[0]! - connectedAt >= 1_000, `judged ${offline[0]! - connectedAt} ms after the subscription, not before 2.5 × 400 ms`);
+      assert.equal(saved.get(id)!.presenceReason, 'timeout');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('close() right after a command still delivers it: a redeploy does not drop a QoS 1 publish in flight', async () => {
+    const id = '84f3eb0000e1';
+    const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`);
+    try {
+      const seen: string[] = [];
+      watcher.on('message', (topic) => seen.push(topic));
+      await watcher.subscribeAsync('/command/#', { qos: 1 });
+      for (let round = 0; round < 5; round++) {
+        const client = new FleetClient({ url: `mqtt://127.0.0.1:${port}`, scheme: TopicScheme.named('secure-esp8266'), registry: new DeviceRegistry() });
+        const connected = new Promise<void>((resolve) => client.on('state', (st) => st === 'connected' && resolve()));
+        client.start();
+        await connected;
+        let acknowledged = false;
+        client.publishCommand(id, buildCommand('esp8266', 'firmware')).then(() => (acknowledged = true), () => undefined);
+        await client.close(); // in the same tick as the publish, as a node's close after its last msg
+        assert.ok(acknowledged, 'close() returned only after the broker acknowledged the command');
+      }
+      for (const end = Date.now() + 3_000; seen.length < 5 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(seen.length, 5, `${seen.length} of 5 commands reached the broker`);
+    } finally {
+      await watcher.endAsync();
+    }
+  });
+
   it('mixed: both schemes at once, each device’s platform from its topics, commands on its own scheme, none of another set', async () => {
     const registry = new DeviceRegistry();
     const client = new FleetClient({ url: `mqtt://127.0.0.1:${port}`, scheme: FleetTopics.named('mixed'), registry });

@@ -63,6 +63,21 @@ describe('device registry', () => {
     assert.equal(change.lastSeen, new Date(last).toISOString());
   });
 
+  it('judges silence only from when it began listening: a device is not offline for the time Node-RED was away', () => {
+    const r = new DeviceRegistry({ defaultStatusIntervalMs: 60_000 });
+    for (let i = 0; i < 4; i++) r.recordStatus(ID, SEED_STATUS, T0 + i * 10_000);
+    const last = T0 + 30_000;
+    // Read back from its file after ten minutes away: the device has 2.5 intervals from the new subscription.
+    const back = new DeviceRegistry({ defaultStatusIntervalMs: 60_000 }, r.list());
+    const listening = last + 600_000;
+    assert.deepEqual(back.sweep(listening + 1_000, listening), []);
+    assert.deepEqual(back.sweep(listening + 25_000, listening), []);
+    assert.equal(back.get(ID)!.online, true);
+    const [change] = back.sweep(listening + 25_001, listening);
+    assert.equal(change.reason, 'timeout');
+    assert.equal(change.lastSeen, new Date(last).toISOString(), 'the last time it was really heard');
+  });
+
   it('learns the interval from the median gap, so one quick reboot report does not shorten it', () => {
     const r = new DeviceRegistry({ defaultStatusIntervalMs: 60_000 });
     const times = [0, 60_000, 61_000, 121_000, 181_000];
