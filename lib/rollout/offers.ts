@@ -1,4 +1,4 @@
-import type { DeviceNow } from './rollout';
+import type { DeviceNow, Excluded } from './rollout';
 import { needsGroups, parseSelection, selectDevices } from './selection';
 
 /** The spec's target that means "whatever the update server offers each device" (image names always carry a `-`). */
@@ -6,11 +6,6 @@ export const NEWEST = 'newest';
 
 /** The update server's answer for one device: the image it would offer, or why none (lib/firmware's `offerFor`). */
 export type Offer = { next: string } | { none: string; code: string };
-
-export interface Excluded {
-  device: string;
-  reason: string;
-}
 
 /**
  * Keeps the devices the update server would actually offer the target to (docs/rollout.md), so

@@ -41,6 +41,14 @@ export interface RolloutState {
   devices: Record<string, DeviceRun>;
   startedAt: number;
   updatedAt: number;
+  /** Devices the selection named that the update server would not offer the target to, with why (kept for the status answer after a restart). */
+  excluded?: Excluded[];
+}
+
+/** A device left out of the rollout at its start, and the reason. */
+export interface Excluded {
+  device: string;
+  reason: string;
 }
 
 type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] };
@@ -72,7 +80,7 @@ export interface DeviceNow {
 export class Rollout {
   private constructor(private readonly s: RolloutState) {}
 
-  static start(spec: RolloutSpec, devices: readonly DeviceNow[], now: number): { rollout: Rollout; actions: RolloutAction[] } {
+  static start(spec: RolloutSpec, devices: readonly DeviceNow[], now: number, excluded: readonly Excluded[] = []): { rollout: Rollout; actions: RolloutAction[] } {
     // Devices already on their target have nothing to do: they are not part of the rollout.
     const todo = devices.filter((d) => d.image !== (d.target ?? spec.target));
     const waves = planWaves(
@@ -87,7 +95,7 @@ export class Rollout {
         runs[id] = { wave, state: 'queued', since: now, online: d.online, image: d.image, error: d.error, commands: 0, ...(d.target !== undefined && d.target !== spec.target ? { target: d.target } : {}) };
       }
     });
-    const rollout = new Rollout({ version: 1, spec, status: waves.length ? 'running' : 'done', wave: 0, waves, devices: runs, startedAt: now, updatedAt: now });
+    const rollout = new Rollout({ version: 1, spec, status: waves.length ? 'running' : 'done', wave: 0, waves, devices: runs, startedAt: now, updatedAt: now, ...(excluded.length ? { excluded: excluded.map((e) => ({ ...e })) } : {}) });
     const actions: RolloutAction[] = waves.length ? [rollout.waveAction(0, 'started')] : [{ type: 'status', status: 'done', reason: 'every device runs the target already' }];
     return { rollout, actions: [...actions, ...rollout.advance(now)] };
   }

@@ -44,8 +44,6 @@ export = function register(RED: NodeAPI): void {
     // One file per node: a redeploy or a restart of Node-RED resumes where the rollout was.
     const file = new RolloutFile(path.join(folderInUserDir(RED, config.folder, 'esp-fleet-rollouts'), `${node.id}.json`));
     let rollout: Rollout | undefined;
-    /** Devices the selection named that the update server would not offer the target to, for the status msg. */
-    let excludedAtStart: { device: string; reason: string }[] = [];
     // One timer for the rollout's next due time, so a gate opens when the soak ends, not at the next tick.
     let dueTimer: NodeJS.Timeout | undefined;
     let tickNow: () => void = () => undefined;
@@ -130,7 +128,7 @@ export = function register(RED: NodeAPI): void {
       });
       const server = firmware && { hasImage: (name: string) => firmware.catalogue.get(name) !== undefined, offerFor: (id: string, image: string) => firmware.offerFor(id, image) };
       const offered = chooseDevices(spec.target, field('devices') || '*', fleet, server);
-      const started = Rollout.start(spec, offered.devices, now);
+      const started = Rollout.start(spec, offered.devices, now, offered.excluded);
       rollout = started.rollout;
       const n = Object.keys(started.rollout.view.devices).length;
       const left = offered.excluded.length ? `; ${offered.excluded.length} left out (${summarize(offered.excluded)})` : '';
@@ -138,7 +136,6 @@ export = function register(RED: NodeAPI): void {
       // Nothing to do is one line, not a start and an end.
       if (started.rollout.status === 'done') carry(c, [{ type: 'status', status: 'done', reason: `nothing to do${upToDate}${left}` }]);
       else carry(c, [{ type: 'status', status: started.rollout.status, reason: `${n} devices in ${started.rollout.view.waves.length} waves${upToDate}${left}` }, ...started.actions]);
-      excludedAtStart = offered.excluded;
     };
 
     /** HA's install button: a one-device rollout with every rule of a rollout, or a refusal when one runs already. */
@@ -236,7 +233,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
       const s = rollout?.state;
-      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices, excluded: excludedAtStart } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
+      send([null, { ...msg, topic: 'status', payload: s ? { target: s.spec.target, status: s.status, reason: s.reason, wave: s.wave + 1, waves: s.waves.length, counts: rollout!.counts(), devices: s.devices, excluded: s.excluded ?? [] } : { status: 'none' }, rows: s ? rolloutRows(s) : [] } as NodeMessage]);
     };
   }
 

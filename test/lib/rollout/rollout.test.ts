@@ -143,6 +143,16 @@ describe('rollouts as a state machine (lib/rollout, docs/rollout.md)', () => {
     assert.throws(() => Rollout.resume({ version: 2 } as never), /not a rollout state/);
   });
 
+  it('keeps the devices left out at the start, with their reasons, across a restart; a state saved without them still resumes', () => {
+    const left = [{ device: 'a4cf50000099', reason: 'offered nothing: pinned to X-1.0.0' }];
+    const { rollout: first } = Rollout.start(spec(), fleet(2), 0, left);
+    const back = Rollout.resume(JSON.parse(JSON.stringify(first.state)));
+    assert.deepEqual(back.view.excluded, left);
+    const older = JSON.parse(JSON.stringify(Rollout.start(spec(), fleet(2), 0).rollout.state));
+    assert.equal('excluded' in older, false);
+    assert.equal(Rollout.resume(older).view.excluded, undefined);
+  });
+
   it('a device the update server offers nothing (304) fails at once, not at the timeout', () => {
     const { rollout: r } = Rollout.start(spec({ haltAt: 5 }), fleet(3), 0);
     const [a, b, c] = ids(3);
