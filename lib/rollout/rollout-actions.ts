@@ -3,8 +3,8 @@ export const ROLLOUT_ACTIONS = ['start', 'pause', 'resume', 'abort', 'retry-fail
 export type RolloutCommand = (typeof ROLLOUT_ACTIONS)[number];
 
 /** Events of `esp-firmware-server` (output 2) that a rollout reads when they are wired in; the others pass unnoticed. */
-export const SERVER_EVENTS_READ = ['download-progress', 'not-modified'] as const;
-const SERVER_EVENTS = ['check', 'download-start', 'download-complete', 'download-aborted', 'rejected', 'rejected-summary', 'file'];
+export const SERVER_EVENTS_READ = ['check', 'download-progress', 'not-modified'] as const;
+const SERVER_EVENTS = ['download-start', 'download-complete', 'download-aborted', 'rejected', 'rejected-summary', 'file'];
 
 export type RolloutInput = { kind: 'action'; action: RolloutCommand } | { kind: 'server-event'; event: (typeof SERVER_EVENTS_READ)[number] } | { kind: 'ignored' };
 

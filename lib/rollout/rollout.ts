@@ -20,6 +20,8 @@ export interface DeviceRun {
   error?: string;
   /** It went offline since the command (a reboot). */
   rebooted?: boolean;
+  /** It asked the update server for its next image since the command (an authenticated check). */
+  asked?: boolean;
   percent?: number;
   reason?: string;
   commands: number;
@@ -124,13 +126,16 @@ export class Rollout {
     const d = this.s.devices[id];
     if (!d) return [];
     const newError = error !== '' && error !== d.error;
+    // Once the device asked the update server since its command, its error is this try's, even
+    // when the text is the one it reported before (a retried device failing the same way again).
+    const errorOfThisTry = newError || (error !== '' && d.asked === true);
     const out: RolloutAction[] = [];
     d.online = true;
     d.image = image;
     d.error = error;
     const target = this.targetOf(d);
     if (d.state === 'updating') {
-      if (newError) out.push(...this.fail(id, `refused the image: ${error}`, now));
+      if (errorOfThisTry) out.push(...this.fail(id, `refused the image: ${error}`, now));
       else if (image === target) out.push(...this.enter(id, 'soaking', now));
       else if (d.rebooted) out.push(...this.fail(id, `came back on ${image}, not ${target}`, now));
     } else if (d.state === 'soaking') {
@@ -169,6 +174,17 @@ export class Rollout {
     const d = this.s.devices[id];
     if (!d || d.state !== 'updating') return [];
     return [...this.fail(id, `the update server offers it nothing to install (${reason.slice(0, 80)})`, now), ...this.advance(now)];
+  }
+
+  /**
+   * The update server heard an updating device ask for its next image (an authenticated check):
+   * what it reports from now on is the outcome of this try. True when that is news (to be saved).
+   */
+  asked(id: string): boolean {
+    const d = this.s.devices[id];
+    if (d?.state !== 'updating' || d.asked) return false;
+    d.asked = true;
+    return true;
   }
 
   /** Bytes of the device's download, from the update server's progress events. */
@@ -220,6 +236,7 @@ export class Rollout {
     for (const [id, d] of failed) {
       d.wave = wave;
       d.rebooted = false;
+      d.asked = false;
       d.reason = undefined;
       d.percent = undefined;
       out.push(...this.enter(id, 'queued', now));
@@ -274,6 +291,7 @@ export class Rollout {
         if (busy >= spec.cap) break;
         d.commands++;
         d.rebooted = false;
+        d.asked = false;
         out.push(...this.enter(id, 'updating', now), { type: 'command', id });
         busy++;
       }

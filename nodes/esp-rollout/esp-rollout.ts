@@ -68,6 +68,10 @@ export = function register(RED: NodeAPI): void {
       node.status({ fill, shape: s.status === 'running' ? 'dot' : 'ring', text: s.status === 'halted' ? `halted: ${s.reason ?? ''}`.slice(0, 60) : text });
     };
 
+    const saveState = (): void => {
+      file.save(rollout).catch((err) => node.error(`rollout: its state was not saved: ${errorText(err)}`));
+    };
+
     /** Carries out what the rollout asks: commands out, one msg per device change (output 1), waves and status (output 2). */
     const carry = (c: FleetClient, actions: RolloutAction[]): void => {
       if (!rollout || actions.length === 0) return;
@@ -92,7 +96,7 @@ export = function register(RED: NodeAPI): void {
           node.send([null, { topic: a.status, payload: { ...a, target: summary.target, counts: summary.counts }, rollout: summary, text: `rollout of ${summary.target === NEWEST ? 'the newest images' : summary.target} ${a.status}${a.reason ? `: ${a.reason}` : ''}` } as NodeMessage]);
         }
       }
-      file.save(rollout).catch((err) => node.error(`rollout: its state was not saved: ${errorText(err)}`));
+      saveState();
       badge(c);
       scheduleDue();
     };
@@ -101,6 +105,8 @@ export = function register(RED: NodeAPI): void {
     const serverEvent = (c: FleetClient, type: string, event: Record<string, unknown>): void => {
       const id = typeof event.deviceId === 'string' ? event.deviceId : undefined;
       if (!rollout || !id) return;
+      // Only a device's own certificate says it asked (a claimed MAC could be anyone's).
+      if (type === 'check' && event.authenticated === true && rollout.asked(id)) saveState();
       if (type === 'download-progress' && typeof event.percent === 'number') carry(c, rollout.progress(id, event.percent));
       if (type === 'not-modified') carry(c, rollout.nothingOffered(id, String(event.reason ?? 'nothing newer'), Date.now()));
     };

@@ -42,6 +42,8 @@ describe('esp-rollout with simulated devices, real Mosquitto and the update serv
   let fleet: FleetSimulator | undefined;
   let run = 0;
   const events: UpdateEvent[] = [];
+  /** When set, the update server's events also reach the rollout, as its output 2 wired in would. */
+  let wired: ((e: UpdateEvent) => void) | undefined;
 
   /** Devices that asked the update server for an image (got the command), with how often, since `from`. */
   const asked = (from: number): Map<string, number> => {
@@ -102,10 +104,15 @@ describe('esp-rollout with simulated devices, real Mosquitto and the update serv
     for (const v of ['1.0.0', '2.0.0']) await publishSimImage(service, { product: P, version: v, size: 32 * 1024 });
     trusts = [service.keyring.exportPublic((await service.keyring.current('esp8266-rsa')).id).pem];
     const defaults = { mqttserver: 'localhost', mqttport: port, mqtttls: true, statusinterval: 1000, retrytimeout: 500 };
-    server = await startUpdateServer({ ...(await localServerOptions(store)), deviceConfig: (id) => service.deviceConfig(defaults, id), images: service.imageSource(), maxConcurrentDownloads: FLEET, onEvent: (e) => events.push(e) });
+    server = await startUpdateServer({ ...(await localServerOptions(store)), deviceConfig: (id) => service.deviceConfig(defaults, id), images: service.imageSource(), maxConcurrentDownloads: FLEET, onEvent: (e) => {
+        events.push(e);
+        wired?.(e);
+      },
+    });
     await helper.startServer();
   });
   afterEach(async () => {
+    wired = undefined;
     await fleet?.stop();
     fleet = undefined;
     await helper.unload();
@@ -167,11 +174,19 @@ describe('esp-rollout with simulated devices, real Mosquitto and the update serv
 
     statusOut.mark();
     devicesOut.mark();
+    // From here the update server's events reach the rollout (its output 2 wired in).
+    wired = (e) => ro.receive({ topic: e.type, payload: e });
+    const retriedAt = Date.now();
     ro.receive({ topic: 'retry-failed' });
     // The failed device is queued in the running wave and commanded again; the halted rollout runs again.
     await statusOut.until((m) => m.topic === 'running');
     await devicesOut.until((m) => m.topic === list[6] && m.payload.state === 'queued');
     await wait('the retried device asked again', () => asked(from).get(list[6]!) === 2, 5_000);
+    // It fails the same way again, with the very same message: judged when it reports, not at the 20 s timeout.
+    const again = await devicesOut.until((m) => m.topic === list[6] && m.payload.state === 'failed', 10_000);
+    assert.match(again.payload.reason, /^refused the image: firmware: signature check failed/);
+    assert.ok(Date.now() - retriedAt < 10_000, 'failed at once, not at the update timeout');
+    await statusOut.until((m) => m.topic === 'halted');
 
     statusOut.mark();
     ro.receive({ topic: 'abort' });

@@ -143,6 +143,24 @@ describe('rollouts as a state machine (lib/rollout, docs/rollout.md)', () => {
     assert.throws(() => Rollout.resume({ version: 2 } as never), /not a rollout state/);
   });
 
+  it('a retried device failing again with the same message fails at once once the update server heard it ask, not at the timeout', () => {
+    const { rollout: r } = Rollout.start(spec({ canary: 1, cap: 1, haltAt: 1 }), fleet(2), 0);
+    const [a] = ids(2);
+    r.report(a!, OLD, 'firmware: signature check failed', 1_000);
+    assert.equal(r.state.devices[a!]!.state, 'failed');
+    r.retryFailed(2_000);
+    // Its periodic status still says what it said before the retry: nothing new yet.
+    r.report(a!, OLD, 'firmware: signature check failed', 2_500);
+    assert.equal(r.state.devices[a!]!.state, 'updating', 'the old error before it asked is not this try');
+    assert.equal(r.asked(a!), true);
+    assert.equal(r.asked(a!), false, 'told once');
+    r.report(a!, OLD, 'firmware: signature check failed', 3_000);
+    assert.equal(r.state.devices[a!]!.state, 'failed');
+    assert.equal(r.state.devices[a!]!.reason, 'refused the image: firmware: signature check failed');
+    // A check from a device that is not updating changes nothing.
+    assert.equal(r.asked(ids(2)[1]!), false);
+  });
+
   it('keeps the devices left out at the start, with their reasons, across a restart; a state saved without them still resumes', () => {
     const left = [{ device: 'a4cf50000099', reason: 'offered nothing: pinned to X-1.0.0' }];
     const { rollout: first } = Rollout.start(spec(), fleet(2), 0, left);
