@@ -1,5 +1,4 @@
 import { createPublicKey, KeyObject } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import mqtt, { MqttClient } from 'mqtt';
 import { TopicScheme } from '../fleet/topic-scheme';
 import { buildCommand } from '../fleet/commands';
@@ -8,15 +7,14 @@ import { parseImageName } from '../firmware/version';
 import { Jitter } from '../device/jitter';
 import { ReconnectPolicy } from '../device/reconnect-policy';
 import { deviceGet, HttpsTarget } from './device-https';
-import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } from './device-timing';
-import { statusReport } from './device-status';
+import { resolveTiming, scaled, TimingOption } from './device-timing';
 import { Esp32Nvs, NvsFile } from './esp32-nvs';
 import { checkEsp32Image } from './esp32-image-check';
 import { readEsp32SimTrusts } from './esp32-sim-image';
 import { espHttpsOta, OtaRequestLog, resumeOffset } from './esp32-ota-download';
-import type { DeviceFiles, DeviceState, RebootReason } from './simulated-device';
-import { DeviceTimers } from './device-timers';
+import type { DeviceFiles } from './simulated-device';
 import { deviceMqttOptions } from './device-mqtt';
+import { BoardEvents, RebootReason, SimulatedBoard } from './board';
 
 export interface SimulatedEsp32Options {
   id: string;
@@ -53,10 +51,7 @@ export interface SimulatedEsp32Options {
   log?(line: string): void;
 }
 
-interface Esp32Events {
-  state: [DeviceState];
-  reboot: [RebootReason];
-  attempt: [];
+interface Esp32Events extends BoardEvents {
   flashed: [string];
   failed: [string];
   /** A line the device publishes on its `log` topic. */
@@ -77,14 +72,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * (lib/sim/esp32-ota-download.ts), the image checks of lib/sim/esp32-image-check.ts, and a line
  * on `log` for each step.
  */
-export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
-  readonly id: string;
+export class SimulatedEsp32 extends SimulatedBoard<Esp32Events> {
   readonly platform = 'esp32';
-  image: string;
-  build: string;
-  state: DeviceState = 'stopped';
-  errormessage = '';
-  connectAttempts = 0;
   /** Every GET of the update routine, as sent, with the status it got (newest last). */
   readonly otaRequests: OtaRequestLog[] = [];
   private readonly projectName: string;
@@ -96,38 +85,18 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
   private nvs: Esp32Nvs | undefined;
   /** The passive OTA partition: what the last download wrote (kept across resets, like flash). */
   private staging: Buffer = Buffer.alloc(0);
-  private readonly timing: DeviceTiming;
-  private readonly jitter: Jitter;
-  private client: MqttClient | undefined;
-  private policy: ReconnectPolicy | undefined;
-  private bootAbort = new AbortController();
-  private readonly timers = new DeviceTimers();
-  private attemptTimer: NodeJS.Timeout | undefined;
-  private busy = false;
-  private bootedAt = 0;
-  private connectedAt = 0;
-  private maxLoopMs = 0;
 
   constructor(private readonly options: SimulatedEsp32Options) {
-    super();
-    this.id = options.id;
+    super({ id: options.id, image: options.image, build: options.build, timing: resolveTiming(options.timing), jitter: Jitter.forDevice(options.id, options.jitterSeed ?? 0), rebootDelayMs: options.rebootDelayMs, log: options.log });
     const parsed = parseImageName(options.image);
     this.projectName = parsed.product;
     this.version = parsed.version;
-    this.image = options.image;
-    this.build = options.build ?? 'Nov 21 2026 10:00:00';
     this.appSecureVersion = options.secureVersion ?? 0;
     if (!options.files.cert || !options.files.key) throw new Error(`device ${options.id}: a certificate and key`);
     if (!options.mqtt?.host || !options.mqtt.port) throw new Error(`device ${options.id}: an ESP32 needs the broker's host and port (it has no config.json)`);
     this.files = { ...options.files };
     this.trusts = options.trusts.map((pem) => createPublicKey(pem));
     this.nvsFile = NvsFile.forDevice(options.nvsDir, options.id);
-    this.timing = resolveTiming(options.timing);
-    this.jitter = Jitter.forDevice(options.id, options.jitterSeed ?? 0);
-  }
-
-  get online(): boolean {
-    return this.state === 'online';
   }
 
   get certificatePem(): string {
@@ -139,46 +108,16 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     return this.nvs ? structuredClone(this.nvs) : undefined;
   }
 
-  start(): void {
-    if (this.state !== 'stopped') return;
-    this.setState('booting');
-    this.later(this.bootDelayMs(), () => void this.boot());
-  }
-
-  async stop(): Promise<void> {
-    this.setState('stopped');
-    this.clearTimers();
-    this.bootAbort.abort();
-    const client = this.client;
-    this.client = undefined;
-    await client?.endAsync(true).catch(() => undefined);
+  /** A write to NVS still under way lands before stop() returns. */
+  protected override async poweredOff(): Promise<void> {
     await this.nvsFile.idle().catch(() => undefined);
   }
 
   status(): StatusReport {
-    this.maxLoopMs = Math.max(this.maxLoopMs, 2 + Math.floor(Math.random() * 20));
-    return statusReport({
-      id: this.id,
-      image: this.image,
-      build: this.build,
-      bootedAt: this.bootedAt,
-      connectedAt: this.connectedAt,
-      maxLoopMs: this.maxLoopMs,
-      localAddress: (this.client?.stream as { localAddress?: string } | undefined)?.localAddress,
-      freeHeap: 180_000,
-      errormessage: this.errormessage,
-    });
+    return this.report({ freeHeap: 180_000, minLoopMs: 2, loopJitterMs: 20 });
   }
 
-  private millis(): number {
-    return (Date.now() - this.bootedAt) >>> 0;
-  }
-
-  private bootDelayMs(): number {
-    return this.options.rebootDelayMs ?? bootToNetworkMs(this.timing);
-  }
-
-  private async boot(): Promise<void> {
+  protected async boot(): Promise<void> {
     this.setState('booting');
     this.bootedAt = Date.now();
     this.connectedAt = 0;
@@ -218,17 +157,10 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     else this.later(ms, fn);
   }
 
-  private scheduleAttempt(): void {
-    const policy = this.policy;
-    if (!policy || policy.isConnected) return;
-    clearTimeout(this.attemptTimer);
-    this.attemptTimer = setTimeout(() => this.attempt(policy), policy.currentDelayMs);
-  }
-
-  private attempt(policy: ReconnectPolicy): void {
+  protected attempt(policy: ReconnectPolicy): void {
     if (policy !== this.policy || this.client || !['booting', 'offline'].includes(this.state)) return;
     this.connectAttempts++;
-    this.emit('attempt');
+    this.emitBoard('attempt');
     const abort = this.bootAbort;
     this.later(scaled(this.timing, this.timing.tlsHandshakeMs), () => {
       if (policy === this.policy && !this.client && !abort.signal.aborted) this.connect(policy);
@@ -252,24 +184,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
       void this.logLine(`mqtt: connected, running ${this.image}`);
       this.scheduleStatus(client);
     });
-    let lost = false;
-    const onLost = (): void => {
-      if (lost || this.client !== client) return;
-      lost = true;
-      this.client = undefined;
-      client.end(true);
-      if (policy !== this.policy || !['online', 'booting', 'offline'].includes(this.state)) return;
-      const wasUp = policy.isConnected;
-      policy.failed(this.millis(), reached);
-      if (wasUp) this.setState('offline');
-      else if (policy.rebootDue()) return this.reboot('waittimeout');
-      this.scheduleAttempt();
-    };
-    client.on('close', onLost);
-    client.on('error', (err) => {
-      this.options.log?.(`${this.id} mqtt: ${err.message}`);
-      if (!client.connected) onLost();
-    });
+    this.followLink(client, policy, () => reached);
     client.on('message', (topic, payload) => {
       if (this.client !== client) return;
       void this.onCommand(topic.slice(`${SCHEME.commandTopic(this.id, '')}`.length), payload.toString('utf8'));
@@ -434,7 +349,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     await this.nvsFile.write(next).catch((err: Error) => this.logLine(`nvs: write failed: ${err.message}`));
   }
 
-  private reboot(reason: RebootReason): void {
+  protected reboot(reason: RebootReason): void {
     if (this.state === 'stopped') return;
     this.options.log?.(`${this.id} reboot (${reason})`);
     this.bootAbort.abort();
@@ -443,7 +358,7 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     this.busy = false;
     this.setState('rebooting');
     this.dropLink();
-    this.emit('reboot', reason);
+    this.emitBoard('reboot', reason);
     this.later(this.bootDelayMs(), () => void this.boot());
   }
 
@@ -473,23 +388,4 @@ export class SimulatedEsp32 extends EventEmitter<Esp32Events> {
     this.publishStatus();
   }
 
-  private pause(ms: number, signal: AbortSignal): Promise<void> {
-    return this.timers.pause(ms, signal);
-  }
-
-  private clearTimers(): void {
-    this.timers.clear();
-    clearTimeout(this.attemptTimer);
-    this.attemptTimer = undefined;
-  }
-
-  private setState(state: DeviceState): void {
-    if (this.state === state) return;
-    this.state = state;
-    this.emit('state', state);
-  }
-
-  private later(ms: number, fn: () => void): void {
-    this.timers.later(ms, fn);
-  }
 }

@@ -1,5 +1,4 @@
 import { createHash, createPrivateKey, createPublicKey, KeyObject, X509Certificate } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import mqtt, { MqttClient } from 'mqtt';
 import { verifyEsp8266 } from '../firmware/signing';
 import { keyBelongsTo } from '../pki/keys';
@@ -11,12 +10,14 @@ import { ReconnectPolicy } from '../device/reconnect-policy';
 import { ProgressWatchdog, WatchdogStep, WATCHDOG_TICK_MS } from '../device/progress-watchdog';
 import { deviceGet, DeviceGetOptions, esp8266UpdateHeaders, HttpsTarget } from './device-https';
 import { readSimManifest } from './sim-image';
-import { bootToNetworkMs, DeviceTiming, resolveTiming, scaled, TimingOption } from './device-timing';
+import { resolveTiming, scaled, TimingOption } from './device-timing';
 import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
-import { statusReport } from './device-status';
-import { DeviceTimers } from './device-timers';
 import { deviceMqttOptions } from './device-mqtt';
+import { BoardEvents, RebootReason, SimulatedBoard } from './board';
+
+export { DEVICE_STATES, REBOOT_REASONS } from './board';
+export type { DeviceState, RebootReason } from './board';
 
 /** What a device keeps on its filesystem: the CA it trusts, its certificate and key (PEM). */
 export interface DeviceFiles {
@@ -81,24 +82,8 @@ export interface WifiNetwork {
   password: string;
 }
 
-/** `enrolling`: making its key, asking for a certificate or backing off after a refusal; `pending`: waiting for approval (202). */
-export type DeviceState = 'booting' | 'enrolling' | 'pending' | 'online' | 'offline' | 'rebooting' | 'silent' | 'stopped';
-export const DEVICE_STATES: readonly DeviceState[] = ['booting', 'enrolling', 'pending', 'online', 'offline', 'rebooting', 'silent', 'stopped'];
 
-/**
- * Why a device reset: `waittimeout` — the reconnect rule gave up (lib/device/reconnect-policy.ts);
- * `command` — a `reboot` command; `watchdog` — a step made no progress within its budget
- * (lib/device/progress-watchdog.ts); `update` — it installed an image.
- */
-export type RebootReason = 'waittimeout' | 'command' | 'watchdog' | 'update';
-export const REBOOT_REASONS: readonly RebootReason[] = ['waittimeout', 'command', 'watchdog', 'update'];
-
-interface DeviceEvents {
-  state: [DeviceState];
-  /** The device resets now, and why. */
-  reboot: [RebootReason];
-  /** An MQTT connect attempt starts (for connects per second). */
-  attempt: [];
+interface DeviceEvents extends BoardEvents {
   flashed: [string];
   /** A verified download waits for `flash` (staged mode). */
   staged: [string];
@@ -116,46 +101,23 @@ const DEFAULT_NETWORK: WifiNetwork = { ssid: 'sim-wifi', password: 'sim-wifi-pas
  * over mutual TLS with an LWT, the ten-field status, and the commands, with images verified
  * the way the ESP8266 Updater does before they are installed.
  */
-export class SimulatedDevice extends EventEmitter<DeviceEvents> {
-  readonly id: string;
-  image: string;
-  build: string;
-  state: DeviceState = 'stopped';
-  errormessage = '';
+export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
   config: DeviceConfig = {};
   private files: DeviceFiles;
   private trusts: KeyObject[];
   private staged: { image: string; build: string; trusts: KeyObject[]; md5: string } | undefined;
   private imageMd5: string;
-  private client: MqttClient | undefined;
-  private bootedAt = Date.now();
   private startedAt = Date.now();
-  private connectedAt = 0;
-  private maxLoopMs = 0;
-  private readonly timers = new DeviceTimers();
-  private busy = false;
-  readonly timing: DeviceTiming;
   /** The Wi-Fi network it is on now (changes after a `wifi` command that joined). */
   network: WifiNetwork;
   private readonly networks: WifiNetwork[];
-  /** One generator for the device's life: successive boots draw on, as the firmware's does. */
-  private readonly jitter: Jitter;
-  private policy: ReconnectPolicy | undefined;
   private readonly dog = new ProgressWatchdog();
   private dogTicker: NodeJS.Timeout | undefined;
-  /** Ends whatever runs for this boot (a download, a handshake) when the device resets. */
-  private bootAbort = new AbortController();
-  private attemptTimer: NodeJS.Timeout | undefined;
-  /** MQTT connect attempts since start. */
-  connectAttempts = 0;
   /** The enrollment steps of a device that enrolls itself (`enroll`), else undefined. */
   readonly enrollment: DeviceEnrollment | undefined;
 
   constructor(private readonly options: SimulatedDeviceOptions) {
-    super();
-    this.id = options.id;
-    this.image = options.image;
-    this.build = options.build ?? 'Nov 21 2026 10:00:00';
+    super({ id: options.id, image: options.image, build: options.build, timing: resolveTiming(options.timing), jitter: Jitter.forDevice(options.id, options.jitterSeed ?? 0), rebootDelayMs: options.rebootDelayMs, log: options.log });
     if (options.enroll) {
       // A new board: ca.crt only; the key and certificate come from its own enrollment.
       this.files = { ca: options.files.ca, cert: '', key: '' };
@@ -166,8 +128,6 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     }
     this.trusts = options.trusts.map((pem) => createPublicKey(pem));
     this.imageMd5 = md5(this.image);
-    this.timing = resolveTiming(options.timing);
-    this.jitter = Jitter.forDevice(options.id, options.jitterSeed ?? 0);
     this.network = { ...(options.network ?? DEFAULT_NETWORK) };
     this.networks = [this.network, ...(options.networks ?? []).map((n) => ({ ...n }))];
     this.enrollment = options.enroll ? new DeviceEnrollment({ id: options.id, ca: options.files.ca, setup: options.enroll, timing: this.timing }, (s) => this.enrollStateChanged(s)) : undefined;
@@ -178,55 +138,16 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     return this.files.cert;
   }
 
-  get online(): boolean {
-    return this.state === 'online';
-  }
-
-  /** Power on: the boot, Wi-Fi join and NTP time first (`rebootDelayMs`, else from `timing`). */
-  start(): void {
-    if (this.state !== 'stopped') return;
+  protected override poweredOn(): void {
     this.startedAt = Date.now();
     if (this.options.silentAfterMs !== undefined) this.later(this.options.silentAfterMs, () => this.goSilent());
-    this.setState('booting');
-    this.later(this.bootDelayMs(), () => void this.boot());
-  }
-
-  /** Ends everything: timers, connection (cleanly, so no LWT), no more reboots. */
-  async stop(): Promise<void> {
-    this.setState('stopped');
-    this.clearTimers();
-    this.bootAbort.abort();
-    const client = this.client;
-    this.client = undefined;
-    await client?.endAsync(true).catch(() => undefined);
-  }
-
-  /** The device's millis(): since this boot, on a 32-bit clock like the firmware's. */
-  private millis(): number {
-    return (Date.now() - this.bootedAt) >>> 0;
-  }
-
-  private bootDelayMs(): number {
-    return this.options.rebootDelayMs ?? bootToNetworkMs(this.timing);
   }
 
   status(): StatusReport {
-    this.maxLoopMs = Math.max(this.maxLoopMs, 3 + Math.floor(Math.random() * 40));
-    return statusReport({
-      id: this.id,
-      image: this.image,
-      build: this.build,
-      bootedAt: this.bootedAt,
-      connectedAt: this.connectedAt,
-      maxLoopMs: this.maxLoopMs,
-      localAddress: (this.client?.stream as { localAddress?: string } | undefined)?.localAddress,
-      weakSignal: this.options.weakSignal,
-      freeHeap: 21000,
-      errormessage: this.errormessage,
-    });
+    return this.report({ freeHeap: 21000, minLoopMs: 3, loopJitterMs: 40, weakSignal: this.options.weakSignal });
   }
 
-  private async boot(): Promise<void> {
+  protected async boot(): Promise<void> {
     this.setState('booting');
     this.bootedAt = Date.now();
     this.maxLoopMs = 0;
@@ -395,15 +316,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     });
   }
 
-  /** The next MQTT attempt when the reconnect rule says so (lib/device/reconnect-policy.ts). */
-  private scheduleAttempt(): void {
-    const policy = this.policy;
-    if (!policy || policy.isConnected) return;
-    clearTimeout(this.attemptTimer);
-    this.attemptTimer = setTimeout(() => this.attempt(policy), policy.currentDelayMs);
-  }
-
-  private attempt(policy: ReconnectPolicy): void {
+  protected attempt(policy: ReconnectPolicy): void {
     if (policy !== this.policy || this.client || !['booting', 'offline'].includes(this.state)) return;
     // A blocking step (a download, a Wi-Fi change) holds the loop: the attempt waits for it.
     if (this.busy) {
@@ -411,7 +324,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       return;
     }
     this.connectAttempts++;
-    this.emit('attempt');
+    this.emitBoard('attempt');
     this.watch('tls');
     const abort = this.bootAbort;
     this.pause(scaled(this.timing, this.timing.tlsHandshakeMs), abort.signal).then(
@@ -446,30 +359,16 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
       this.scheduleStatus(client);
       if (this.options.weakSignal) this.scheduleDrop(client);
     });
-    let lost = false;
-    const onLost = (): void => {
-      if (lost || this.client !== client) return;
-      lost = true;
-      this.client = undefined;
-      client.end(true);
-      if (policy !== this.policy || !['online', 'booting', 'offline'].includes(this.state)) return;
-      const wasUp = policy.isConnected;
-      policy.failed(this.millis(), reached);
-      if (!this.busy) this.watch('loop');
-      if (wasUp) this.setState('offline');
-      else if (policy.rebootDue()) return this.reboot('waittimeout');
-      this.scheduleAttempt();
-    };
-    client.on('close', onLost);
-    client.on('error', (err) => {
-      this.log(`mqtt: ${err.message}`);
-      if (!client.connected) onLost();
-    });
+    this.followLink(client, policy, () => reached);
     client.on('message', (topic, payload) => {
       if (this.client !== client) return;
       const command = topic.slice(`/command/${this.id}/`.length);
       void this.onCommand(command, payload.toString('utf8'));
     });
+  }
+
+  protected override linkLost(): void {
+    if (!this.busy) this.watch('loop');
   }
 
   /** The watchdog watches `step` from now; its Ticker runs only while a step other than the loop is on (the loop always passes). */
@@ -490,11 +389,6 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
 
   private feed(): void {
     this.dog.progress(this.millis());
-  }
-
-  /** Waits `ms` (the device is working); rejects when the boot is aborted. */
-  private pause(ms: number, signal: AbortSignal): Promise<void> {
-    return this.timers.pause(ms, signal);
   }
 
   private scheduleStatus(client: MqttClient): void {
@@ -663,7 +557,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
    * A reset: whatever ran for this boot ends, the link dies without a goodbye (the broker sends
    * the LWT), then boot, Wi-Fi and NTP take their time before the device boots again.
    */
-  private reboot(reason: RebootReason): void {
+  protected reboot(reason: RebootReason): void {
     if (this.state === 'stopped' || this.state === 'silent') return;
     this.log(`reboot (${reason})`);
     this.bootAbort.abort();
@@ -672,7 +566,7 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.busy = false;
     this.setState('rebooting');
     this.dropLink();
-    this.emit('reboot', reason);
+    this.emitBoard('reboot', reason);
     if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
     this.later(this.bootDelayMs(), () => void this.boot());
   }
@@ -713,10 +607,8 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.dropLink();
   }
 
-  private clearTimers(): void {
-    this.timers.clear();
-    clearTimeout(this.attemptTimer);
-    this.attemptTimer = undefined;
+  protected override clearTimers(): void {
+    super.clearTimers();
     clearInterval(this.dogTicker);
     this.dogTicker = undefined;
   }
@@ -734,16 +626,6 @@ export class SimulatedDevice extends EventEmitter<DeviceEvents> {
     this.log(this.errormessage);
     this.emit('failed', this.errormessage);
     this.publishStatus();
-  }
-
-  private setState(state: DeviceState): void {
-    if (this.state === state) return;
-    this.state = state;
-    this.emit('state', state);
-  }
-
-  private later(ms: number, fn: () => void): void {
-    this.timers.later(ms, fn);
   }
 
   private log(line: string): void {
