@@ -103,7 +103,40 @@ export abstract class SimulatedBoard<E extends BoardEvents & Record<keyof E, unk
 
   protected abstract boot(): Promise<void>;
   protected abstract attempt(policy: ReconnectPolicy): void;
-  protected abstract reboot(reason: RebootReason): void;
+  /** The link dies without a DISCONNECT (power cut, reset), so the broker publishes the LWT. */
+  protected abstract dropLink(): void;
+
+  /**
+   * A reset: whatever ran for this boot ends, the link dies without a goodbye, then boot, Wi-Fi
+   * and NTP take their time before the device boots again.
+   */
+  protected reboot(reason: RebootReason): void {
+    if (this.state === 'stopped' || this.state === 'silent') return;
+    this.setup.log?.(`${this.id} reboot (${reason})`);
+    this.bootAbort.abort();
+    this.clearTimers();
+    this.policy = undefined;
+    this.busy = false;
+    this.setState('rebooting');
+    this.dropLink();
+    this.emitBoard('reboot', reason);
+    this.resetting();
+    this.later(this.bootDelayMs(), () => void this.boot());
+  }
+
+  /** During a reset, after the timers were cleared: what the board schedules beside the next boot. */
+  protected resetting(): void {}
+
+  /** A boot's first step, as after a reset: counters start over, and the new boot's abort is returned. */
+  protected beginBoot(): AbortController {
+    this.setState('booting');
+    this.bootedAt = Date.now();
+    this.connectedAt = 0;
+    this.maxLoopMs = 0;
+    this.errormessage = '';
+    this.busy = false;
+    return (this.bootAbort = new AbortController());
+  }
 
   /** At start(), before the boot: a board's own power-on bookkeeping. */
   protected poweredOn(): void {}

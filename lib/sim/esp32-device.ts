@@ -14,7 +14,7 @@ import { readEsp32SimTrusts } from './esp32-sim-image';
 import { espHttpsOta, OtaRequestLog, resumeOffset } from './esp32-ota-download';
 import type { DeviceFiles } from './simulated-device';
 import { deviceMqttOptions } from './device-mqtt';
-import { BoardEvents, RebootReason, SimulatedBoard } from './board';
+import { BoardEvents, SimulatedBoard } from './board';
 
 export interface SimulatedEsp32Options {
   id: string;
@@ -118,13 +118,7 @@ export class SimulatedEsp32 extends SimulatedBoard<Esp32Events> {
   }
 
   protected async boot(): Promise<void> {
-    this.setState('booting');
-    this.bootedAt = Date.now();
-    this.connectedAt = 0;
-    this.maxLoopMs = 0;
-    this.errormessage = '';
-    this.busy = false;
-    const abort = (this.bootAbort = new AbortController());
+    const abort = this.beginBoot();
     // nvs_flash_init and the app's reads: the settings the last boot left.
     const nvs = await this.nvsFile.read(this.appSecureVersion);
     if (abort.signal.aborted) return;
@@ -349,25 +343,12 @@ export class SimulatedEsp32 extends SimulatedBoard<Esp32Events> {
     await this.nvsFile.write(next).catch((err: Error) => this.logLine(`nvs: write failed: ${err.message}`));
   }
 
-  protected reboot(reason: RebootReason): void {
-    if (this.state === 'stopped') return;
-    this.options.log?.(`${this.id} reboot (${reason})`);
-    this.bootAbort.abort();
-    this.clearTimers();
-    this.policy = undefined;
-    this.busy = false;
-    this.setState('rebooting');
-    this.dropLink();
-    this.emitBoard('reboot', reason);
-    this.later(this.bootDelayMs(), () => void this.boot());
-  }
-
   /**
    * The link dies without a DISCONNECT, so the broker publishes the will. What the device wrote
    * before the reset (its last `log` line) still leaves: the socket is ended, not destroyed, and
    * forced shut only if it lingers.
    */
-  private dropLink(): void {
+  protected dropLink(): void {
     const client = this.client;
     this.client = undefined;
     if (!client) return;

@@ -14,7 +14,7 @@ import { resolveTiming, scaled, TimingOption } from './device-timing';
 import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
 import { deviceMqttOptions } from './device-mqtt';
-import { BoardEvents, RebootReason, SimulatedBoard } from './board';
+import { BoardEvents, SimulatedBoard } from './board';
 
 export { DEVICE_STATES, REBOOT_REASONS } from './board';
 export type { DeviceState, RebootReason } from './board';
@@ -148,14 +148,8 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
   }
 
   protected async boot(): Promise<void> {
-    this.setState('booting');
-    this.bootedAt = Date.now();
-    this.maxLoopMs = 0;
-    this.connectedAt = 0;
-    this.errormessage = '';
-    this.busy = false;
+    const abort = this.beginBoot();
     this.policy = undefined;
-    const abort = (this.bootAbort = new AbortController());
     if (this.enrollment && !(await this.enrollFirst(abort.signal))) return;
     try {
       // Configuration (and certificates) are fetched at boot only (docs/wire-contract.md, config.json keys).
@@ -553,23 +547,11 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
     this.reboot('update');
   }
 
-  /**
-   * A reset: whatever ran for this boot ends, the link dies without a goodbye (the broker sends
-   * the LWT), then boot, Wi-Fi and NTP take their time before the device boots again.
-   */
-  protected reboot(reason: RebootReason): void {
-    if (this.state === 'stopped' || this.state === 'silent') return;
-    this.log(`reboot (${reason})`);
-    this.bootAbort.abort();
-    this.clearTimers();
-    this.policy = undefined;
-    this.busy = false;
-    this.setState('rebooting');
-    this.dropLink();
-    this.emitBoard('reboot', reason);
+  /** A device set to go silent still does, at the same moment after its start, across resets. */
+  protected override resetting(): void {
     if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
-    this.later(this.bootDelayMs(), () => void this.boot());
   }
+
 
   private async downloadFile(command: 'ca' | 'cert' | 'key', signal: AbortSignal): Promise<void> {
     const server = this.downloadServer();
@@ -613,8 +595,7 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
     this.dogTicker = undefined;
   }
 
-  /** The link dies without a DISCONNECT (power cut, reset): the broker publishes the LWT. */
-  private dropLink(): void {
+  protected dropLink(): void {
     const client = this.client;
     this.client = undefined;
     client?.stream?.destroy();
