@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { MqttClient } from 'mqtt';
 import type { StatusReport } from '../fleet/telemetry';
-import type { Jitter } from '../device/jitter';
+import { Jitter } from '../device/jitter';
 import type { ReconnectPolicy } from '../device/reconnect-policy';
-import { bootToNetworkMs, DeviceTiming } from './device-timing';
+import { bootToNetworkMs, DeviceTiming, resolveTiming, TimingOption } from './device-timing';
 import { DeviceTimers } from './device-timers';
 import { statusReport } from './device-status';
 
@@ -28,12 +28,14 @@ export interface BoardEvents {
   attempt: [];
 }
 
+/** What both boards' options have in common. */
 export interface BoardSetup {
   id: string;
   image: string;
   build?: string;
-  timing: DeviceTiming;
-  jitter: Jitter;
+  timing?: TimingOption;
+  /** Mixed into the jitter seed (the firmware mixes a hardware random word in); default 0, so runs repeat. */
+  jitterSeed?: number;
   /** Time from a reset (or the power-on) to the network; by default from `timing`. */
   rebootDelayMs?: number;
   log?(line: string): void;
@@ -74,8 +76,8 @@ export abstract class SimulatedBoard<E extends BoardEvents & Record<keyof E, unk
     this.id = setup.id;
     this.image = setup.image;
     this.build = setup.build ?? 'Nov 21 2026 10:00:00';
-    this.timing = setup.timing;
-    this.jitter = setup.jitter;
+    this.timing = resolveTiming(setup.timing);
+    this.jitter = Jitter.forDevice(setup.id, setup.jitterSeed ?? 0);
   }
 
   get online(): boolean {

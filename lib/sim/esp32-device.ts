@@ -4,10 +4,9 @@ import { TopicScheme } from '../fleet/topic-scheme';
 import { buildCommand } from '../fleet/commands';
 import type { StatusReport } from '../fleet/telemetry';
 import { parseImageName } from '../firmware/version';
-import { Jitter } from '../device/jitter';
 import { ReconnectPolicy } from '../device/reconnect-policy';
 import { deviceGet, HttpsTarget } from './device-https';
-import { resolveTiming, scaled, TimingOption } from './device-timing';
+import { scaled, TimingOption } from './device-timing';
 import { Esp32Nvs, NvsFile } from './esp32-nvs';
 import { checkEsp32Image } from './esp32-image-check';
 import { readEsp32SimTrusts } from './esp32-sim-image';
@@ -87,7 +86,7 @@ export class SimulatedEsp32 extends SimulatedBoard<Esp32Events> {
   private staging: Buffer = Buffer.alloc(0);
 
   constructor(private readonly options: SimulatedEsp32Options) {
-    super({ id: options.id, image: options.image, build: options.build, timing: resolveTiming(options.timing), jitter: Jitter.forDevice(options.id, options.jitterSeed ?? 0), rebootDelayMs: options.rebootDelayMs, log: options.log });
+    super(options);
     const parsed = parseImageName(options.image);
     this.projectName = parsed.product;
     this.version = parsed.version;

@@ -5,12 +5,11 @@ import { keyBelongsTo } from '../pki/keys';
 import { checkDeviceConfig, DeviceConfig } from '../firmware/firmware-service';
 import type { StatusReport } from '../fleet/telemetry';
 import { checkWifiCredentials } from '../fleet/wifi-credentials';
-import { Jitter } from '../device/jitter';
 import { ReconnectPolicy } from '../device/reconnect-policy';
 import { ProgressWatchdog, WatchdogStep, WATCHDOG_TICK_MS } from '../device/progress-watchdog';
 import { deviceGet, DeviceGetOptions, esp8266UpdateHeaders, HttpsTarget } from './device-https';
 import { readSimManifest } from './sim-image';
-import { resolveTiming, scaled, TimingOption } from './device-timing';
+import { scaled, TimingOption } from './device-timing';
 import type { EnrollState } from '../device/enrollment';
 import { DeviceEnrollment, EnrollHost, EnrollSetup } from './device-enrollment';
 import { deviceMqttOptions } from './device-mqtt';
@@ -82,7 +81,6 @@ export interface WifiNetwork {
   password: string;
 }
 
-
 interface DeviceEvents extends BoardEvents {
   flashed: [string];
   /** A verified download waits for `flash` (staged mode). */
@@ -117,7 +115,7 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
   readonly enrollment: DeviceEnrollment | undefined;
 
   constructor(private readonly options: SimulatedDeviceOptions) {
-    super({ id: options.id, image: options.image, build: options.build, timing: resolveTiming(options.timing), jitter: Jitter.forDevice(options.id, options.jitterSeed ?? 0), rebootDelayMs: options.rebootDelayMs, log: options.log });
+    super(options);
     if (options.enroll) {
       // A new board: ca.crt only; the key and certificate come from its own enrollment.
       this.files = { ca: options.files.ca, cert: '', key: '' };
@@ -140,7 +138,12 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
 
   protected override poweredOn(): void {
     this.startedAt = Date.now();
-    if (this.options.silentAfterMs !== undefined) this.later(this.options.silentAfterMs, () => this.goSilent());
+    this.scheduleSilence();
+  }
+
+  /** A device set to go silent does so `silentAfterMs` after its start, across resets and re-enrollments. */
+  private scheduleSilence(): void {
+    if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
   }
 
   status(): StatusReport {
@@ -282,7 +285,7 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
     this.policy = undefined;
     this.busy = false;
     this.dropLink();
-    if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
+    this.scheduleSilence();
     void this.boot();
   }
 
@@ -547,9 +550,8 @@ export class SimulatedDevice extends SimulatedBoard<DeviceEvents> {
     this.reboot('update');
   }
 
-  /** A device set to go silent still does, at the same moment after its start, across resets. */
   protected override resetting(): void {
-    if (this.options.silentAfterMs !== undefined) this.later(Math.max(0, this.options.silentAfterMs - (Date.now() - this.startedAt)), () => this.goSilent());
+    this.scheduleSilence();
   }
 
 
